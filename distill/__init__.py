@@ -1,0 +1,1 @@
+"""Egocentric vision students and world models distilled from privileged teachers (to come)."""

@@ -1,0 +1,163 @@
+"""The batched env contract shared by every task: checks, auto-reset, reward terms, divergence.
+
+A task subclasses ``BatchedEnv`` and fills in ``_reset_worlds``, ``_observe`` and ``_evaluate``;
+this class does the rest, so that every task behaves the same way at its edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+
+from envs.sim import Sim
+
+Obs = dict[str, torch.Tensor]
+
+
+class BatchedEnv:
+    """W worlds of A agents each, stepped together; everything is a torch tensor on ``device``.
+
+    Attributes:
+        num_envs: W.  agents: agent names.  num_agents: A.  act_dim: per-agent action size.
+        observation_spaces: group name -> per-agent ``gymnasium.spaces.Box``.
+        action_space: per-agent ``Box(-1, 1, (act_dim,))``; actions outside are clipped.
+        mj_model: the MjModel.  n_substeps: physics steps per control step.
+        num_diverged: worlds reset so far because their physics failed.
+    """
+
+    act_dim: int
+    agents: list[str]
+    observation_spaces: dict[str, gym.spaces.Box]
+
+    def __init__(
+        self,
+        mj_model: mujoco.MjModel,
+        num_envs: int,
+        n_substeps: int,
+        backend: str,
+        device: str | None,
+        per_world_fields: tuple[str, ...] = (),
+        nthread: int = 0,
+    ) -> None:
+        self.mj_model = mj_model
+        self.n_substeps = n_substeps
+        self.num_envs = num_envs
+        self.sim = Sim(
+            mj_model,
+            num_envs,
+            backend=backend,
+            device=device,
+            n_substeps=n_substeps,
+            nthread=nthread,
+            per_world_fields=per_world_fields,
+        )
+        self.device = self.sim.device
+        self.num_diverged = 0
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(0)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
+        self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def control_dt(self) -> float:
+        return self.mj_model.opt.timestep * self.n_substeps
+
+    # -- to be provided by a task ---------------------------------------------------------------
+    def _reset_worlds(self, ids: torch.Tensor) -> None:
+        """Start new episodes in worlds ``ids`` (long ``[n]``): sample and write their state."""
+        raise NotImplementedError
+
+    def _apply_actions(self, actions: torch.Tensor) -> None:
+        """Write clipped actions ``[W, A, act_dim]`` to the sim's controls."""
+        raise NotImplementedError
+
+    def _observe(self) -> Obs:
+        """Every observation group, ``[W, A, ...]``."""
+        raise NotImplementedError
+
+    def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
+        """After a physics step: (unscaled reward terms ``[W, A]``, terminated ``[W]``, info)."""
+        raise NotImplementedError
+
+    def _reward_scales(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- the contract --------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> Obs:
+        """Start a new episode in every world; ``seed`` reseeds the env's generator."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        ids = torch.arange(self.num_envs, device=self.device)
+        self._reset_worlds(ids)
+        self.episode_length.zero_()
+        return self._observe()
+
+    def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Validated, clipped float32 actions ``[W, A, act_dim]`` on ``device``."""
+        expected = (self.num_envs, self.num_agents, self.act_dim)
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape [W, A, act_dim] = {list(expected)}, got {list(actions.shape)}")
+        actions = actions.to(device=self.device, dtype=torch.float32)
+        if not torch.isfinite(actions).all():
+            bad = (~torch.isfinite(actions)).any(-1).any(-1).nonzero().flatten().tolist()
+            raise ValueError(f"actions contain NaN or inf (worlds {bad[:10]})")
+        return actions.clamp(-1.0, 1.0)
+
+    def step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every world one control step.
+
+        Args:
+            actions: float ``[W, A, act_dim]``; clipped to [-1, 1].
+
+        Returns:
+            obs (groups ``[W, A, ...]``), reward ``[W, A]``, terminated ``[W]``, truncated ``[W]``,
+            info with ``reward_terms`` (each scaled term ``[W, A]``), ``diverged`` ``[W]``,
+            and, when any world finished, ``final_obs`` (observations before the auto-reset,
+            valid where ``terminated | truncated``) and ``episode`` task statistics.
+        """
+        actions = self.check_actions(actions)
+        self._apply_actions(actions)
+        failed = self.sim.step()
+        self.episode_length += 1
+        terms, terminated, info = self._evaluate()
+        scales = self._reward_scales()
+        scaled = {k: v * scales[k] for k, v in terms.items()}
+        reward = torch.stack(list(scaled.values())).sum(0)
+        truncated = self.episode_length >= self.max_episode_steps
+        diverged = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        if len(failed):
+            fid = torch.as_tensor(failed, device=self.device)
+            diverged[fid] = True
+            self.num_diverged += len(failed)
+            # A failed world's state means nothing: no reward from it, end its episode.
+            reward[fid] = 0.0
+            terminated[fid] = False
+            truncated[fid] = True
+        info["reward_terms"] = scaled
+        info["diverged"] = diverged
+        info["num_diverged"] = self.num_diverged
+        obs = self._observe()
+        done = terminated | truncated
+        if done.any():
+            info["final_obs"] = obs
+            info["episode_length"] = self.episode_length.clone()
+            ids = done.nonzero().flatten()
+            self._reset_worlds(ids)
+            self.episode_length[ids] = 0
+            obs = self._observe()
+        return obs, reward, terminated, truncated, info
+
+    max_episode_steps: int
+
+    def close(self) -> None:
+        """Release renderers and threads."""

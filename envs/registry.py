@@ -1,0 +1,71 @@
+"""Name -> (env class, default config) for every registered env."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from envs.base import BatchedEnv
+from envs.config import apply_overrides
+
+_REGISTRY: dict[str, tuple[Callable[..., BatchedEnv], Callable[[], Any]]] = {}
+
+
+def register(name: str, env_cls: Callable[..., BatchedEnv], default_config: Callable[[], Any]) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"env {name!r} is already registered")
+    _REGISTRY[name] = (env_cls, default_config)
+
+
+def registered() -> list[str]:
+    """Names accepted by ``make``."""
+    return sorted(_REGISTRY)
+
+
+def config_for(name: str, **overrides: Any) -> Any:
+    """The resolved config of env ``name`` with ``overrides`` applied (strictly)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown env {name!r}; registered envs: {registered()}")
+    return apply_overrides(_REGISTRY[name][1](), overrides, where=f"{name} config")
+
+
+def make(
+    name: str, num_envs: int = 16, backend: str = "cpu", device: str | None = None, **overrides: Any
+) -> BatchedEnv:
+    """The batched env ``name`` with ``num_envs`` worlds.
+
+    Args:
+        name: one of ``registered()``.
+        num_envs: W, worlds stepped together.
+        backend: ``"cpu"`` (``mujoco.batch``) or ``"warp"`` (MuJoCo Warp).
+        device: for ``warp``: ``"cuda:0"``, ``"cpu"``...; default CUDA when present.
+        **overrides: fields of the env's config dataclass (unknown keys raise ``ValueError``).
+    """
+    cfg = config_for(name, **overrides)
+    if backend == "warp" and device is None:
+        import warp as wp
+
+        wp.config.quiet = True
+        device = "cuda:0" if wp.is_cuda_available() else "cpu"
+    env_cls = _REGISTRY[name][0]
+    return env_cls(cfg, num_envs=num_envs, backend=backend, device=device, name=name)
+
+
+def _soccer(team_size: int) -> Callable[[], Any]:
+    def default() -> Any:
+        from envs.soccer import SoccerConfig
+
+        return dataclasses.replace(SoccerConfig(), team_size=team_size)
+
+    return default
+
+
+def _soccer_env(*args: Any, **kwargs: Any) -> BatchedEnv:
+    from envs.soccer import SoccerEnv
+
+    return SoccerEnv(*args, **kwargs)
+
+
+register("soccer-1v1", _soccer_env, _soccer(1))
+register("soccer-2v2", _soccer_env, _soccer(2))

@@ -1,0 +1,210 @@
+"""Batched MuJoCo physics behind one class, on MuJoCo's batched CPU API or on MuJoCo Warp.
+
+Both backends expose the state of every world as torch tensors, ``[W, n]``:
+``cpu`` views the live ``mujoco.batch.Batch`` rows (float64, no copy), ``warp`` views MuJoCo
+Warp's device arrays through ``wp.to_torch`` (float32, no copy). Writing to ``qpos``/``qvel``/
+``ctrl`` changes the worlds' state for the next ``step``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import mujoco
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("cpu", "warp")
+
+
+def _ids(ids: torch.Tensor | Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+    if ids is None:
+        return np.arange(n, dtype=np.int32)
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    ids = np.asarray(ids)
+    if ids.dtype == bool:
+        ids = np.flatnonzero(ids)
+    return ids.astype(np.int32)
+
+
+class Sim:
+    """``num_worlds`` copies of ``model`` stepped together, ``n_substeps`` physics steps per call.
+
+    Args:
+        model: the compiled MjModel every world shares (per-world fields via ``expand``).
+        num_worlds: W, the number of worlds.
+        backend: ``"cpu"`` (``mujoco.batch``) or ``"warp"`` (``mujoco_warp``).
+        device: torch/Warp device for ``warp`` (``"cuda:0"``, ``"cpu"``); ignored by ``cpu``.
+        n_substeps: physics steps per ``step()`` call.
+        nthread: CPU threads for the ``cpu`` backend (0: all cores).
+        per_world_fields: MjModel fields that get a value per world (domain randomisation).
+            The ``warp`` backend must know them up front; ``cpu`` expands them here too.
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        num_worlds: int,
+        backend: str = "cpu",
+        device: str | None = None,
+        n_substeps: int = 1,
+        nthread: int = 0,
+        per_world_fields: Sequence[str] = (),
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if num_worlds < 1:
+            raise ValueError(f"num_worlds must be >= 1, got {num_worlds}")
+        if n_substeps < 1:
+            raise ValueError(f"n_substeps must be >= 1, got {n_substeps}")
+        self.model = model
+        self.num_worlds = num_worlds
+        self.backend = backend
+        self.n_substeps = n_substeps
+        self._fields: dict[str, torch.Tensor] = {}
+        if backend == "cpu":
+            self._init_cpu(nthread, per_world_fields)
+        else:
+            self._init_warp(device or "cpu", per_world_fields)
+
+    # -- construction -------------------------------------------------------------------------
+    def _init_cpu(self, nthread: int, per_world_fields: Sequence[str]) -> None:
+        from mujoco.batch import Batch
+
+        self.device = torch.device("cpu")
+        self._batch = Batch(self.model, self.num_worlds, nthread=nthread)
+        self._batch.reset()
+        self.qpos = torch.from_numpy(self._batch.bind("qpos"))
+        self.qvel = torch.from_numpy(self._batch.bind("qvel"))
+        self.ctrl = torch.from_numpy(self._batch.bind("ctrl"))
+        # MuJoCo resets a world whose state goes bad (with a warning) inside mj_step; its clock
+        # going back is how such a world is recognised afterwards.
+        self._time = self._batch.bind("time")
+        for name in per_world_fields:
+            self._fields[name] = torch.from_numpy(self._batch.expand(name))
+
+    def _init_warp(self, device: str, per_world_fields: Sequence[str]) -> None:
+        import mujoco_warp as mjw
+        import warp as wp
+
+        wp.config.quiet = True
+        wp.init()
+        self._wp = wp
+        self._mjw = mjw
+        self._wp_device = wp.get_device(device)
+        self.device = torch.device("cuda", self._wp_device.ordinal) if self._wp_device.is_cuda else torch.device("cpu")
+        with wp.ScopedDevice(self._wp_device):
+            self._m = mjw.put_model(self.model, batch_sizes={f: self.num_worlds for f in per_world_fields})
+            # Room for contacts: a soccer or push scene has a few dozen at most per world.
+            self._d = mjw.make_data(self.model, nworld=self.num_worlds, nconmax=64, njmax=256)
+            mjw.reset_data(self._m, self._d)
+        self.qpos = wp.to_torch(self._d.qpos)
+        self.qvel = wp.to_torch(self._d.qvel)
+        self.ctrl = wp.to_torch(self._d.ctrl)
+        for name in per_world_fields:
+            t = wp.to_torch(getattr(self._m, name))
+            self._fields[name] = t.view(self.num_worlds, *t.shape[1:])
+        self._graph = None
+
+    # -- stepping -----------------------------------------------------------------------------
+    def step(self) -> np.ndarray:
+        """Advance every world by ``n_substeps`` physics steps.
+
+        Returns:
+            Ids of worlds whose physics failed (MuJoCo error or non-finite state), possibly
+            empty. Their state is left as it is; the caller resets them.
+        """
+        if self.backend == "cpu":
+            from mujoco.batch import SimulationError
+
+            t0 = self._time.copy()
+            try:
+                self._batch.step(nstep=self.n_substeps)
+                failed = np.zeros(0, dtype=np.int64)
+            except SimulationError as err:
+                failed = np.asarray(err.ids, dtype=np.int64)
+                # The failed worlds kept their state; the rest ran to completion.
+            expected = t0 + 0.5 * self.n_substeps * self.model.opt.timestep
+            failed = np.union1d(failed, np.flatnonzero(self._time < expected))
+        else:
+            self._step_warp()
+            failed = np.zeros(0, dtype=np.int64)
+        bad = ~(torch.isfinite(self.qpos).all(1) & torch.isfinite(self.qvel).all(1))
+        bad |= self.qvel.abs().amax(1) > 1e4
+        if bad.any():
+            failed = np.union1d(failed, bad.nonzero().flatten().cpu().numpy())
+        return failed
+
+    def _step_warp(self) -> None:
+        wp, mjw = self._wp, self._mjw
+        with wp.ScopedDevice(self._wp_device):
+            if not self._wp_device.is_cuda:
+                for _ in range(self.n_substeps):
+                    mjw.step(self._m, self._d)
+                return
+            if self._graph is None:
+                # Warm up (compiles and allocates), then capture all substeps as one CUDA graph.
+                for _ in range(self.n_substeps):
+                    mjw.step(self._m, self._d)
+                with wp.ScopedCapture() as capture:
+                    for _ in range(self.n_substeps):
+                        mjw.step(self._m, self._d)
+                self._graph = capture.graph
+                return
+            wp.capture_launch(self._graph)
+
+    # -- state access -------------------------------------------------------------------------
+    def reset(
+        self,
+        ids: torch.Tensor | Sequence[int] | np.ndarray | None = None,
+        qpos: torch.Tensor | None = None,
+        qvel: torch.Tensor | None = None,
+    ) -> None:
+        """Reset worlds ``ids`` to the model defaults, then to ``qpos``/``qvel`` if given.
+
+        Args:
+            ids: world ids (or a ``[W]`` bool mask); None for all.
+            qpos: ``[len(ids), nq]`` positions, or None for the model's ``qpos0``.
+            qvel: ``[len(ids), nv]`` velocities, or None for zeros.
+        """
+        idx = _ids(ids, self.num_worlds)
+        if len(idx) == 0:
+            return
+        if self.backend == "cpu":
+            self._batch.reset(idx, stage=0)  # mjSTAGE_NONE: the next step runs forward anyway
+        else:
+            wp = self._wp
+            mask = np.zeros(self.num_worlds, dtype=bool)
+            mask[idx] = True
+            with wp.ScopedDevice(self._wp_device):
+                self._mjw.reset_data(self._m, self._d, reset=wp.array(mask, dtype=bool))
+        t_idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        if qpos is not None:
+            self.qpos[t_idx] = qpos.to(self.qpos)
+        if qvel is not None:
+            self.qvel[t_idx] = qvel.to(self.qvel)
+
+    def field(self, name: str) -> torch.Tensor:
+        """The live per-world values ``[W, ...]`` of a model field named in ``per_world_fields``."""
+        if name not in self._fields:
+            raise KeyError(f"{name!r} is not per-world; per-world fields: {sorted(self._fields)}")
+        return self._fields[name]
+
+    def warp_handles(self):  # noqa: ANN201 - Warp types are optional imports
+        """(Model, Data) of the ``warp`` backend, for rendering in place; None on ``cpu``."""
+        if self.backend != "warp":
+            return None
+        return self._m, self._d
+
+    def get_data(self, world: int) -> mujoco.MjData:
+        """One world's state as a fresh MjData (for inspection or single-world tools)."""
+        d = mujoco.MjData(self.model)
+        d.qpos[:] = self.qpos[world].detach().cpu().double().numpy()
+        d.qvel[:] = self.qvel[world].detach().cpu().double().numpy()
+        d.ctrl[:] = self.ctrl[world].detach().cpu().double().numpy()
+        mujoco.mj_forward(self.model, d)
+        return d

@@ -1,0 +1,485 @@
+"""N-vs-N robot soccer on batched worlds.
+
+Team 0 (``blue*``) attacks +x, team 1 (``red*``) attacks -x. Every observation is expressed in
+the observing robot's frame or in its team's frame (the world turned 180 degrees for team 1),
+so a policy plays either end unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+
+from envs.base import BatchedEnv, Obs
+from envs.soccer import scene
+
+# Segmentation classes (team-relative), the ``segmentation`` group's values.
+SEG_CLASSES = ("background", "floor", "wall", "ball", "teammate", "opponent", "own_goal", "opponent_goal", "self")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardScales:
+    """Weight of each reward term; 0 turns a term off (it is still computed and logged)."""
+
+    goal: float = 1.0
+    """+1 to every player of the scoring team, -1 to the other team."""
+    vel_to_ball: float = 0.0
+    """The player's velocity toward the ball, m/s (per player)."""
+    ball_vel_to_goal: float = 0.0
+    """The ball's velocity toward the opponent goal, m/s (shared by a team)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SoccerConfig:
+    """Soccer world, rules and observations."""
+
+    team_size: int = 1
+    """Players per team, 1 to 4."""
+    pitch_length: tuple[float, float] = (4.0, 6.0)
+    """Range of the pitch length (m) sampled per world at each episode."""
+    pitch_width: tuple[float, float] = (3.0, 4.0)
+    """Range of the pitch width (m) sampled per world at each episode."""
+    goal_width: float = 1.2
+    """Goal mouth width (m)."""
+    timestep: float = 0.01
+    """Physics step (s)."""
+    n_substeps: int = 4
+    """Physics steps per control step: 4 x 10 ms = 25 Hz control."""
+    episode_seconds: float = 20.0
+    """Time limit (s); the episode is truncated there."""
+    on_goal: str = "terminate"
+    """``terminate``: a goal ends the episode; ``kickoff``: play restarts from kick-off."""
+    max_speed: float = 1.5
+    """Top forward and lateral speed (m/s) at action 1."""
+    max_turn: float = 4.0
+    """Top yaw rate (rad/s) at action 1."""
+    reward_scales: RewardScales = RewardScales()
+    """Scale of each reward term."""
+    cameras: tuple[str, ...] = ()
+    """Egocentric modalities to render: any of ``rgb`` (group ``camera``), ``depth``, ``segmentation``."""
+    camera_resolution: tuple[int, int] = (64, 64)
+    """(width, height) of each egocentric image."""
+    nthread: int = 0
+    """Physics threads for the ``cpu`` backend (0: all cores)."""
+
+    def validate(self) -> None:
+        if not 1 <= self.team_size <= 4:
+            raise ValueError(f"team_size must be 1 to 4, got {self.team_size}")
+        if self.on_goal not in ("terminate", "kickoff"):
+            raise ValueError(f"on_goal must be 'terminate' or 'kickoff', got {self.on_goal!r}")
+        for key in ("pitch_length", "pitch_width"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{key} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        if self.goal_width >= self.pitch_width[0]:
+            raise ValueError(f"goal_width {self.goal_width} must be below the narrowest pitch {self.pitch_width[0]}")
+        bad = [c for c in self.cameras if c not in ("rgb", "depth", "segmentation")]
+        if bad:
+            raise ValueError(f"cameras must be among ('rgb', 'depth', 'segmentation'), got {bad}")
+
+
+def _rot(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """World vector (x, y) in a frame whose heading has cosine c and sine s: ``[..., 2]``."""
+    return torch.stack((c * x + s * y, -s * x + c * y), -1)
+
+
+class SoccerEnv(BatchedEnv):
+    """Batched N-vs-N soccer; see ``SoccerConfig`` and the README's reference table.
+
+    Observation groups (per agent): ``privileged`` float32 ``[16 + 12 N]``, ``critic`` float32
+    ``[14 N + 7]``, ``proprio`` float32 ``[6]``; with cameras, ``camera`` uint8 ``[3, H, W]``,
+    ``depth`` float32 ``[1, H, W]`` (m), ``segmentation`` uint8 ``[1, H, W]`` (``SEG_CLASSES``).
+    Actions ``[3]`` in [-1, 1]: forward and lateral velocity, yaw rate (body frame).
+    """
+
+    act_dim = 3
+
+    def __init__(
+        self,
+        cfg: SoccerConfig,
+        num_envs: int = 16,
+        backend: str = "cpu",
+        device: str | None = None,
+        name: str = "soccer",
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.name = name
+        n = cfg.team_size
+        self._hl_max = cfg.pitch_length[1] / 2
+        self._hw_max = cfg.pitch_width[1] / 2
+        xml = scene.build_xml(
+            n, self._hl_max, self._hw_max, cfg.goal_width / 2, cfg.timestep, cfg.max_speed, cfg.max_turn
+        )
+        model = mujoco.MjModel.from_xml_string(xml)
+        self.agents = [scene.robot_name(t, i) for t in (0, 1) for i in range(n)]
+        self.max_episode_steps = max(1, round(cfg.episode_seconds / (cfg.timestep * cfg.n_substeps)))
+        super().__init__(model, num_envs, cfg.n_substeps, backend, device, ("geom_pos",), cfg.nthread)
+        self._init_indices()
+        dev, W, A = self.device, num_envs, 2 * n
+        self.team = torch.tensor([0] * n + [1] * n, device=dev)
+        self.half_length = torch.full((W,), self._hl_max, device=dev)
+        self.half_width = torch.full((W,), self._hw_max, device=dev)
+        self.score = torch.zeros(W, 2, dtype=torch.long, device=dev)
+        self.prev_action = torch.zeros(W, A, 3, device=dev)
+        self._act_scale = torch.tensor([cfg.max_speed, cfg.max_speed, cfg.max_turn], device=dev)
+        # Per agent: its teammates' and opponents' agent indices, in index order.
+        mates = [[j for j in range(A) if j != a and j // n == a // n] for a in range(A)]
+        opps = [[j for j in range(A) if j // n != a // n] for a in range(A)]
+        self._mates = torch.tensor(mates, dtype=torch.long, device=dev).view(A, n - 1)
+        self._opps = torch.tensor(opps, dtype=torch.long, device=dev)
+        # Team frame: team 1 sees the world turned by 180 degrees.
+        self._flip = torch.tensor([1.0] * n + [-1.0] * n, device=dev)
+        p_dim, c_dim = 16 + 12 * n, 14 * n + 7
+        box = gym.spaces.Box
+        self.observation_spaces: dict[str, gym.spaces.Box] = {
+            "privileged": box(-np.inf, np.inf, (p_dim,), np.float32),
+            "critic": box(-np.inf, np.inf, (c_dim,), np.float32),
+            "proprio": box(-np.inf, np.inf, (6,), np.float32),
+        }
+        w, h = cfg.camera_resolution
+        if "rgb" in cfg.cameras:
+            self.observation_spaces["camera"] = box(0, 255, (3, h, w), np.uint8)
+        if "depth" in cfg.cameras:
+            self.observation_spaces["depth"] = box(0.0, np.inf, (1, h, w), np.float32)
+        if "segmentation" in cfg.cameras:
+            self.observation_spaces["segmentation"] = box(0, len(SEG_CLASSES) - 1, (1, h, w), np.uint8)
+        self._renderer = None
+        self._viewers: dict[Any, Any] = {}
+        self._seg_table = self._segmentation_table()
+
+    # -- model bookkeeping ------------------------------------------------------------------------
+    def _init_indices(self) -> None:
+        m = self.mj_model
+        jid = lambda name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)  # noqa: E731
+        self._ball_q = int(m.jnt_qposadr[jid("ball")])
+        self._ball_v = int(m.jnt_dofadr[jid("ball")])
+        self._robot_q = torch.tensor([int(m.jnt_qposadr[jid(f"{a}_x")]) for a in self.agents])
+        self._robot_v = torch.tensor([int(m.jnt_dofadr[jid(f"{a}_x")]) for a in self.agents])
+        # Wall geoms move with the pitch: x shifts by sign_x * (hl_max - hl), y likewise.
+        sx = torch.zeros(m.ngeom)
+        sy = torch.zeros(m.ngeom)
+        for g in range(m.ngeom):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or ""
+            if name in ("wall_top", "wall_bottom"):
+                sy[g] = float(np.sign(m.geom_pos[g, 1]))
+            elif name.startswith(("wall_east", "wall_west", "goal_east", "goal_west")):
+                sx[g] = float(np.sign(m.geom_pos[g, 0]))
+        dev = self.device
+        self._geom_shift = torch.stack((sx, sy), -1).to(dev)
+        self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=dev)
+        # Actuators are per robot: fwd, lat, turn, in agent order.
+        self._ctrl_idx = torch.tensor(
+            [
+                mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, f"{a}_{k}")
+                for a in self.agents
+                for k in ("fwd", "lat", "turn")
+            ],
+            device=dev,
+        )
+
+    def _segmentation_table(self) -> torch.Tensor:
+        """``[2, ngeom + 1]`` class of each geom (index geom + 1; 0 is background) per team."""
+        m = self.mj_model
+        table = torch.zeros(2, m.ngeom + 1, dtype=torch.uint8)
+        c = {name: i for i, name in enumerate(SEG_CLASSES)}
+        for g in range(m.ngeom):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or ""
+            for team in (0, 1):
+                if name in ("floor", "centre_line"):
+                    k = c["floor"]
+                elif name == "ball":
+                    k = c["ball"]
+                elif name.startswith(("blue", "red")):
+                    k = c["teammate"] if name.startswith(("blue", "red")[team]) else c["opponent"]
+                elif name.startswith("goal_"):
+                    own_end = "west" if team == 0 else "east"
+                    k = c["own_goal"] if own_end in name else c["opponent_goal"]
+                else:
+                    k = c["wall"]
+                table[team, g + 1] = k
+        return table.to(self.device)
+
+    def _reward_scales(self) -> dict[str, float]:
+        return dataclasses.asdict(self.cfg.reward_scales)
+
+    # -- state --------------------------------------------------------------------------------
+    def _state(self) -> dict[str, torch.Tensor]:
+        """Float32 world-frame state: robots ``pos [W, A, 2]``, ``yaw``, ``vel``, ``wz``; ball."""
+        q = self.sim.qpos
+        v = self.sim.qvel
+        rq = self._robot_q.to(q.device)
+        rv = self._robot_v.to(q.device)
+        robots_q = q[:, rq.unsqueeze(1) + torch.arange(3, device=q.device)].float()
+        robots_v = v[:, rv.unsqueeze(1) + torch.arange(3, device=q.device)].float()
+        b = self._ball_q
+        bv = self._ball_v
+        return {
+            "pos": robots_q[..., :2],
+            "yaw": robots_q[..., 2],
+            "vel": robots_v[..., :2],
+            "wz": robots_v[..., 2],
+            "ball": q[:, b : b + 3].float(),
+            "ball_vel": v[:, bv : bv + 3].float(),
+        }
+
+    # -- resets -------------------------------------------------------------------------------
+    def _reset_worlds(self, ids: torch.Tensor) -> None:
+        cfg, g = self.cfg, self.generator
+        k = len(ids)
+        rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
+        lo, hi = cfg.pitch_length
+        self.half_length[ids] = (lo + (hi - lo) * rand(k)) / 2
+        lo, hi = cfg.pitch_width
+        self.half_width[ids] = (lo + (hi - lo) * rand(k)) / 2
+        gp = self.sim.field("geom_pos")
+        hl, hw = self.half_length[ids], self.half_width[ids]
+        shift = torch.stack((self._hl_max - hl, self._hw_max - hw), -1)  # [k, 2]
+        new = self._geom_pos0.unsqueeze(0).repeat(k, 1, 1)
+        new[..., :2] -= self._geom_shift.unsqueeze(0) * shift.unsqueeze(1)
+        gp[ids] = new.to(gp)
+        self.score[ids] = 0
+        self._kickoff(ids)
+
+    def _kickoff(self, ids: torch.Tensor) -> None:
+        """Robots in their own halves in lanes, facing the other end; ball near the centre."""
+        n, k, g = self.cfg.team_size, len(ids), self.generator
+        rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
+        hl = self.half_length[ids].unsqueeze(1)
+        hw = self.half_width[ids].unsqueeze(1)
+        qpos = torch.as_tensor(self.mj_model.qpos0, device=self.device).repeat(k, 1)
+        for team in (0, 1):
+            lane = (torch.arange(n, device=self.device) + 0.2 + 0.6 * rand(k, n)) / n  # (0, 1)
+            y = (2 * lane - 1) * (hw - 0.3)
+            x = -(0.5 + (hl - 0.8) * rand(k, n))
+            yaw = (rand(k, n) - 0.5) * 1.0
+            if team == 1:  # the same layout turned 180 degrees
+                x, y, yaw = -x, -y, yaw + math.pi
+            for i in range(n):
+                a = team * n + i
+                adr = int(self._robot_q[a])
+                qpos[:, adr] = x[:, i]
+                qpos[:, adr + 1] = y[:, i]
+                qpos[:, adr + 2] = yaw[:, i]
+        b = self._ball_q
+        qpos[:, b : b + 2] = (rand(k, 2) - 0.5) * 0.4
+        qpos[:, b + 2] = scene.BALL_RADIUS
+        self.sim.reset(ids, qpos)
+        self.prev_action[ids] = 0.0
+
+    # -- actions, rewards, observations --------------------------------------------------------
+    def _apply_actions(self, actions: torch.Tensor) -> None:
+        self.prev_action = actions
+        ctrl = (actions * self._act_scale).reshape(self.num_envs, -1)
+        self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl.to(self.sim.ctrl)
+
+    def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
+        s = self._state()
+        n = self.cfg.team_size
+        bx, by = s["ball"][:, 0], s["ball"][:, 1]
+        in_mouth = by.abs() < self.cfg.goal_width / 2
+        over = self.half_length + scene.BALL_RADIUS
+        blue_scores = in_mouth & (bx > over)
+        red_scores = in_mouth & (bx < -over)
+        goal = blue_scores | red_scores
+        sign = blue_scores.float() - red_scores.float()  # +1 blue scored, -1 red scored
+        goal_term = sign.unsqueeze(1) * self._flip  # [W, A]
+        self.score[:, 0] += blue_scores.long()
+        self.score[:, 1] += red_scores.long()
+        # Shaping: the player's speed toward the ball, the ball's speed toward the opponent goal.
+        to_ball = s["ball"][:, None, :2] - s["pos"]
+        dist = to_ball.norm(dim=-1).clamp_min(1e-6)
+        vel_to_ball = (s["vel"] * to_ball).sum(-1) / dist
+        target = torch.stack((self.half_length, torch.zeros_like(self.half_length)), -1)  # blue's target
+        tgt = target[:, None, :] * self._flip[None, :, None]  # [W, A, 2]
+        to_goal = tgt - s["ball"][:, None, :2]
+        ball_vel_to_goal = (s["ball_vel"][:, None, :2] * to_goal).sum(-1) / to_goal.norm(dim=-1).clamp_min(1e-6)
+        terms = {"goal": goal_term, "vel_to_ball": vel_to_ball, "ball_vel_to_goal": ball_vel_to_goal}
+        info: dict[str, Any] = {
+            "goal": torch.where(goal, torch.where(blue_scores, 0, 1), -1),
+            "score": self.score.clone(),
+        }
+        if self.cfg.on_goal == "terminate":
+            terminated = goal.clone()
+        else:
+            terminated = torch.zeros_like(goal)
+            if goal.any():
+                self._kickoff(goal.nonzero().flatten())
+        del n
+        return terms, terminated, info
+
+    def _observe(self) -> Obs:
+        s = self._state()
+        n = self.cfg.team_size
+        W, A = self.num_envs, 2 * n
+        pos, yaw, vel, wz = s["pos"], s["yaw"], s["vel"], s["wz"]
+        c, si = torch.cos(yaw), torch.sin(yaw)  # [W, A]
+        cc, ss = c.unsqueeze(-1), si.unsqueeze(-1)
+
+        def ego_points(p: torch.Tensor) -> torch.Tensor:  # p [W, A, K, 2] world -> ego [W, A, K, 2]
+            d = p - pos.unsqueeze(2)
+            return _rot(d[..., 0], d[..., 1], cc, ss)
+
+        def ego_vecs(v: torch.Tensor) -> torch.Tensor:
+            return _rot(v[..., 0], v[..., 1], cc, ss)
+
+        ball = s["ball"][:, None, None, :2].expand(W, A, 1, 2)
+        ball_vel = s["ball_vel"][:, None, None, :2].expand(W, A, 1, 2)
+        own_vel = torch.cat((ego_vecs(vel.unsqueeze(2)).squeeze(2), wz.unsqueeze(-1)), -1)  # [W, A, 3]
+
+        def others(idx: torch.Tensor) -> torch.Tensor:  # idx [A, K] -> [W, A, K * 6]
+            k = idx.shape[1]
+            if k == 0:
+                return pos.new_zeros(W, A, 0)
+            p = pos[:, idx]  # [W, A, K, 2]
+            rel_yaw = yaw[:, idx] - yaw.unsqueeze(-1)
+            feats = torch.cat(
+                (
+                    ego_points(p),
+                    ego_vecs(vel[:, idx]),
+                    torch.cos(rel_yaw).unsqueeze(-1),
+                    torch.sin(rel_yaw).unsqueeze(-1),
+                ),
+                -1,
+            )
+            return feats.reshape(W, A, k * 6)
+
+        hl = self.half_length[:, None, None]
+        hw = self.half_width[:, None, None]
+        f = self._flip[None, :, None]
+        zero = torch.zeros_like(hl).expand(W, A, 1)
+        # Landmarks in the team frame, then to the world: opponent goal, own goal, 4 corners.
+        lx = torch.cat(
+            (
+                hl.expand(W, A, 1),
+                -hl.expand(W, A, 1),
+                hl.expand(W, A, 1),
+                hl.expand(W, A, 1),
+                -hl.expand(W, A, 1),
+                -hl.expand(W, A, 1),
+            ),
+            -1,
+        )
+        ly = torch.cat(
+            (zero, zero, hw.expand(W, A, 1), -hw.expand(W, A, 1), hw.expand(W, A, 1), -hw.expand(W, A, 1)), -1
+        )
+        landmarks = torch.stack((lx * f, ly * f), -1)  # [W, A, 6, 2]
+        privileged = torch.cat(
+            (
+                ego_points(ball).flatten(2),
+                ego_vecs(ball_vel).flatten(2),
+                others(self._mates),
+                others(self._opps),
+                ego_points(landmarks).flatten(2),
+                own_vel,
+                self.prev_action,
+            ),
+            -1,
+        )
+        # Critic: global state in the team frame, own robot first.
+        order = torch.cat((torch.arange(A, device=self.device).unsqueeze(1), self._mates, self._opps), 1)  # [A, A]
+        tp = pos[:, order] * f.unsqueeze(-1)  # [W, A, A, 2]
+        tv = vel[:, order] * f.unsqueeze(-1)
+        tyaw = yaw[:, order] + (f.squeeze(-1) < 0).float().unsqueeze(-1) * math.pi
+        robots = torch.cat(
+            (tp, torch.cos(tyaw).unsqueeze(-1), torch.sin(tyaw).unsqueeze(-1), tv, wz[:, order].unsqueeze(-1)), -1
+        )
+        tb = s["ball"][:, None, :2] * f
+        tbv = s["ball_vel"][:, None, :2] * f
+        time_left = (1 - self.episode_length.float() / self.max_episode_steps)[:, None, None].expand(W, A, 1)
+        critic = torch.cat((robots.flatten(2), tb, tbv, hl.expand(W, A, 1), hw.expand(W, A, 1), time_left), -1)
+        obs: Obs = {
+            "privileged": privileged,
+            "critic": critic,
+            "proprio": torch.cat((own_vel, self.prev_action), -1),
+        }
+        if self.cfg.cameras:
+            obs.update(self._cameras())
+        return obs
+
+    # -- cameras ---------------------------------------------------------------------------------
+    def _cameras(self) -> Obs:
+        from envs.render import BatchRenderer
+
+        if self._renderer is None:
+            mods = [{"rgb": "rgb", "depth": "depth", "segmentation": "segmentation"}[c] for c in self.cfg.cameras]
+            self._renderer = BatchRenderer(
+                self.sim, [f"{a}_cam" for a in self.agents], self.cfg.camera_resolution, mods, ("geom_pos",)
+            )
+        img = self._renderer.render()
+        out: Obs = {}
+        if "rgb" in img:
+            out["camera"] = img["rgb"]
+        if "depth" in img:
+            out["depth"] = img["depth"]
+        if "segmentation" in img:
+            seg = img["segmentation"].long() + 1  # background -1 -> 0
+            team = self.team.view(1, -1, 1, 1, 1).expand_as(seg)
+            out["segmentation"] = self._seg_table[team, seg]
+            self_mask = self._own_geoms()[seg] == torch.arange(self.num_agents, device=self.device).view(1, -1, 1, 1, 1)
+            out["segmentation"] = torch.where(self_mask, SEG_CLASSES.index("self"), out["segmentation"]).to(torch.uint8)
+        return out
+
+    def _own_geoms(self) -> torch.Tensor:
+        """``[ngeom + 1]`` agent index owning each geom, -1 for none."""
+        if not hasattr(self, "_geom_owner"):
+            m = self.mj_model
+            owner = torch.full((m.ngeom + 1,), -1, dtype=torch.long)
+            for a, name in enumerate(self.agents):
+                body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
+                owner[1:][torch.as_tensor(m.geom_bodyid == body)] = a
+            self._geom_owner = owner.to(self.device)
+        return self._geom_owner
+
+    def render_frame(
+        self, world: int = 0, camera: str = "overview", resolution: tuple[int, int] = (320, 240)
+    ) -> np.ndarray:
+        """One RGB frame ``[H, W, 3]`` uint8 of ``world`` from ``camera`` (any camera of the model)."""
+        from envs.render import BatchRenderer
+
+        if not 0 <= world < self.num_envs:
+            raise ValueError(f"world must be in [0, {self.num_envs}), got {world}")
+        key = (camera, resolution)
+        if key not in self._viewers:
+            view_sim = _WorldView(self, world)
+            self._viewers[key] = (
+                view_sim,
+                BatchRenderer(view_sim, [camera], resolution, ("rgb",), ("geom_pos",), shards=1),
+            )
+        view_sim, r = self._viewers[key]
+        view_sim.world = world
+        return r.render()["rgb"][0, 0].permute(1, 2, 0).cpu().numpy()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        for _, r in self._viewers.values():
+            r.close()
+        self._viewers.clear()
+
+
+class _WorldView:
+    """The ``Sim`` interface the renderer reads, narrowed to one world of an env."""
+
+    def __init__(self, env: SoccerEnv, world: int) -> None:
+        self.env, self.world = env, world
+        self.model = env.mj_model
+        self.num_worlds = 1
+        self.device = torch.device("cpu")
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        return self.env.sim.qpos[self.world : self.world + 1].cpu()
+
+    def field(self, name: str) -> torch.Tensor:
+        return self.env.sim.field(name)[self.world : self.world + 1].cpu()
+
+    def warp_handles(self) -> None:
+        return None
