@@ -31,6 +31,7 @@ class BatchedEnv:
 
     act_dim: int
     agents: list[str]
+    render_mode = "rgb_array"  # render_frame() draws any world from any camera
     observation_spaces: dict[str, gym.spaces.Box]
 
     def __init__(

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+import envs
+
+
+@pytest.fixture
+def soccer1():
+    env = envs.make("soccer-1v1", num_envs=4)
+    yield env
+    env.close()
+
+
+def place(env, world: int, robots: dict[int, tuple[float, float, float]] | None = None, ball=None, ball_vel=None):
+    """Write robot poses (x, y, yaw) and the ball's position/velocity into one world."""
+    q, v = env.sim.qpos, env.sim.qvel
+    for a, (x, y, yaw) in (robots or {}).items():
+        adr = int(env._robot_q[a])
+        q[world, adr : adr + 3] = torch.tensor([x, y, yaw], dtype=q.dtype)
+        v[world, int(env._robot_v[a]) : int(env._robot_v[a]) + 3] = 0
+    if ball is not None:
+        b = env._ball_q
+        q[world, b : b + 3] = torch.tensor(ball, dtype=q.dtype)
+        q[world, b + 3 : b + 7] = torch.tensor([1.0, 0, 0, 0], dtype=q.dtype)
+    if ball_vel is not None:
+        bv = env._ball_v
+        v[world, bv : bv + 6] = 0
+        v[world, bv : bv + 3] = torch.tensor(ball_vel, dtype=v.dtype)

@@ -1,0 +1,79 @@
+"""PettingZoo, SB3 and Gymnasium views pass their libraries' own checks."""
+
+import numpy as np
+import pytest
+import torch
+from pettingzoo.test import parallel_api_test, parallel_seed_test
+from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.vec_env import VecEnv
+
+import envs
+from agents import ScriptedSoccer
+
+
+@pytest.mark.parametrize("name", envs.registered())
+def test_pettingzoo_parallel_api(name):
+    env = envs.make_parallel(name, episode_seconds=2.0)
+    parallel_api_test(env, num_cycles=120)
+
+
+def test_pettingzoo_seed():
+    parallel_seed_test(lambda: envs.make_parallel("soccer-2v2", episode_seconds=2.0))
+
+
+def test_pettingzoo_episode_ends_and_agents_empty():
+    env = envs.make_parallel("soccer-1v1", episode_seconds=0.4)
+    obs, infos = env.reset(seed=0)
+    assert set(obs) == {"blue0", "red0"}
+    steps = 0
+    while env.agents:
+        obs, rew, term, trunc, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+        steps += 1
+    assert steps == 10 and all(trunc.values())
+
+
+def test_sb3_vecenv_slots_and_terminal_observation():
+    venv = envs.make_sb3("soccer-2v2", num_envs=3, episode_seconds=0.2)
+    assert isinstance(venv, VecEnv)
+    assert venv.num_envs == 6  # 3 worlds x 2 learning agents
+    obs = venv.reset()
+    assert obs.shape == (6, 40)
+    for t in range(5):
+        obs, rew, dones, infos = venv.step(np.zeros((6, 3), dtype=np.float32))
+        assert rew.shape == (6,) and dones.shape == (6,)
+    assert dones.all()  # 0.2 s = 5 control steps
+    for info in infos:
+        assert info["terminal_observation"].shape == (40,)
+        assert info["TimeLimit.truncated"] is True
+        assert info["episode"]["l"] == 5
+    # After the auto-reset the returned observation is the new episode's, not the terminal one.
+    assert not np.allclose(obs, np.stack([i["terminal_observation"] for i in infos]))
+
+
+def test_sb3_opponent_is_the_callers_policy():
+    calls = []
+
+    def opponent(obs):
+        calls.append(obs["privileged"].shape)
+        return torch.zeros(obs["privileged"].shape[0], obs["privileged"].shape[1], 3)
+
+    venv = envs.make_sb3("soccer-2v2", num_envs=2, opponent=opponent)
+    venv.reset()
+    venv.step(np.zeros((4, 3), dtype=np.float32))
+    assert calls == [torch.Size([2, 2, 40])]
+
+
+def test_sb3_check_env_on_single_world():
+    # SB3's own env checker runs on a Gymnasium env; the one-world soccer with a scripted opponent.
+    env = envs.make_gym("soccer-1v1", obs_groups=("privileged",))
+    check_env(env, warn=False)
+
+
+def test_sb3_ppo_runs_on_the_vecenv():
+    from stable_baselines3 import PPO
+
+    venv = envs.make_sb3("soccer-1v1", num_envs=4, opponent=ScriptedSoccer(1), episode_seconds=1.0)
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps == 256
+    assert len(model.ep_info_buffer) > 0  # episodes finished and were reported through infos

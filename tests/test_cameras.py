@@ -1,0 +1,57 @@
+"""Egocentric cameras through MuJoCo Warp's batch renderer, on the cpu physics backend."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import place
+
+import envs
+from envs.soccer import SEG_CLASSES, scene
+
+
+@pytest.fixture(scope="module")
+def cam_env():
+    env = envs.make("soccer-1v1", num_envs=3, cameras=("rgb", "depth", "segmentation"))
+    yield env
+    env.close()
+
+
+def test_camera_groups_shapes_and_dtypes(cam_env):
+    obs = cam_env.reset(seed=0)
+    assert obs["camera"].shape == (3, 2, 3, 64, 64) and obs["camera"].dtype == torch.uint8
+    assert obs["depth"].shape == (3, 2, 1, 64, 64) and obs["depth"].dtype == torch.float32
+    assert obs["segmentation"].shape == (3, 2, 1, 64, 64) and obs["segmentation"].dtype == torch.uint8
+    assert obs["camera"].float().std() > 10  # an image, not a blank
+
+
+def test_ball_in_front_is_seen_and_behind_is_not(cam_env):
+    cam_env.reset(seed=0)
+    # World 0: blue faces the ball 0.6 m ahead. World 1: the ball is behind blue.
+    place(cam_env, 0, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, 1.0, math.pi)}, ball=(-0.4, 0.0, scene.BALL_RADIUS))
+    place(cam_env, 1, robots={0: (-1.0, 0.0, math.pi), 1: (1.5, 1.0, 0.0)}, ball=(-0.4, 0.0, scene.BALL_RADIUS))
+    obs = cam_env._observe()
+    ball = SEG_CLASSES.index("ball")
+    seg0, seg1 = obs["segmentation"][0, 0, 0], obs["segmentation"][1, 0, 0]
+    assert (seg0 == ball).sum() > 20
+    assert (seg1 == ball).sum() == 0
+    # Depth along the camera axis to the ball's near side: 0.6 m - camera offset - ball radius.
+    rows, cols = (seg0 == ball).nonzero(as_tuple=True)
+    near = obs["depth"][0, 0, 0][rows, cols].min().item()
+    expected = 0.6 - (scene.ROBOT_RADIUS + 0.005) - scene.BALL_RADIUS
+    assert abs(near - expected) < 0.03, near
+    # The ball is yellow in RGB where the segmentation says ball.
+    rgb = obs["camera"][0, 0].float()[:, rows, cols].mean(1)
+    assert rgb[0] > 150 and rgb[1] > 120 and rgb[2] < 80, rgb
+    # Team-relative classes: red sees blue as an opponent.
+    assert (obs["segmentation"][0, 1, 0] == SEG_CLASSES.index("opponent")).sum() > 0
+
+
+def test_resolution_is_configurable_and_overview_renders():
+    env = envs.make("soccer-1v1", num_envs=2, cameras=("rgb",), camera_resolution=(32, 24))
+    obs = env.reset(seed=0)
+    assert obs["camera"].shape == (2, 2, 3, 24, 32)
+    frame = env.render_frame(1, resolution=(160, 120))
+    assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and frame.std() > 10
+    env.close()
