@@ -1,4 +1,5 @@
-"""A scripted soccer player: get behind the ball on the line to the goal, then push through it.
+"""A scripted soccer player: get behind the ball on the line to the goal, then push through it;
+in larger teams only the player nearest the ball attacks, the others guard their goal.
 
 It reads only the ``privileged`` group (ego-frame ball and goal), so it plays either team.
 """
@@ -39,6 +40,14 @@ class ScriptedSoccer:
         sign = torch.sign((ball * side).sum(-1, keepdim=True) * -1 + 1e-6)
         blocked = (~aligned) & ((ball * aim).sum(-1) < 0) & (ball.norm(dim=-1) < 0.6)
         target = torch.where(blocked.unsqueeze(-1), behind + side * sign * 0.4, target)
+        if self.n > 1:
+            # The player nearest the ball attacks; the others guard the line from ball to own goal.
+            mates = p[..., 4 : 4 + 6 * (self.n - 1)].unflatten(-1, (self.n - 1, 6))[..., :2]
+            mate_dist = (ball.unsqueeze(-2) - mates).norm(dim=-1)  # [..., n-1]
+            support = (mate_dist < ball.norm(dim=-1, keepdim=True)).any(-1)
+            own_goal = p[..., self._goal + 2 : self._goal + 4]
+            guard = ball + 0.45 * (own_goal - ball)
+            target = torch.where(support.unsqueeze(-1), guard, target)
         move = (self.gain * target).clamp(-1, 1)
         turn = (torch.atan2(ball[..., 1], ball[..., 0]) * 1.5).clamp(-1, 1)
         return torch.cat((move, turn.unsqueeze(-1)), -1)

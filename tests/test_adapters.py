@@ -38,7 +38,7 @@ def test_sb3_vecenv_slots_and_terminal_observation():
     assert venv.num_envs == 6  # 3 worlds x 2 learning agents
     obs = venv.reset()
     assert obs.shape == (6, 40)
-    for t in range(5):
+    for _ in range(5):
         obs, rew, dones, infos = venv.step(np.zeros((6, 3), dtype=np.float32))
         assert rew.shape == (6,) and dones.shape == (6,)
     assert dones.all()  # 0.2 s = 5 control steps

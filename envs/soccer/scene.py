@@ -14,7 +14,6 @@ WALL_THICK = 0.1
 WALL_HEIGHT = 0.3
 GOAL_DEPTH = 0.4
 TEAM_RGBA = ("0.15 0.35 0.95 1", "0.95 0.2 0.15 1")
-WALL_REACH = 6.0  # half-length of every wall box: longer than the largest pitch
 
 # contype/conaffinity bits: floor 1, robots and walls 2, ball 1|2. Robots slide on planar
 # joints, so they never touch the floor; the ball rolls on it and hits everything else.
@@ -82,8 +81,10 @@ def build_xml(
     max_turn: float,
 ) -> str:
     """MJCF of the pitch at its largest size; worlds shrink it through ``geom_pos``."""
-    t, hgt, reach = WALL_THICK / 2, WALL_HEIGHT / 2, WALL_REACH
-    seg = (reach - goal_half_width) / 2  # half-length of a wall segment beside a goal
+    t, hgt = WALL_THICK / 2, WALL_HEIGHT / 2
+    reach = half_length + GOAL_DEPTH + 0.2  # side walls span the largest pitch and its goals
+    end_reach = half_width + 0.2
+    seg = (end_reach - goal_half_width) / 2  # half-length of an end-wall segment beside a goal
     seg_c = goal_half_width + seg
     walls = [
         f'<geom name="wall_top" type="box" size="{reach} {t} {hgt}" pos="0 {half_width + t} {hgt}"'
@@ -126,11 +127,11 @@ def build_xml(
   <worldbody>
     <light name="sun" pos="0 0 6" dir="0 0 -1" directional="true" diffuse="0.5 0.5 0.5"/>
     <geom name="floor" type="plane" size="0 0 0.05" rgba="0.25 0.55 0.25 1" {_FLOOR}/>
-    <geom name="centre_line" type="box" size="0.015 3 0.001" pos="0 0 0.001" rgba="1 1 1 1"
+    <geom name="centre_line" type="box" size="0.015 {half_width} 0.001" pos="0 0 0.001" rgba="1 1 1 1"
           contype="0" conaffinity="0"/>
     {walls_xml}
-    <camera name="overview" pos="0 -{1.3 * half_width + 1.0} {1.6 * half_length}"
-            xyaxes="1 0 0 0 0.8 0.6" fovy="60"/>
+    <camera name="overview" pos="0 -{1.2 * half_width + 0.8} {1.9 * half_length}"
+            xyaxes="1 0 0 0 0.85 0.53" fovy="55"/>
     <body name="ball" pos="0 0 {BALL_RADIUS}">
       <freejoint name="ball"/>
       <geom name="ball" type="sphere" size="{BALL_RADIUS}" mass="0.2" rgba="1 0.85 0.1 1"

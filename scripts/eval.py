@@ -1,0 +1,73 @@
+"""Play batched matches between two policies and report win, draw and loss rates (95% CIs).
+
+python scripts/eval.py --env soccer-1v1 --policy scripted --opponent random --episodes 200
+python scripts/eval.py --env soccer-2v2 --policy random --episodes 100 --json out.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import envs  # noqa: E402
+from agents.evaluate import play_matches  # noqa: E402
+from agents.policies import make_policy  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluate a policy (team 0) against an opponent (team 1)."""
+
+    env: str = "soccer-1v1"
+    """Registered env name (see ``envs.registered()``)."""
+    policy: Literal["scripted", "random"] = "scripted"
+    """Policy of team 0."""
+    opponent: Literal["scripted", "random"] = "scripted"
+    """Policy of team 1."""
+    episodes: int = 100
+    """Episodes (matches) in all."""
+    num_envs: int = 32
+    """Worlds played at once."""
+    backend: Literal["cpu", "warp"] = "cpu"
+    """Physics backend."""
+    device: str | None = None
+    """Device for the warp backend (default: CUDA when present)."""
+    seed: int = 0
+    """Seed of the env and of random policies."""
+    json: Path | None = None
+    """Write the results to this JSON file as well."""
+
+
+def main(cfg: EvalConfig) -> dict:
+    if cfg.env not in envs.registered():
+        raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
+    env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device)
+    policy = make_policy(cfg.policy, env, seed=cfg.seed)
+    opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
+    result = play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)
+    result = {"env": cfg.env, "policy": cfg.policy, "opponent": cfg.opponent, "seed": cfg.seed, **result}
+    env.close()
+    lo, hi = result["win_rate_ci95"]
+    print(
+        f"{cfg.env}: {cfg.policy} vs {cfg.opponent} over {cfg.episodes} episodes: "
+        f"win {result['win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  draw {result['draw_rate']:.3f}  "
+        f"loss {result['loss_rate']:.3f}  mean return {result['mean_return']:.3f}"
+    )
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cfg.json.with_suffix(cfg.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, cfg.json)  # atomic: no half-written results
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(EvalConfig))
