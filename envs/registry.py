@@ -44,9 +44,9 @@ def make(
     """
     cfg = config_for(name, **overrides)
     if backend == "warp" and device is None:
-        import warp as wp
+        from envs.warp_setup import warp_modules
 
-        wp.config.quiet = True
+        wp, _ = warp_modules()
         device = "cuda:0" if wp.is_cuda_available() else "cpu"
     env_cls = _REGISTRY[name][0]
     return env_cls(cfg, num_envs=num_envs, backend=backend, device=device, name=name)

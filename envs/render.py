@@ -62,8 +62,7 @@ class BatchRenderer:
         shards: int | None = None,
         worlds: int | None = None,
     ) -> None:
-        import mujoco_warp as mjw
-        import warp as wp
+        from envs.warp_setup import warp_modules
 
         bad = [m for m in modalities if m not in MODALITIES]
         if bad or not modalities:
@@ -74,8 +73,7 @@ class BatchRenderer:
         w, h = resolution
         if w < 1 or h < 1:
             raise ValueError(f"resolution must be positive (width, height), got {resolution}")
-        wp.config.quiet = True
-        wp.init()
+        wp, mjw = warp_modules()
         self._wp, self._mjw = wp, mjw
         self.sim = sim
         self.cameras = list(cameras)

@@ -88,11 +88,9 @@ class Sim:
             self._fields[name] = torch.from_numpy(self._batch.expand(name))
 
     def _init_warp(self, device: str, per_world_fields: Sequence[str]) -> None:
-        import mujoco_warp as mjw
-        import warp as wp
+        from envs.warp_setup import warp_modules
 
-        wp.config.quiet = True
-        wp.init()
+        wp, mjw = warp_modules()
         self._wp = wp
         self._mjw = mjw
         self._wp_device = wp.get_device(device)

@@ -10,7 +10,8 @@ to ``--async-workers``.
 
     python scripts/bench_env.py                # W in {16, 64, 256}
     python scripts/bench_env.py --quick        # under a minute
-    python scripts/bench_env.py --backend warp --device cuda:0 --worlds 1024 4096   # on a GPU
+    python scripts/bench_env.py --backend warp --device cuda:0 --worlds 1024 4096 --no-baselines \
+        --json benchmarks/results/bench_env_gpu.json                                  # on a GPU
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class BenchConfig:
     """W in {16, 64}, 1 s each, 4 async workers: finishes in under a minute."""
     cameras: bool = True
     """Also measure with every agent's RGB camera."""
+    baselines: bool = True
+    """Measure the CPU ceiling and the AsyncVectorEnv baseline (turn off for GPU runs)."""
     json: Path = Path("benchmarks/results/bench_env.json")
     """Where the figures go."""
 
@@ -123,16 +126,24 @@ def bench_async(workers: int, seconds: float) -> float:
     return rate
 
 
+def _finite(x):  # noqa: ANN001, ANN202 - JSON has no NaN: a figure not measured is null
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
+
+
 def main(cfg: BenchConfig) -> dict:
     worlds = (16, 64) if cfg.quick else cfg.worlds
     seconds = 1.0 if cfg.quick else cfg.seconds
     workers = 4 if cfg.quick else cfg.async_workers
     rows = []
-    async_rate = bench_async(workers, seconds)
+    async_rate = bench_async(workers, seconds) if cfg.baselines else float("nan")
     print(f"async baseline: AsyncVectorEnv x {workers} single-world envs: {async_rate:,.0f} env-steps/s", flush=True)
     A = envs.make(ENV, num_envs=1).num_agents
     for W in worlds:
-        ceiling = bench_ceiling(W, seconds)
+        ceiling = bench_ceiling(W, seconds) if cfg.baselines else float("nan")
         state = bench_env(W, seconds, cfg.backend, cfg.device, cameras=False)
         row = {
             "worlds": W,
@@ -176,7 +187,7 @@ def main(cfg: BenchConfig) -> dict:
     }
     cfg.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = cfg.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
+    tmp.write_text(json.dumps(_finite(result), indent=2))
     os.replace(tmp, cfg.json)
     print(f"wrote {cfg.json}")
     return result

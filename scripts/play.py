@@ -3,8 +3,8 @@
 The video shows the overview camera with a score/time HUD and, below it, every player's
 egocentric camera. This is egoteach's "hello world":
 
-    python scripts/play.py                                   # scripted 2v2 match -> videos/soccer-2v2.mp4
-    python scripts/play.py --env soccer-1v1 --opponent random --seconds 10 --out videos/1v1.gif
+    python scripts/play.py                                   # scripted vs random 2v2 -> videos/soccer-2v2.mp4
+    python scripts/play.py --env soccer-1v1 --opponent scripted --seconds 10 --out videos/1v1.gif
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class PlayConfig:
     """Registered soccer env."""
     policy: Literal["scripted", "random"] = "scripted"
     """Team 0 (blue)."""
-    opponent: Literal["scripted", "random"] = "scripted"
-    """Team 1 (red)."""
+    opponent: Literal["scripted", "random"] = "random"
+    """Team 1 (red). Two scripted teams mostly jam each other at the ball: random makes goals."""
     seconds: float = 20.0
     """Match length; goals restart play from kick-off."""
     out: Path = Path("videos/soccer-2v2.mp4")
@@ -48,6 +48,10 @@ class PlayConfig:
     """Side of each egocentric panel in pixels."""
     seed: int = 0
     """Seed of the world and of random policies."""
+    still: Path | None = None
+    """Also save the frame at ``still_at`` seconds as a PNG (for docs)."""
+    still_at: float = 6.0
+    """Time of the still, in seconds."""
 
 
 def _hud(frame: np.ndarray, text: str) -> np.ndarray:
@@ -97,6 +101,9 @@ def main(cfg: PlayConfig) -> Path:
                 frame = np.concatenate((_hud(top, text), strip), axis=0)
                 h, w = frame.shape[:2]
                 writer.append_data(frame[: h - h % 16, : w - w % 16] if cfg.out.suffix == ".mp4" else frame)
+                if cfg.still is not None and t == round(cfg.still_at / env.control_dt):
+                    cfg.still.parent.mkdir(parents=True, exist_ok=True)
+                    imageio.imwrite(cfg.still, frame)
                 with torch.no_grad():
                     act = torch.cat(
                         (
