@@ -6,6 +6,7 @@ this class does the rest, so that every task behaves the same way at its edges.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import gymnasium as gym
@@ -18,7 +19,7 @@ from envs.sim import Sim
 Obs = dict[str, torch.Tensor]
 
 
-class BatchedEnv:
+class BatchedEnv(abc.ABC):
     """W worlds of A agents each, stepped together; everything is a torch tensor on ``device``.
 
     Attributes:
@@ -72,24 +73,25 @@ class BatchedEnv:
         return self.mj_model.opt.timestep * self.n_substeps
 
     # -- to be provided by a task ---------------------------------------------------------------
+    @abc.abstractmethod
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         """Start new episodes in worlds ``ids`` (long ``[n]``): sample and write their state."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _apply_actions(self, actions: torch.Tensor) -> None:
         """Write clipped actions ``[W, A, act_dim]`` to the sim's controls."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _observe(self) -> Obs:
         """Every observation group, ``[W, A, ...]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
         """After a physics step: (unscaled reward terms ``[W, A]``, terminated ``[W]``, info)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _reward_scales(self) -> dict[str, float]:
-        raise NotImplementedError
+        """Scale of each reward term, by name (the keys of ``_evaluate``'s terms)."""
 
     # -- the contract --------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Obs:
@@ -160,5 +162,5 @@ class BatchedEnv:
 
     max_episode_steps: int
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a task with nothing to release need not override it
         """Release renderers and threads."""

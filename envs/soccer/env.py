@@ -153,6 +153,7 @@ class SoccerEnv(BatchedEnv):
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
         self._seg_table = self._segmentation_table()
+        self._geom_owner = self._geom_owners()
 
     # -- model bookkeeping ------------------------------------------------------------------------
     def _init_indices(self) -> None:
@@ -281,7 +282,6 @@ class SoccerEnv(BatchedEnv):
 
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
         s = self._state()
-        n = self.cfg.team_size
         bx, by = s["ball"][:, 0], s["ball"][:, 1]
         in_mouth = by.abs() < self.cfg.goal_width / 2
         over = self.half_length + scene.BALL_RADIUS
@@ -311,7 +311,6 @@ class SoccerEnv(BatchedEnv):
             terminated = torch.zeros_like(goal)
             if goal.any():
                 self._kickoff(goal.nonzero().flatten())
-        del n
         return terms, terminated, info
 
     def _observe(self) -> Obs:
@@ -422,20 +421,18 @@ class SoccerEnv(BatchedEnv):
             seg = img["segmentation"].long() + 1  # background -1 -> 0
             team = self.team.view(1, -1, 1, 1, 1).expand_as(seg)
             out["segmentation"] = self._seg_table[team, seg]
-            self_mask = self._own_geoms()[seg] == torch.arange(self.num_agents, device=self.device).view(1, -1, 1, 1, 1)
+            self_mask = self._geom_owner[seg] == torch.arange(self.num_agents, device=self.device).view(1, -1, 1, 1, 1)
             out["segmentation"] = torch.where(self_mask, SEG_CLASSES.index("self"), out["segmentation"]).to(torch.uint8)
         return out
 
-    def _own_geoms(self) -> torch.Tensor:
-        """``[ngeom + 1]`` agent index owning each geom, -1 for none."""
-        if not hasattr(self, "_geom_owner"):
-            m = self.mj_model
-            owner = torch.full((m.ngeom + 1,), -1, dtype=torch.long)
-            for a, name in enumerate(self.agents):
-                body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
-                owner[1:][torch.as_tensor(m.geom_bodyid == body)] = a
-            self._geom_owner = owner.to(self.device)
-        return self._geom_owner
+    def _geom_owners(self) -> torch.Tensor:
+        """``[ngeom + 1]`` agent index owning each geom (index geom + 1), -1 for none."""
+        m = self.mj_model
+        owner = torch.full((m.ngeom + 1,), -1, dtype=torch.long)
+        for a, name in enumerate(self.agents):
+            body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
+            owner[1:][torch.as_tensor(m.geom_bodyid == body)] = a
+        return owner.to(self.device)
 
     def render_frame(
         self, world: int = 0, camera: str = "overview", resolution: tuple[int, int] = (320, 240)
