@@ -63,6 +63,9 @@ class BatchedEnv(abc.ABC):
         self.generator.manual_seed(0)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._per_world_fields = per_world_fields
+        self._renderer = None
+        self._viewers: dict[Any, Any] = {}
 
     @property
     def num_agents(self) -> int:
@@ -162,5 +165,61 @@ class BatchedEnv(abc.ABC):
 
     max_episode_steps: int
 
-    def close(self) -> None:  # noqa: B027 - a task with nothing to release need not override it
-        """Release renderers and threads."""
+    # -- cameras ------------------------------------------------------------------------------------
+    def render_cameras(
+        self, cameras: list[str], resolution: tuple[int, int], modalities: tuple[str, ...]
+    ) -> dict[str, torch.Tensor]:
+        """Every world's ``cameras`` through one lazily built ``BatchRenderer`` (see its ``render``)."""
+        from envs.render import BatchRenderer
+
+        if self._renderer is None:
+            self._renderer = BatchRenderer(self.sim, cameras, resolution, modalities, self._per_world_fields)
+        return self._renderer.render()
+
+    def render_frame(
+        self, world: int = 0, camera: str = "overview", resolution: tuple[int, int] = (320, 240)
+    ) -> np.ndarray:
+        """One RGB frame ``[H, W, 3]`` uint8 of ``world`` from ``camera`` (any camera of the model)."""
+        from envs.render import BatchRenderer
+
+        if not 0 <= world < self.num_envs:
+            raise ValueError(f"world must be in [0, {self.num_envs}), got {world}")
+        key = (camera, tuple(resolution))
+        if key not in self._viewers:
+            view = _WorldView(self, world)
+            self._viewers[key] = (
+                view,
+                BatchRenderer(view, [camera], resolution, ("rgb",), self._per_world_fields, shards=1),
+            )
+        view, renderer = self._viewers[key]
+        view.world = world
+        return renderer.render()["rgb"][0, 0].permute(1, 2, 0).cpu().numpy()
+
+    def close(self) -> None:
+        """Release renderers and their threads."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        for _, r in self._viewers.values():
+            r.close()
+        self._viewers.clear()
+
+
+class _WorldView:
+    """The part of the ``Sim`` interface a renderer reads, narrowed to one world of an env."""
+
+    def __init__(self, env: BatchedEnv, world: int) -> None:
+        self.env, self.world = env, world
+        self.model = env.mj_model
+        self.num_worlds = 1
+        self.device = torch.device("cpu")
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        return self.env.sim.qpos[self.world : self.world + 1].cpu()
+
+    def field(self, name: str) -> torch.Tensor:
+        return self.env.sim.field(name)[self.world : self.world + 1].cpu()
+
+    def warp_handles(self) -> None:
+        return None

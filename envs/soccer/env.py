@@ -150,8 +150,6 @@ class SoccerEnv(BatchedEnv):
             self.observation_spaces["depth"] = box(0.0, np.inf, (1, h, w), np.float32)
         if "segmentation" in cfg.cameras:
             self.observation_spaces["segmentation"] = box(0, len(SEG_CLASSES) - 1, (1, h, w), np.uint8)
-        self._renderer = None
-        self._viewers: dict[Any, Any] = {}
         self._seg_table = self._segmentation_table()
         self._geom_owner = self._geom_owners()
 
@@ -404,14 +402,7 @@ class SoccerEnv(BatchedEnv):
 
     # -- cameras ---------------------------------------------------------------------------------
     def _cameras(self) -> Obs:
-        from envs.render import BatchRenderer
-
-        if self._renderer is None:
-            mods = [{"rgb": "rgb", "depth": "depth", "segmentation": "segmentation"}[c] for c in self.cfg.cameras]
-            self._renderer = BatchRenderer(
-                self.sim, [f"{a}_cam" for a in self.agents], self.cfg.camera_resolution, mods, ("geom_pos",)
-            )
-        img = self._renderer.render()
+        img = self.render_cameras([f"{a}_cam" for a in self.agents], self.cfg.camera_resolution, self.cfg.cameras)
         out: Obs = {}
         if "rgb" in img:
             out["camera"] = img["rgb"]
@@ -433,50 +424,3 @@ class SoccerEnv(BatchedEnv):
             body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
             owner[1:][torch.as_tensor(m.geom_bodyid == body)] = a
         return owner.to(self.device)
-
-    def render_frame(
-        self, world: int = 0, camera: str = "overview", resolution: tuple[int, int] = (320, 240)
-    ) -> np.ndarray:
-        """One RGB frame ``[H, W, 3]`` uint8 of ``world`` from ``camera`` (any camera of the model)."""
-        from envs.render import BatchRenderer
-
-        if not 0 <= world < self.num_envs:
-            raise ValueError(f"world must be in [0, {self.num_envs}), got {world}")
-        key = (camera, resolution)
-        if key not in self._viewers:
-            view_sim = _WorldView(self, world)
-            self._viewers[key] = (
-                view_sim,
-                BatchRenderer(view_sim, [camera], resolution, ("rgb",), ("geom_pos",), shards=1),
-            )
-        view_sim, r = self._viewers[key]
-        view_sim.world = world
-        return r.render()["rgb"][0, 0].permute(1, 2, 0).cpu().numpy()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-        for _, r in self._viewers.values():
-            r.close()
-        self._viewers.clear()
-
-
-class _WorldView:
-    """The ``Sim`` interface the renderer reads, narrowed to one world of an env."""
-
-    def __init__(self, env: SoccerEnv, world: int) -> None:
-        self.env, self.world = env, world
-        self.model = env.mj_model
-        self.num_worlds = 1
-        self.device = torch.device("cpu")
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        return self.env.sim.qpos[self.world : self.world + 1].cpu()
-
-    def field(self, name: str) -> torch.Tensor:
-        return self.env.sim.field(name)[self.world : self.world + 1].cpu()
-
-    def warp_handles(self) -> None:
-        return None
