@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 import torch
 
-from envs.sim import Sim
+from envs.sim import Sim, static_geoms, sync_static_geoms
 
 MODALITIES = ("rgb", "depth", "segmentation")
 
@@ -110,6 +110,7 @@ class BatchRenderer:
                     d = mjw.make_data(model, nworld=size, nconmax=1, njmax=1)
                     rc = mjw.create_render_context(model, nworld=size, **rc_kw)
                     self._shards.append(_Shard(m, d, rc, int(lo), int(hi), owns_data=True))
+        self._static = torch.as_tensor(static_geoms(model))
         self._pool = ThreadPoolExecutor(len(self._shards)) if len(self._shards) > 1 else None
         self.segmentation_classes: torch.Tensor | None = None
 
@@ -124,6 +125,9 @@ class BatchRenderer:
                     src = self.sim.field(name)[s.lo : s.hi]
                     dst.view(src.shape).copy_(src.to(device=dst.device, dtype=dst.dtype))
             mjw.kinematics(s.m, s.d)
+            if "geom_pos" in self.per_world_fields:
+                xpos = wp.to_torch(s.d.geom_xpos)
+                sync_static_geoms(xpos, self.sim.field("geom_pos")[s.lo : s.hi], self._static.to(xpos.device))
             mjw.camlight(s.m, s.d)
             mjw.refit_bvh(s.m, s.d, s.rc)
             mjw.render(s.m, s.d, s.rc)

@@ -20,6 +20,20 @@ log = logging.getLogger(__name__)
 BACKENDS = ("cpu", "warp")
 
 
+def static_geoms(model: mujoco.MjModel) -> np.ndarray:
+    """Ids of the geoms welded to the world (their pose is the model's ``geom_pos``/``geom_quat``)."""
+    return np.flatnonzero(model.body_weldid[model.geom_bodyid] == 0)
+
+
+def sync_static_geoms(geom_xpos: torch.Tensor, geom_pos: torch.Tensor, static: torch.Tensor) -> None:
+    """Copy per-world ``geom_pos`` of world-welded geoms into MuJoCo Warp's ``geom_xpos``.
+
+    MuJoCo Warp computes static geoms' world poses once, in ``make_data``, so a per-world
+    ``geom_pos`` of a wall would otherwise be ignored by its collisions and its renderer.
+    """
+    geom_xpos[:, static] = geom_pos[:, static].to(geom_xpos)
+
+
 def _ids(ids: torch.Tensor | Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
     if ids is None:
         return np.arange(n, dtype=np.int32)
@@ -107,6 +121,8 @@ class Sim:
             t = wp.to_torch(getattr(self._m, name))
             self._fields[name] = t.view(self.num_worlds, *t.shape[1:])
         self._graph = None
+        self._geom_xpos = wp.to_torch(self._d.geom_xpos)
+        self._static = torch.as_tensor(static_geoms(self.model), device=self.device)
 
     # -- stepping -----------------------------------------------------------------------------
     def step(self) -> np.ndarray:
@@ -139,6 +155,8 @@ class Sim:
 
     def _step_warp(self) -> None:
         wp, mjw = self._wp, self._mjw
+        if "geom_pos" in self._fields:
+            sync_static_geoms(self._geom_xpos, self._fields["geom_pos"], self._static)
         with wp.ScopedDevice(self._wp_device):
             if not self._wp_device.is_cuda:
                 for _ in range(self.n_substeps):

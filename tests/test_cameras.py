@@ -55,3 +55,17 @@ def test_resolution_is_configurable_and_overview_renders():
     frame = env.render_frame(1, resolution=(160, 120))
     assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and frame.std() > 10
     env.close()
+
+
+def test_cameras_see_each_worlds_own_walls(cam_env):
+    # MuJoCo Warp computes world-welded geoms' poses once; the per-world pitch must still show.
+    cam_env.reset(seed=3)
+    assert abs(float(cam_env.half_width[0] - cam_env.half_width[1])) > 0.05
+    for w in (0, 1):
+        place(cam_env, w, robots={0: (0.0, 0.0, math.pi / 2), 1: (1.0, -1.0, 0.0)}, ball=(1.0, 1.0, scene.BALL_RADIUS))
+    obs = cam_env._observe()
+    for w in (0, 1):
+        centre = obs["depth"][w, 0, 0, 30:34, 30:34].mean().item()
+        expected = float(cam_env.half_width[w]) - (scene.ROBOT_RADIUS + 0.005)
+        assert abs(centre - expected) < 0.02, (w, centre, expected)
+        assert (obs["segmentation"][w, 0, 0, 30:34, 30:34] == SEG_CLASSES.index("wall")).all()

@@ -6,7 +6,9 @@ import math
 import mujoco
 import numpy as np
 import torch
+from conftest import place
 
+import envs
 from envs.sim import Sim
 from envs.soccer import scene
 
@@ -56,3 +58,19 @@ def test_cpu_and_warp_backends_agree():
     assert worst < POS_TOL, worst
     assert worst_robot < ROBOT_TOL, worst_robot
     np.testing.assert_allclose(sims[0].qvel[:, 6:].numpy(), sims[1].qvel[:, 6:].double().numpy(), atol=1e-3)
+
+
+def test_warp_backend_collides_with_each_worlds_own_walls():
+    env = envs.make("soccer-1v1", num_envs=2, backend="warp", device="cpu")
+    env.reset(seed=3)
+    hw = env.half_width.clone()
+    assert abs(float(hw[0] - hw[1])) > 0.05
+    for w in (0, 1):
+        place(env, w, robots={0: (-1.0, -1.0, 0.0), 1: (1.0, -1.0, 0.0)}, ball=(0.0, 0.0, scene.BALL_RADIUS))
+        place(env, w, ball_vel=(0.0, 3.0, 0.0))
+    top = torch.zeros(2)
+    for _ in range(30):
+        env.step(torch.zeros(2, 2, 3))
+        top = torch.maximum(top, env.sim.qpos[:, 1].float())
+    # The ball bounced off each world's own wall: its highest y is that wall's face less its radius.
+    torch.testing.assert_close(top, hw - scene.BALL_RADIUS, atol=0.02, rtol=0)
