@@ -69,3 +69,23 @@ def _soccer_env(*args: Any, **kwargs: Any) -> BatchedEnv:
 
 register("soccer-1v1", _soccer_env, _soccer(1))
 register("soccer-2v2", _soccer_env, _soccer(2))
+
+
+def _egopush(task: str) -> Callable[[], Any]:
+    def default() -> Any:
+        from envs.egopush import EgoPushConfig
+
+        n_boxes = 1 if task == "goal" else 3
+        return dataclasses.replace(EgoPushConfig(), task=task, n_boxes=n_boxes)
+
+    return default
+
+
+def _egopush_env(*args: Any, **kwargs: Any) -> BatchedEnv:
+    from envs.egopush import EgoPushEnv
+
+    return EgoPushEnv(*args, **kwargs)
+
+
+for _task in ("goal", "line", "cross"):
+    register(f"egopush-{_task}", _egopush_env, _egopush(_task))
