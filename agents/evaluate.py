@@ -85,3 +85,54 @@ def play_matches(
         "return_ci95": (mean_ret - half, mean_ret + half),
         "mean_goal_difference": sum(goal_diff) / episodes,
     }
+
+
+def run_episodes(env: Any, policy: Policy, episodes: int, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """``policy`` drives every agent for ``episodes`` episodes (a quota per world, as above).
+
+    Returns:
+        ``episodes``, ``success_rate`` and ``reach_rate`` (with ``*_ci95`` Wilson intervals),
+        ``path_length`` (mean metres driven per episode) and ``mean_return`` with ``return_ci95``.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    W = env.num_envs
+    quota = torch.full((W,), episodes // W, dtype=torch.long)
+    quota[: episodes % W] += 1
+    played = torch.zeros(W, dtype=torch.long)
+    successes = reaches = 0
+    paths: list[float] = []
+    returns: list[float] = []
+    ep_return = torch.zeros(W)
+    obs = env.reset(seed=seed)
+    bar = tqdm(total=episodes, desc=f"{getattr(env, 'name', 'env')} episodes", disable=not progress, unit="ep")
+    with torch.no_grad():
+        while int(played.sum()) < episodes:
+            obs, reward, term, trunc, info = env.step(policy(obs))
+            ep_return += reward.mean(1).cpu()
+            done = (term | trunc).cpu()
+            if not done.any():
+                continue
+            for w in done.nonzero().flatten().tolist():
+                if played[w] < quota[w]:
+                    successes += bool(info["success"][w])
+                    reaches += bool(info["reach"][w])
+                    paths.append(float(info["path_length"][w]))
+                    returns.append(float(ep_return[w]))
+                    played[w] += 1
+                    bar.update(1)
+                ep_return[w] = 0.0
+    bar.close()
+    mean_ret = sum(returns) / episodes
+    sd = math.sqrt(sum((r - mean_ret) ** 2 for r in returns) / max(1, episodes - 1))
+    half = 1.96 * sd / math.sqrt(episodes)
+    return {
+        "episodes": episodes,
+        "success_rate": successes / episodes,
+        "success_rate_ci95": wilson_interval(successes, episodes),
+        "reach_rate": reaches / episodes,
+        "reach_rate_ci95": wilson_interval(reaches, episodes),
+        "path_length": sum(paths) / episodes,
+        "mean_return": mean_ret,
+        "return_ci95": (mean_ret - half, mean_ret + half),
+    }

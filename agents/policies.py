@@ -38,5 +38,9 @@ def make_policy(spec: str | Policy, env: Any, seed: int = 0) -> Policy:
             from agents.scripted_soccer import ScriptedSoccer
 
             return ScriptedSoccer(env.cfg.team_size)
+        if name.startswith("egopush"):
+            from agents.scripted_egopush import ScriptedEgoPush
+
+            return ScriptedEgoPush(env.n_slots)
         raise ValueError(f"no scripted policy for env {name!r}")
     raise ValueError(f"policy must be 'scripted', 'random' or a callable, got {spec!r}")

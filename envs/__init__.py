@@ -32,4 +32,13 @@ def make_gym(name: str, **kwargs: Any):  # noqa: ANN201
     return _make(name, **kwargs)
 
 
+def _register_gymnasium() -> None:
+    import gymnasium
+
+    if "egoteach/EgoPush-v0" not in gymnasium.registry:
+        gymnasium.register(id="egoteach/EgoPush-v0", entry_point="envs.adapters.gym_env:make_egopush_gym")
+
+
+_register_gymnasium()
+
 __all__ = ["config_for", "make", "make_gym", "make_parallel", "make_sb3", "registered"]

@@ -80,6 +80,7 @@ class Sim:
         self.backend = backend
         self.n_substeps = n_substeps
         self._fields: dict[str, torch.Tensor] = {}
+        self.version = 0  # bumped by every step() and reset(): a cheap "has the state moved" check
         if backend == "cpu":
             self._init_cpu(nthread, per_world_fields)
         else:
@@ -132,6 +133,7 @@ class Sim:
             Ids of worlds whose physics failed (MuJoCo error or non-finite state), possibly
             empty. Their state is left as it is; the caller resets them.
         """
+        self.version += 1
         if self.backend == "cpu":
             from mujoco.batch import SimulationError
 
@@ -190,6 +192,7 @@ class Sim:
         idx = _ids(ids, self.num_worlds)
         if len(idx) == 0:
             return
+        self.version += 1
         if self.backend == "cpu":
             self._batch.reset(idx, stage=0)  # mjSTAGE_NONE: the next step runs forward anyway
         else:

@@ -1,22 +1,25 @@
-"""Env-steps/s of soccer-2v2 on the cpu backend, side by side with its ceiling and the alternative.
+"""Env-steps/s on the cpu backend, side by side with the raw-physics ceiling and the alternative.
 
-In one run, for each W:
-  ceiling  raw ``mujoco.batch`` stepping of the same model and substeps, no observation work;
-  state    ``envs.make("soccer-2v2")``: physics + privileged/critic/proprio observations;
-  camera   the same with every agent's 64x64 egocentric RGB camera;
-and once, what a user would write otherwise: gymnasium ``AsyncVectorEnv`` over single-world
-envs of the same model (``envs.make_gym``, one physics thread each), one process per world up
-to ``--async-workers``.
+For each env (``soccer-2v2``: 4 robots, RGB cameras; ``egopush-line``: 1 robot, role-layered
+depth camera) and each W, in one run:
+  ceiling  raw ``mujoco.batch`` stepping of the env's own worlds (same model, states and
+           substeps), no observation work;
+  state    ``envs.make(name)``: physics + state observation groups;
+  camera   the same with every agent's 64x64 egocentric camera;
+and once per env, what a user would write otherwise: gymnasium ``AsyncVectorEnv`` over
+single-world envs of the same model (``envs.make_gym``, one physics thread each), one process
+per world, ``--async-workers`` of them.
 
-    python scripts/bench_env.py                # W in {16, 64, 256}
+    python scripts/bench_env.py                # W in {16, 64, 256}, both envs
     python scripts/bench_env.py --quick        # under a minute
-    python scripts/bench_env.py --backend warp --device cuda:0 --worlds 1024 4096 --no-baselines \
+    python scripts/bench_env.py --backend warp --device cuda:0 --worlds 1024 4096 --no-baselines \\
         --json benchmarks/results/bench_env_gpu.json                                  # on a GPU
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -33,13 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 
-ENV = "soccer-2v2"
+# The camera each env's students read.
+CAMERAS = {"soccer-2v2": ("rgb",), "egopush-line": ("depth_layers",)}
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """Env throughput benchmark."""
 
+    envs: tuple[str, ...] = ("soccer-2v2", "egopush-line")
+    """Envs to measure (each with its students' camera: see CAMERAS)."""
     worlds: tuple[int, ...] = (16, 64, 256)
     """Numbers of worlds W to measure."""
     seconds: float = 3.0
@@ -53,14 +59,14 @@ class BenchConfig:
     quick: bool = False
     """W in {16, 64}, 1 s each, 4 async workers: finishes in under a minute."""
     cameras: bool = True
-    """Also measure with every agent's RGB camera."""
+    """Also measure with every agent's camera."""
     baselines: bool = True
     """Measure the CPU ceiling and the AsyncVectorEnv baseline (turn off for GPU runs)."""
     json: Path = Path("benchmarks/results/bench_env.json")
     """Where the figures go."""
 
 
-def _rate(step, n_per_call: int, seconds: float, warmup: int = 3) -> float:
+def _rate(step, n_per_call: int, seconds: float, warmup: int = 3) -> float:  # noqa: ANN001
     for _ in range(warmup):
         step()
     calls, start = 0, time.perf_counter()
@@ -72,46 +78,42 @@ def _rate(step, n_per_call: int, seconds: float, warmup: int = 3) -> float:
             return calls * n_per_call / elapsed
 
 
-def bench_ceiling(W: int, seconds: float) -> float:
-    # The same worlds the env would step (kick-off states, per-world pitches), stepped raw.
-    env = envs.make(ENV, num_envs=W)
+def bench_ceiling(name: str, W: int, seconds: float) -> float:
+    # The same worlds the env would step (its start states, per-world fields), stepped raw.
+    env = envs.make(name, num_envs=W)
     env.reset(seed=0)
     batch = env.sim._batch
-    batch.bind("ctrl")[:] = np.random.default_rng(0).uniform(-1, 1, (W, env.mj_model.nu))
+    batch.bind("ctrl")[:] = np.random.default_rng(0).uniform(-1, 1, (W, env.mj_model.nu)) * 0.5
     rate = _rate(lambda: batch.step(nstep=env.n_substeps), W, seconds)
     env.close()
     return rate
 
 
-def bench_env(W: int, seconds: float, backend: str, device: str | None, cameras: bool) -> float:
-    over = {"cameras": ("rgb",)} if cameras else {}
-    env = envs.make(ENV, num_envs=W, backend=backend, device=device, **over)
+def bench_env(name: str, W: int, seconds: float, backend: str, device: str | None, cameras: bool) -> float:
+    over = {"cameras": CAMERAS[name]} if cameras else {}
+    env = envs.make(name, num_envs=W, backend=backend, device=device, **over)
     env.reset(seed=0)
     g = torch.Generator().manual_seed(0)
-    actions = [(torch.rand(W, env.num_agents, 3, generator=g) * 2 - 1).to(env.device) for _ in range(8)]
+    actions = [(torch.rand(W, env.num_agents, env.act_dim, generator=g) * 2 - 1).to(env.device) for _ in range(8)]
     k = [0]
 
     def step() -> None:
         env.step(actions[k[0] % 8])
         k[0] += 1
 
-    rate = _rate(step, W, seconds if not cameras else max(1.0, seconds))
+    rate = _rate(step, W, seconds)
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     env.close()
     return rate
 
 
-def _make_single():
-    import envs as e
-
-    return e.make_gym(ENV, obs_groups=("privileged",), nthread=1)
-
-
-def bench_async(workers: int, seconds: float) -> float:
+def bench_async(name: str, workers: int, seconds: float) -> float:
     import gymnasium as gym
 
-    venv = gym.vector.AsyncVectorEnv([_make_single for _ in range(workers)])
+    make_one = functools.partial(envs.make_gym, name, obs_groups=("privileged",), nthread=1)
+    # spawn, not fork: a forked child of a process whose mujoco.batch thread pool is running hangs.
+    venv = gym.vector.AsyncVectorEnv([make_one for _ in range(workers)], context="spawn")
     venv.reset(seed=0)
     rng = np.random.default_rng(0)
     acts = [rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32) for _ in range(8)]
@@ -134,17 +136,16 @@ def _finite(x):  # noqa: ANN001, ANN202 - JSON has no NaN: a figure not measured
     return None if isinstance(x, float) and x != x else x
 
 
-def main(cfg: BenchConfig) -> dict:
-    worlds = (16, 64) if cfg.quick else cfg.worlds
-    seconds = 1.0 if cfg.quick else cfg.seconds
-    workers = 4 if cfg.quick else cfg.async_workers
+def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: float, workers: int) -> dict:
+    probe = envs.make(name, num_envs=1)
+    A, n_sub = probe.num_agents, probe.n_substeps
+    probe.close()
+    async_rate = bench_async(name, workers, seconds) if cfg.baselines else float("nan")
+    print(f"{name}: AsyncVectorEnv x {workers} single-world envs: {async_rate:,.0f} env-steps/s", flush=True)
     rows = []
-    async_rate = bench_async(workers, seconds) if cfg.baselines else float("nan")
-    print(f"async baseline: AsyncVectorEnv x {workers} single-world envs: {async_rate:,.0f} env-steps/s", flush=True)
-    A = envs.make(ENV, num_envs=1).num_agents
     for W in worlds:
-        ceiling = bench_ceiling(W, seconds) if cfg.baselines else float("nan")
-        state = bench_env(W, seconds, cfg.backend, cfg.device, cameras=False)
+        ceiling = bench_ceiling(name, W, seconds) if cfg.baselines else float("nan")
+        state = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=False)
         row = {
             "worlds": W,
             "ceiling_steps_per_s": ceiling,
@@ -152,29 +153,23 @@ def main(cfg: BenchConfig) -> dict:
             "ratio_to_ceiling": state / ceiling,
             "speedup_vs_async": state / async_rate,
         }
+        cam_txt = ""
         if cfg.cameras:
-            cam = bench_env(W, seconds, cfg.backend, cfg.device, cameras=True)
+            cam = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=True)
             row["camera_steps_per_s"] = cam
             row["camera_fps"] = cam * A
+            cam_txt = f", {'+'.join(CAMERAS[name])} camera {cam:,.0f} steps/s = {cam * A:,.0f} frames/s"
         rows.append(row)
-        cam_txt = (
-            f", cameras {row['camera_steps_per_s']:,.0f} steps/s = {row['camera_fps']:,.0f} frames/s"
-            if cfg.cameras
-            else ""
-        )
         print(
-            f"W={W:5d}: ceiling {ceiling:,.0f}  state {state:,.0f} steps/s "
+            f"{name} W={W:5d}: ceiling {ceiling:,.0f}  state {state:,.0f} steps/s "
             f"({row['ratio_to_ceiling']:.0%} of ceiling, {row['speedup_vs_async']:.1f}x async){cam_txt}",
             flush=True,
         )
     head = rows[-1]
-    result = {
-        "env": ENV,
-        "backend": cfg.backend,
-        "device": cfg.device or "cpu",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
-        "n_substeps": envs.make(ENV, num_envs=1).n_substeps,
-        "camera_resolution": [64, 64],
+    return {
+        "agents": A,
+        "n_substeps": n_sub,
+        "camera": list(CAMERAS[name]),
         "async_workers": workers,
         "async_steps_per_s": async_rate,
         "rows": rows,
@@ -184,6 +179,27 @@ def main(cfg: BenchConfig) -> dict:
         "ratio_to_ceiling": head["ratio_to_ceiling"],
         "speedup_vs_async": head["speedup_vs_async"],
         "camera_fps": head.get("camera_fps"),
+    }
+
+
+def main(cfg: BenchConfig) -> dict:
+    unknown = [n for n in cfg.envs if n not in CAMERAS]
+    if unknown:
+        raise SystemExit(f"bench_env knows {sorted(CAMERAS)}, got {unknown}")
+    worlds = (16, 64) if cfg.quick else cfg.worlds
+    seconds = 1.0 if cfg.quick else cfg.seconds
+    workers = 4 if cfg.quick else cfg.async_workers
+    per_env = {name: bench_one(name, cfg, worlds, seconds, workers) for name in cfg.envs}
+    first = per_env[cfg.envs[0]]
+    result = {
+        "backend": cfg.backend,
+        "device": cfg.device or "cpu",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "camera_resolution": [64, 64],
+        "envs": per_env,
+        # The first env's headline figures at the top level (soccer-2v2 by default).
+        "env": cfg.envs[0],
+        **{k: first[k] for k in ("worlds", "steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")},
     }
     cfg.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = cfg.json.with_suffix(".tmp")

@@ -18,7 +18,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
-from agents.evaluate import play_matches  # noqa: E402
+from agents.evaluate import play_matches, run_episodes  # noqa: E402
 from agents.policies import make_policy  # noqa: E402
 
 
@@ -31,7 +31,7 @@ class EvalConfig:
     policy: Literal["scripted", "random"] = "scripted"
     """Policy of team 0."""
     opponent: Literal["scripted", "random"] = "scripted"
-    """Policy of team 1."""
+    """Policy of team 1 (competitive envs only)."""
     episodes: int = 100
     """Episodes (matches) in all."""
     num_envs: int = 32
@@ -51,16 +51,25 @@ def main(cfg: EvalConfig) -> dict:
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device)
     policy = make_policy(cfg.policy, env, seed=cfg.seed)
-    opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
-    result = play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)
-    result = {"env": cfg.env, "policy": cfg.policy, "opponent": cfg.opponent, "seed": cfg.seed, **result}
+    head = {"env": cfg.env, "policy": cfg.policy, "seed": cfg.seed}
+    if env.competitive:
+        opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
+        result = {**head, "opponent": cfg.opponent, **play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)}
+        lo, hi = result["win_rate_ci95"]
+        print(
+            f"{cfg.env}: {cfg.policy} vs {cfg.opponent} over {cfg.episodes} episodes: "
+            f"win {result['win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  draw {result['draw_rate']:.3f}  "
+            f"loss {result['loss_rate']:.3f}  mean return {result['mean_return']:.3f}"
+        )
+    else:
+        result = {**head, **run_episodes(env, policy, cfg.episodes, seed=cfg.seed)}
+        lo, hi = result["success_rate_ci95"]
+        print(
+            f"{cfg.env}: {cfg.policy} over {cfg.episodes} episodes: success {result['success_rate']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}]  reach {result['reach_rate']:.3f}  path length {result['path_length']:.2f} m  "
+            f"mean return {result['mean_return']:.3f}"
+        )
     env.close()
-    lo, hi = result["win_rate_ci95"]
-    print(
-        f"{cfg.env}: {cfg.policy} vs {cfg.opponent} over {cfg.episodes} episodes: "
-        f"win {result['win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  draw {result['draw_rate']:.3f}  "
-        f"loss {result['loss_rate']:.3f}  mean return {result['mean_return']:.3f}"
-    )
     if cfg.json is not None:
         cfg.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = cfg.json.with_suffix(cfg.json.suffix + ".tmp")

@@ -26,3 +26,21 @@ def place(env, world: int, robots: dict[int, tuple[float, float, float]] | None 
         bv = env._ball_v
         v[world, bv : bv + 6] = 0
         v[world, bv : bv + 3] = torch.tensor(ball_vel, dtype=v.dtype)
+
+
+def place_push(env, world: int, robot=None, boxes=None, region=None):
+    """EgoPush: write the robot's and boxes' poses (x, y, yaw) into one world, at rest."""
+    q, v = env.sim.qpos, env.sim.qvel
+    if robot is not None:
+        r = env._robot_q
+        q[world, r : r + 3] = torch.tensor(robot, dtype=q.dtype)
+        v[world, env._robot_v : env._robot_v + 3] = 0
+    for i, pose in (boxes or {}).items():
+        adr = int(env._box_q[i])
+        q[world, adr : adr + 3] = torch.tensor(pose, dtype=q.dtype)
+        v[world, adr - env._robot_q + env._robot_v : adr - env._robot_q + env._robot_v + 3] = 0
+    if region is not None:
+        env.region[world] = torch.tensor(region, dtype=env.region.dtype)
+        gp = env.sim.field("geom_pos")
+        gp[world, env._region_geom, :2] = torch.tensor(region, dtype=gp.dtype)
+        gp[world, env._region_geom, 2] = 0.002

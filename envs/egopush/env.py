@@ -146,11 +146,15 @@ class EgoPushEnv(BatchedEnv):
         # Placement order: goal pushes box 0 onto the region; formations place boxes 1.. around box 0.
         self.placed = [0] if self.goal_task else list(range(1, B))
         self.n_placed = len(self.placed)
+        self._placed_idx = torch.tensor(self.placed, device=dev)
+        self._memo: tuple | None = None
+        self._arangeP = torch.arange(self.n_placed, device=dev)
         self.offsets = torch.tensor(target_offsets(cfg.task, self.n_placed), device=dev)
         self.n_slots = B - 1  # obstacle slots: every box but the active one (and the anchor box)
         if not self.goal_task:
             self.n_slots = B - 2
         self._init_indices()
+        self._w = torch.arange(W, device=dev)
         self.stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.best_stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.stage_steps = torch.zeros(W, dtype=torch.long, device=dev)
@@ -208,6 +212,29 @@ class EgoPushEnv(BatchedEnv):
 
     # -- state ------------------------------------------------------------------------------------
     def _state(self) -> dict[str, torch.Tensor]:
+        """State and what follows from it (targets, placed boxes, active box), computed once per
+        state: the key changes with every physics step or reset and every in-place write
+        (tensor ``_version``) to the state, the world fields or the region."""
+        key = (
+            self.sim.version,
+            self.sim.qpos._version,
+            self.sim.qvel._version,
+            self.sim.field("geom_pos")._version,
+            self.region._version,
+        )
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        s = self._raw_state()
+        s["anchor_pos"], s["anchor_yaw"] = self._anchor_pose(s)
+        s["targets"] = self._targets(s)
+        s["placed"] = self._placed(s)
+        s["k"] = self._active_index(s["placed"])  # P when every box is placed
+        s["kc"] = s["k"].clamp(max=self.n_placed - 1)
+        s["active"] = self._placed_idx[s["kc"]]  # box index of the active box
+        self._memo = (key, s)
+        return s
+
+    def _raw_state(self) -> dict[str, torch.Tensor]:
         q, v = self.sim.qpos, self.sim.qvel
         r = self._robot_q
         bq = self._box_q.unsqueeze(1) + torch.arange(3, device=self.device)  # [B, 3]
@@ -233,26 +260,27 @@ class EgoPushEnv(BatchedEnv):
 
     def _targets(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         """World target centres of the placed boxes, ``[W, P, 2]``."""
-        apos, ayaw = self._anchor_pose(s)
+        apos, ayaw = s["anchor_pos"], s["anchor_yaw"]
         c, si = torch.cos(ayaw)[:, None], torch.sin(ayaw)[:, None]
         return apos[:, None] + _rot(self.offsets[None].expand(self.num_envs, -1, -1), c, si)
 
-    def placed_mask(self, s: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def placed_mask(self) -> torch.Tensor:
         """``[W, P]`` whether each box to place is within tolerance of its target now."""
-        s = s or self._state()
-        idx = torch.tensor(self.placed, device=self.device)
-        err = (s["box_pos"][:, idx] - self._targets(s)).norm(dim=-1)
+        return self._state()["placed"]
+
+    def _placed(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
+        idx = self._placed_idx
+        err = (s["box_pos"][:, idx] - s["targets"]).norm(dim=-1)
         ok = err < self.cfg.position_tolerance
         if self.cfg.yaw_tolerance is not None:
-            _, ayaw = self._anchor_pose(s)
+            ayaw = s["anchor_yaw"]
             d = torch.remainder(s["box_yaw"][:, idx] - ayaw[:, None] + math.pi / 4, math.pi / 2) - math.pi / 4
             ok &= d.abs() < self.cfg.yaw_tolerance
         return ok
 
     def _active_index(self, placed: torch.Tensor) -> torch.Tensor:
         """Placement index of the active box: the first not in place (``P`` when all are)."""
-        P = self.n_placed
-        rank = torch.where(placed, P, torch.arange(P, device=self.device))
+        rank = torch.where(placed, self.n_placed, self._arangeP)
         return rank.min(1).values
 
     def pusher(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -332,12 +360,9 @@ class EgoPushEnv(BatchedEnv):
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[W, 2]``: pusher to active box, active box to its target (0 when all are placed)."""
-        placed = self.placed_mask(s)
-        k = self._active_index(placed).clamp(max=self.n_placed - 1)
-        box_idx = torch.tensor(self.placed, device=self.device)[k]
-        w = torch.arange(self.num_envs, device=self.device)
-        box = s["box_pos"][w, box_idx]
-        tgt = self._targets(s)[w, k]
+        w = self._w
+        box = s["box_pos"][w, s["active"]]
+        tgt = s["targets"][w, s["kc"]]
         return torch.stack(((self.pusher(s) - box).norm(dim=-1), (box - tgt).norm(dim=-1)), -1)
 
     # -- step ----------------------------------------------------------------------------------------
@@ -352,8 +377,8 @@ class EgoPushEnv(BatchedEnv):
         cfg = self.cfg
         s = self._state()
         self.path_length += (s["pos"] - self._pos_before).norm(dim=-1)
-        placed = self.placed_mask(s)
-        k = self._active_index(placed)
+        placed = s["placed"]
+        k = s["k"]
         success = k >= self.n_placed
         dist = self._distances(s)
         phase = self.stage % 2
@@ -410,15 +435,13 @@ class EgoPushEnv(BatchedEnv):
         """Keypoints of active, anchor, obstacle slots, reference, in world ``[W, 3 + slots, 4, 2]``,
         the slot validity ``[W, 3 + slots]`` and the placed-box index of the active box ``[W]``."""
         W, B = self.num_envs, self.cfg.n_boxes
-        w = torch.arange(W, device=self.device)
-        placed = self.placed_mask(s)
-        k = self._active_index(placed).clamp(max=self.n_placed - 1)
-        active = torch.tensor(self.placed, device=self.device)[k]  # box index [W]
+        w = self._w
+        k, active = s["kc"], s["active"]
         box_kp = self._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF)  # [W, B, 4, 2]
-        apos, ayaw = self._anchor_pose(s)
+        apos, ayaw = s["anchor_pos"], s["anchor_yaw"]
         anchor_half = scene.GOAL_HALF if self.goal_task else scene.BOX_HALF
         anchor_kp = self._corners(apos, ayaw, anchor_half)
-        tgt = self._targets(s)[w, k]
+        tgt = s["targets"][w, k]
         ref_kp = self._corners(tgt, ayaw, scene.BOX_HALF)
         # Obstacles: every box that is neither the active one nor the anchor box, in index order.
         others = torch.arange(B, device=self.device).expand(W, B)
@@ -482,7 +505,7 @@ class EgoPushEnv(BatchedEnv):
         full = torch.cat(
             (kp_r * valid[..., None, None], valid[..., None, None].expand(*kp_r.shape[:-1], 1).float()), -1
         ).flatten(1)
-        placed_frac = self.placed_mask(s).float().mean(1, keepdim=True)
+        placed_frac = s["placed"].float().mean(1, keepdim=True)
         robot = torch.cat((s["fwd"][:, None], s["wz"][:, None], self.prev_action[:, 0], placed_frac), -1)
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
         half_track = scene.ROBOT_HALF[1]

@@ -99,6 +99,7 @@ class SoccerEnv(BatchedEnv):
     """
 
     act_dim = 3
+    competitive = True
 
     def __init__(
         self,

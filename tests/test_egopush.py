@@ -1,0 +1,159 @@
+"""EgoPush: success test, observability masks, stage rewards, and nothing global for students."""
+
+import math
+
+import pytest
+import torch
+from conftest import place_push
+
+import envs
+from envs.egopush import scene
+from envs.egopush.tasks import SPACING
+
+ZERO = torch.zeros(2, 1, 2)
+
+
+def _line_in_place(env, w, shift=(0.0, 0.0)):
+    """Anchor at the origin facing +x; boxes 1 and 2 on their line targets (+ shift on box 2)."""
+    place_push(
+        env,
+        w,
+        robot=(-1.2, -1.0, 0.0),
+        boxes={0: (0.0, 0.0, 0.0), 1: (0.0, SPACING, 0.0), 2: (shift[0], 2 * SPACING + shift[1], 0.0)},
+    )
+
+
+def test_boxes_on_target_succeed_and_off_target_do_not():
+    env = envs.make("egopush-line", num_envs=2)
+    env.reset(seed=0)
+    _line_in_place(env, 0)
+    _line_in_place(env, 1, shift=(0.0, 0.2))  # box 2 is 20 cm beyond its target
+    _, reward, term, trunc, info = env.step(ZERO)
+    assert info["success"].tolist() == [True, False]
+    assert term.tolist() == [True, False]
+    assert info["final_obs"]["privileged"].shape[0] == 2
+    assert info["reward_terms"]["success"][:, 0].tolist() == [1.0, 0.0]
+
+
+def test_formation_follows_the_anchor_and_yaw_tolerance_when_set():
+    env = envs.make("egopush-line", num_envs=2, yaw_tolerance=0.3)
+    env.reset(seed=0)
+    c, s = math.cos(1.0), math.sin(1.0)
+    # The whole formation turned by 1 rad: still in place. World 1: box 1 turned by 40 degrees.
+    boxes = {
+        0: (0.2, 0.1, 1.0),
+        1: (0.2 - s * SPACING, 0.1 + c * SPACING, 1.0),
+        2: (0.2 - 2 * s * SPACING, 0.1 + 2 * c * SPACING, 1.0),
+    }
+    place_push(env, 0, robot=(-1.2, -1.2, 0.0), boxes=boxes)
+    place_push(env, 1, robot=(-1.2, -1.2, 0.0), boxes={**boxes, 1: (*boxes[1][:2], 1.0 + math.radians(40))})
+    assert env.placed_mask().tolist() == [[True, True], [False, True]]
+    # A quarter turn is the same square: placed.
+    place_push(env, 1, boxes={1: (*boxes[1][:2], 1.0 + math.pi / 2)})
+    assert env.placed_mask()[1].tolist() == [True, True]
+
+
+def _privileged_groups(env, w):
+    """Privileged keypoints of world w as [groups, 4, 3] (x, y, visible)."""
+    p = env._observe()["privileged"][w, 0]
+    return p[: 12 * (3 + env.n_slots)].view(3 + env.n_slots, 4, 3)
+
+
+def test_fov_masks_a_box_behind_and_not_one_in_front():
+    env = envs.make("egopush-line", num_envs=2, observability="fov")
+    env.reset(seed=0)
+    far = {0: (1.5, 1.5, 0.0), 2: (-1.5, 1.5, 0.0)}
+    place_push(env, 0, robot=(0.0, 0.0, 0.0), boxes={1: (1.0, 0.0, 0.3), **far})  # box 1 (active) ahead
+    place_push(env, 1, robot=(0.0, 0.0, math.pi), boxes={1: (1.0, 0.0, 0.3), **far})  # ... behind
+    front, back = _privileged_groups(env, 0), _privileged_groups(env, 1)
+    assert front[0, :, 2].tolist() == [1.0] * 4
+    assert back[0, :, 2].tolist() == [0.0] * 4
+    assert back[0, :, :2].abs().sum() == 0  # masked keypoints carry no position
+    # In global mode the same box behind is shown, at its true robot-frame position.
+    glob = envs.make("egopush-line", num_envs=1)
+    glob.reset(seed=0)
+    place_push(glob, 0, robot=(0.0, 0.0, math.pi), boxes={1: (1.0, 0.0, 0.0), **far})
+    g = _privileged_groups(glob, 0)
+    assert g[0, :, 2].tolist() == [1.0] * 4
+    torch.testing.assert_close(g[0, :, :2].mean(0), torch.tensor([-1.0, 0.0]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["fov", "fov_gated"])
+def test_reference_gated_on_the_anchor_near_the_image_centre(mode):
+    env = envs.make("egopush-line", num_envs=2, observability=mode)
+    env.reset(seed=0)
+    boxes = {0: (0.0, 0.0, 0.0), 1: (-1.5, 1.5, 0.0), 2: (-1.5, -1.5, 0.0)}
+    # The anchor 1.2 m ahead, dead centre (world 0), or 20 degrees off to the side (world 1).
+    for w, bearing in ((0, 0.0), (1, math.radians(20))):
+        x, y = -1.2 * math.cos(bearing), 1.2 * math.sin(bearing)
+        place_push(env, w, robot=(x, y, 0.0), boxes=boxes)
+    ref0, ref1 = _privileged_groups(env, 0)[-1], _privileged_groups(env, 1)[-1]
+    anchor1 = _privileged_groups(env, 1)[1]
+    assert anchor1[:, 2].sum() == 4  # the anchor itself is in view in both worlds
+    assert ref0[:, 2].sum() > 0
+    if mode == "fov":
+        assert ref1[:, 2].sum() > 0  # in view, so shown
+    else:
+        assert ref1[:, 2].sum() == 0  # in view, but the anchor is not near the centre
+
+
+def test_stage_rewards_match_the_formula():
+    # R * max(0, 1 - t_stage / T_stage); T_stage = 20 s at 20 Hz = 400 steps; R = 1 (reach), 2 (place).
+    env = envs.make("egopush-goal", num_envs=2)
+    env.reset(seed=0)
+    assert env.max_episode_steps == 1200
+    # World 0: 100 steps into the reach stage, the robot's pusher now touching the box.
+    place_push(env, 0, robot=(0.0, 0.0, 0.0), boxes={0: (0.36, 0.0, 0.0)}, region=(-1.2, 1.2))
+    env.stage_steps[0] = 100
+    # World 1: 300 steps into the place stage; the box now sits on the region.
+    place_push(env, 1, robot=(1.0, -1.0, 0.0), boxes={0: (-1.0, 1.0, 0.0)}, region=(-1.0, 1.0))
+    env.stage[1] = env.best_stage[1] = 1
+    env.stage_steps[1] = 300
+    _, reward, term, _, info = env.step(ZERO)
+    stage = info["reward_terms"]["stage"][:, 0]
+    torch.testing.assert_close(stage, torch.tensor([1.0 * (1 - 101 / 400), 2.0 * (1 - 301 / 400)]))
+    assert info["stage"][0] == 1 and bool(info["success"][1]) and bool(term[1])
+    # Leaving and reaching again pays nothing twice.
+    env.stage[0] = 0
+    env.stage_steps[0] = 0
+    _, _, _, _, info = env.step(ZERO)
+    assert info["reward_terms"]["stage"][0, 0] == 0 and info["stage"][0] == 1
+
+
+def test_student_groups_hold_no_world_coordinates():
+    # World 1 is world 0 turned a quarter about the room's centre and then shifted with its walls:
+    # the same scene seen from the robot. Every group a student reads must be identical.
+    env = envs.make("egopush-line", num_envs=2, cameras=("depth_layers", "rgb"))
+    env.reset(seed=0)
+    pose0 = {"robot": (-0.9, -0.3, 0.4), 0: (0.5, 0.2, 0.3), 1: (0.0, 0.9, -0.2), 2: (-0.3, -1.0, 1.1)}
+    shift = torch.tensor([0.3, -0.25])
+
+    def turn(x, y, yaw):
+        return (-y + float(shift[0]), x + float(shift[1]), yaw + math.pi / 2)
+
+    place_push(env, 0, robot=pose0["robot"], boxes={i: pose0[i] for i in range(3)})
+    place_push(env, 1, robot=turn(*pose0["robot"]), boxes={i: turn(*pose0[i]) for i in range(3)})
+    gp = env.sim.field("geom_pos")
+    for name in ("wall_n", "wall_s", "wall_e", "wall_w"):
+        g = env.mj_model.geom(name).id
+        gp[1, g, :2] += shift.to(gp)
+    obs = env._observe()
+    for group in ("proprio", "privileged", "depth_layers"):
+        torch.testing.assert_close(obs[group][0], obs[group][1], atol=2e-3, rtol=0, msg=group)
+    assert (obs["depth_layers"][0] > 0).sum() > 50  # the robot sees boxes: the comparison means something
+    assert (obs["camera"][0].float() - obs["camera"][1].float()).abs().mean() < 1.0
+    # ...while a world-frame quantity differs between the two worlds.
+    assert not torch.allclose(env.sim.qpos[0, :2], env.sim.qpos[1, :2])
+
+
+def test_depth_layers_follow_roles():
+    env = envs.make("egopush-line", num_envs=1, cameras=("depth_layers",))
+    env.reset(seed=0)
+    # Active box (1) straight ahead; anchor (0) ahead-left; obstacle (2) far behind.
+    place_push(env, 0, robot=(0.0, 0.0, 0.0), boxes={1: (0.9, 0.0, 0.0), 0: (1.4, 0.6, 0.0), 2: (-1.5, 0.0, 0.0)})
+    layers = env._observe()["depth_layers"][0, 0]
+    active, anchor, obstacle = (layers > 0).flatten(1).sum(1).tolist()
+    assert active > 100 and anchor > 20 and obstacle == 0
+    # The active layer's nearest depth is the box's front face: 0.9 - 0.1 - camera offset.
+    near = layers[0][layers[0] > 0].min().item()
+    assert abs(near - (0.9 - scene.BOX_HALF - scene.CAM_X) / math.cos(math.radians(15))) < 0.05
