@@ -86,6 +86,7 @@ class BatchedEnv(abc.ABC):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._per_world_fields = per_world_fields
+        self._scales: dict[str, float] | None = None
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
 
@@ -164,7 +165,9 @@ class BatchedEnv(abc.ABC):
         failed = self.sim.step()
         self.episode_length += 1
         terms, terminated, info = self._evaluate()
-        scales = self._reward_scales()
+        if self._scales is None:
+            self._scales = self._reward_scales()
+        scales = self._scales
         scaled = {k: v * scales[k] for k, v in terms.items()}
         reward = torch.stack(list(scaled.values())).sum(0)
         truncated = self.episode_length >= self.max_episode_steps

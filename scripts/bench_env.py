@@ -2,8 +2,8 @@
 
 For each env (``soccer-2v2``: 4 robots, RGB cameras; ``egopush-line``: 1 robot, role-layered
 depth camera) and each W, in one run:
-  ceiling  raw ``mujoco.batch`` stepping of the env's own worlds (same model, states and
-           substeps), no observation work;
+  ceiling  raw ``mujoco.batch`` stepping of the env's own worlds (same model, start states,
+           substeps and action sequence), no observation, reward or reset work;
   state    ``envs.make(name)``: physics + state observation groups;
   camera   the same with every agent's 64x64 egocentric camera;
 and once per env, what a user would write otherwise: gymnasium ``AsyncVectorEnv`` over
@@ -78,13 +78,30 @@ def _rate(step, n_per_call: int, seconds: float, warmup: int = 3) -> float:  # n
             return calls * n_per_call / elapsed
 
 
+def _actions(env, W: int) -> list[torch.Tensor]:  # noqa: ANN001
+    g = torch.Generator().manual_seed(0)
+    return [(torch.rand(W, env.num_agents, env.act_dim, generator=g) * 2 - 1).to(env.device) for _ in range(8)]
+
+
 def bench_ceiling(name: str, W: int, seconds: float) -> float:
-    # The same worlds the env would step (its start states, per-world fields), stepped raw.
+    # The env's own worlds (start states, per-world fields) under the same action sequence,
+    # stepped raw: only the controls are written, no observation, reward or reset work.
     env = envs.make(name, num_envs=W)
     env.reset(seed=0)
+    ctrls = []
+    for a in _actions(env, W):  # the controls those actions become, written with numpy alone
+        env._apply_actions(a)
+        ctrls.append(env.sim.ctrl.numpy().copy())
     batch = env.sim._batch
-    batch.bind("ctrl")[:] = np.random.default_rng(0).uniform(-1, 1, (W, env.mj_model.nu)) * 0.5
-    rate = _rate(lambda: batch.step(nstep=env.n_substeps), W, seconds)
+    ctrl = batch.bind("ctrl")
+    k = [0]
+
+    def step() -> None:
+        ctrl[:] = ctrls[k[0] % 8]
+        batch.step(nstep=env.n_substeps)
+        k[0] += 1
+
+    rate = _rate(step, W, seconds)
     env.close()
     return rate
 
@@ -93,8 +110,7 @@ def bench_env(name: str, W: int, seconds: float, backend: str, device: str | Non
     over = {"cameras": CAMERAS[name]} if cameras else {}
     env = envs.make(name, num_envs=W, backend=backend, device=device, **over)
     env.reset(seed=0)
-    g = torch.Generator().manual_seed(0)
-    actions = [(torch.rand(W, env.num_agents, env.act_dim, generator=g) * 2 - 1).to(env.device) for _ in range(8)]
+    actions = _actions(env, W)
     k = [0]
 
     def step() -> None:

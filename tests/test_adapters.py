@@ -77,3 +77,26 @@ def test_sb3_ppo_runs_on_the_vecenv():
     model.learn(total_timesteps=256)
     assert model.num_timesteps == 256
     assert len(model.ep_info_buffer) > 0  # episodes finished and were reported through infos
+
+
+@pytest.mark.parametrize("task,mode", [("goal", "global"), ("line", "fov"), ("cross", "fov_gated")])
+def test_egopush_gymnasium_registration_passes_check_env(task, mode):
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+
+    env = gymnasium.make("egoteach/EgoPush-v0", task=task, observability=mode)
+    assert env.unwrapped.env.cfg.observability == mode and env.unwrapped.env.cfg.task == task
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert {"success", "stage", "reach", "path_length"} <= set(info)
+
+
+def test_sb3_vecenv_on_egopush_single_agent():
+    venv = envs.make_sb3("egopush-goal", num_envs=3, episode_seconds=0.25)
+    assert venv.num_envs == 3  # one agent per world, no opponent needed
+    obs = venv.reset()
+    assert obs.shape == (3, venv.observation_space.shape[0])
+    for _ in range(5):
+        obs, rew, dones, infos = venv.step(np.zeros((3, 2), dtype=np.float32))
+    assert dones.all() and all("terminal_observation" in i for i in infos)

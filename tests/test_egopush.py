@@ -157,3 +157,13 @@ def test_depth_layers_follow_roles():
     # The active layer's nearest depth is the box's front face: 0.9 - 0.1 - camera offset.
     near = layers[0][layers[0] > 0].min().item()
     assert abs(near - (0.9 - scene.BOX_HALF - scene.CAM_X) / math.cos(math.radians(15))) < 0.05
+
+
+def test_scripted_controller_solves_the_goal_task():
+    from agents import ScriptedEgoPush
+    from agents.evaluate import run_episodes
+
+    env = envs.make("egopush-goal", num_envs=16)
+    result = run_episodes(env, ScriptedEgoPush(env.n_slots), episodes=16, progress=False)
+    assert result["success_rate"] >= 0.8 and result["reach_rate"] >= 0.8, result
+    assert result["path_length"] > 0.5

@@ -155,6 +155,13 @@ class EgoPushEnv(BatchedEnv):
             self.n_slots = B - 2
         self._init_indices()
         self._w = torch.arange(W, device=dev)
+        self._unit_square = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float32, device=dev)
+        # Obstacle slots per active box: the other boxes but the anchor box, in index order.
+        anchor_box = () if self.goal_task else (0,)
+        order = [[b for b in range(B) if b != a and b not in anchor_box] for a in range(B)]
+        order = [(row + [0] * self.n_slots)[: self.n_slots] for row in order]  # rows never active: filler
+        self._obstacle_order = torch.tensor(order, dtype=torch.long, device=dev).view(B, self.n_slots)
+        self._ones_kp = torch.ones(W, 3 + self.n_slots, KP, 1, device=dev)
         self.stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.best_stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.stage_steps = torch.zeros(W, dtype=torch.long, device=dev)
@@ -427,14 +434,13 @@ class EgoPushEnv(BatchedEnv):
     # -- observations -------------------------------------------------------------------------------
     def _corners(self, pos: torch.Tensor, yaw: torch.Tensor, half: float) -> torch.Tensor:
         """World corners ``[..., 4, 2]`` of squares of half-side ``half`` at ``pos`` ``[..., 2]``."""
-        unit = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float32, device=self.device) * half
+        unit = self._unit_square * half
         c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
         return pos[..., None, :] + _rot(unit, c, s)
 
-    def _keypoint_groups(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Keypoints of active, anchor, obstacle slots, reference, in world ``[W, 3 + slots, 4, 2]``,
-        the slot validity ``[W, 3 + slots]`` and the placed-box index of the active box ``[W]``."""
-        W, B = self.num_envs, self.cfg.n_boxes
+    def _keypoint_groups(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """World keypoints of the active box, anchor, obstacles and reference ``[W, 3 + slots, 4, 2]``,
+        and the box index of the active box ``[W]``."""
         w = self._w
         k, active = s["kc"], s["active"]
         box_kp = self._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF)  # [W, B, 4, 2]
@@ -444,23 +450,9 @@ class EgoPushEnv(BatchedEnv):
         tgt = s["targets"][w, k]
         ref_kp = self._corners(tgt, ayaw, scene.BOX_HALF)
         # Obstacles: every box that is neither the active one nor the anchor box, in index order.
-        others = torch.arange(B, device=self.device).expand(W, B)
-        is_obst = others != active[:, None]
-        if not self.goal_task:
-            is_obst &= others != 0
-        order = torch.sort(torch.where(is_obst, others, B + others), dim=1).indices[:, : self.n_slots]
-        obst_kp = box_kp[w[:, None], order]  # [W, slots, 4, 2]
-        obst_ok = is_obst[w[:, None], order]
+        obst_kp = box_kp[w[:, None], self._obstacle_order[active]]  # [W, slots, 4, 2]
         kp = torch.cat((box_kp[w, active][:, None], anchor_kp[:, None], obst_kp, ref_kp[:, None]), 1)
-        valid = torch.cat(
-            (
-                torch.ones(W, 2, dtype=torch.bool, device=self.device),
-                obst_ok,
-                torch.ones(W, 1, dtype=torch.bool, device=self.device),
-            ),
-            1,
-        )
-        return kp, valid, active
+        return kp, active
 
     def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
         """World points ``[W, ..., 2]`` into the robot frame."""
@@ -478,16 +470,12 @@ class EgoPushEnv(BatchedEnv):
         safe = depth.clamp(min=1e-6)
         return cam[..., 0] / safe / self._tan_half, cam[..., 1] / safe / self._tan_half, depth
 
-    def _visibility(self, kp_robot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """``[W, G, 4]`` visibility flags of keypoints in the configured observability mode."""
-        vis = valid[..., None].expand(kp_robot.shape[:-1]).clone()
-        mode = self.cfg.observability
-        if mode == "global":
-            return vis
+    def _visibility(self, kp_robot: torch.Tensor) -> torch.Tensor:
+        """``[W, G, 4]`` visibility of keypoints in the ``fov`` modes: inside the camera's frustum
+        and range (and, ``fov_gated``, the reference only while the anchor is near the centre)."""
         u, v, depth = self.project(kp_robot, scene.BOX_HALF)
-        in_view = (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
-        vis &= in_view
-        if mode == "fov_gated":
+        vis = (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
+        if self.cfg.observability == "fov_gated":
             # The reference is shown only while the anchor's centre is in view near the image centre.
             centre = kp_robot[:, 1].mean(1)  # anchor centre [W, 2]
             cu, cv, cd = self.project(centre, scene.BOX_HALF if not self.goal_task else 0.0)
@@ -497,14 +485,14 @@ class EgoPushEnv(BatchedEnv):
 
     def _observe(self) -> Obs:
         s = self._state()
-        W = self.num_envs
-        kp, valid, active = self._keypoint_groups(s)
+        kp, active = self._keypoint_groups(s)
         kp_r = self._to_robot(s, kp)  # [W, G, 4, 2]
-        vis = self._visibility(kp_r, valid)
-        masked = torch.cat((kp_r * vis[..., None], vis[..., None].float()), -1).flatten(1)
-        full = torch.cat(
-            (kp_r * valid[..., None, None], valid[..., None, None].expand(*kp_r.shape[:-1], 1).float()), -1
-        ).flatten(1)
+        full = torch.cat((kp_r, self._ones_kp), -1).flatten(1)
+        if self.cfg.observability == "global":
+            masked = full
+        else:
+            vis = self._visibility(kp_r).unsqueeze(-1)
+            masked = torch.cat((kp_r * vis, vis.float()), -1).flatten(1)
         placed_frac = s["placed"].float().mean(1, keepdim=True)
         robot = torch.cat((s["fwd"][:, None], s["wz"][:, None], self.prev_action[:, 0], placed_frac), -1)
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
@@ -517,7 +505,6 @@ class EgoPushEnv(BatchedEnv):
         }
         if self.cfg.cameras:
             obs.update(self._cameras(active))
-        del W
         return obs
 
     def roles(self, active: torch.Tensor) -> torch.Tensor:
