@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -26,10 +27,12 @@ class RandomPolicy:
         return a.to(ref.device)
 
 
-def make_policy(spec: str | Policy, env: Any, seed: int = 0) -> Policy:
-    """``"scripted"``, ``"random"`` or a policy object, for env ``env``."""
+def make_policy(spec: str | Path | Policy, env: Any, seed: int = 0) -> Policy:
+    """``"scripted"``, ``"random"``, a checkpoint directory, or a policy object, for env ``env``."""
     if callable(spec) and not isinstance(spec, str):
         return spec
+    if isinstance(spec, Path) or (isinstance(spec, str) and spec not in ("scripted", "random")):
+        return load_checkpoint_policy(spec, env)
     if spec == "random":
         return RandomPolicy(env.act_dim, seed)
     if spec == "scripted":
@@ -43,4 +46,30 @@ def make_policy(spec: str | Policy, env: Any, seed: int = 0) -> Policy:
 
             return ScriptedEgoPush(env.n_slots)
         raise ValueError(f"no scripted policy for env {name!r}")
-    raise ValueError(f"policy must be 'scripted', 'random' or a callable, got {spec!r}")
+    raise ValueError(f"policy must be 'scripted', 'random', a checkpoint directory or a callable, got {spec!r}")
+
+
+def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
+    """The actor of a checkpoint, checked against ``env`` (name and observation size)."""
+    from agents.actor import GaussianActor
+    from agents.checkpoint import CheckpointError
+
+    if not Path(path).exists():
+        raise ValueError(f"policy must be 'scripted', 'random' or a checkpoint directory; {path} does not exist")
+    actor, meta = GaussianActor.load(path)
+    name = getattr(env, "name", None)
+    if meta["env"] != name:
+        raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+    space = env.observation_spaces.get(actor.group)
+    if space is None or space.shape != (actor.obs_dim,):
+        got = None if space is None else space.shape
+        raise CheckpointError(f"{path} reads {actor.group!r} of size {actor.obs_dim}; this env gives {got}")
+    return actor.to(env.device)
+
+
+def checkpoint_env(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """(env name, resolved env config) a checkpoint was trained on."""
+    from agents.checkpoint import load
+
+    _, meta = load(path)
+    return meta["env"], meta["env_config"]

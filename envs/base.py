@@ -151,8 +151,10 @@ class BatchedEnv(abc.ABC):
         Returns:
             obs (groups ``[W, A, ...]``), reward ``[W, A]``, terminated ``[W]``, truncated ``[W]``,
             info with ``reward_terms`` (each scaled term ``[W, A]``), ``diverged`` ``[W]``,
-            and, when any world finished, ``final_obs`` (observations before the auto-reset,
-            valid where ``terminated | truncated``) and ``episode`` task statistics.
+            ``teleported`` ``[W]`` (the task rewrote the world's state inside the step, as at a
+            kick-off after a goal), and, when any world finished, ``final_obs`` and
+            ``final_state`` (observations and ``Sim.get_state()`` before the auto-reset, valid
+            where ``terminated | truncated``) and ``episode_length``.
         """
         actions = self.check_actions(actions)
         if self.sim.backend == "cpu":
@@ -185,8 +187,10 @@ class BatchedEnv(abc.ABC):
         info["num_diverged"] = self.num_diverged
         obs = self._observe()
         done = terminated | truncated
+        info.setdefault("teleported", torch.zeros(self.num_envs, dtype=torch.bool, device=self.device))
         if done.any():
             info["final_obs"] = obs
+            info["final_state"] = self.sim.get_state()
             info["episode_length"] = self.episode_length.clone()
             ids = done.nonzero().flatten()
             self._reset_worlds(ids)

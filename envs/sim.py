@@ -18,6 +18,10 @@ import torch
 log = logging.getLogger(__name__)
 
 BACKENDS = ("cpu", "warp")
+# The integration state of a world: with these (and no applied forces, which egoteach's envs
+# never use) the next step is determined. qacc_warmstart seeds the constraint solver: without
+# it a re-simulation drifts from the original in the last bits.
+STATE_FIELDS = ("time", "qpos", "qvel", "act", "qacc_warmstart", "ctrl")
 
 
 def static_geoms(model: mujoco.MjModel) -> np.ndarray:
@@ -99,6 +103,7 @@ class Sim:
         # MuJoCo resets a world whose state goes bad (with a warning) inside mj_step; its clock
         # going back is how such a world is recognised afterwards.
         self._time = self._batch.bind("time")
+        self._state = {f: torch.from_numpy(self._batch.bind(f)) for f in STATE_FIELDS}
         for name in per_world_fields:
             self._fields[name] = torch.from_numpy(self._batch.expand(name))
 
@@ -123,6 +128,7 @@ class Sim:
             self._fields[name] = t.view(self.num_worlds, *t.shape[1:])
         self._graph = None
         self._geom_xpos = wp.to_torch(self._d.geom_xpos)
+        self._state = {f: wp.to_torch(getattr(self._d, f)) for f in STATE_FIELDS}
         self._static = torch.as_tensor(static_geoms(self.model), device=self.device)
 
     # -- stepping -----------------------------------------------------------------------------
@@ -206,6 +212,21 @@ class Sim:
             self.qpos[t_idx] = qpos.to(self.qpos)
         if qvel is not None:
             self.qvel[t_idx] = qvel.to(self.qvel)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """A copy of every world's integration state: ``STATE_FIELDS`` -> ``[W, n]`` (time ``[W, 1]``)."""
+        return {f: t.reshape(self.num_worlds, -1).clone() for f, t in self._state.items()}
+
+    def set_state(self, ids: torch.Tensor | Sequence[int] | np.ndarray | None, state: dict[str, torch.Tensor]) -> None:
+        """Write integration state rows ``[len(ids), n]`` (as from ``get_state``) into worlds ``ids``."""
+        idx = torch.as_tensor(_ids(ids, self.num_worlds), dtype=torch.long, device=self.device)
+        missing = [f for f in STATE_FIELDS if f not in state]
+        if missing:
+            raise ValueError(f"state lacks fields {missing}; expected {list(STATE_FIELDS)}")
+        for f, t in self._state.items():
+            view = t.view(self.num_worlds, -1)
+            view[idx] = torch.as_tensor(state[f]).reshape(len(idx), -1).to(view)
+        self.version += 1
 
     def field(self, name: str) -> torch.Tensor:
         """The live per-world values ``[W, ...]`` of a model field named in ``per_world_fields``."""

@@ -308,6 +308,7 @@ class SoccerEnv(BatchedEnv):
             terminated = goal.clone()
         else:
             terminated = torch.zeros_like(goal)
+            info["teleported"] = goal.clone()
             if goal.any():
                 self._kickoff(goal.nonzero().flatten())
         return terms, terminated, info

@@ -1,0 +1,90 @@
+"""A Gaussian MLP actor over one observation group, with its running observation normaliser:
+the policy a teacher checkpoint holds, and what ``--policy PATH`` loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents import checkpoint
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance of observations ``[..., dim]`` (Chan et al. parallel update)."""
+
+    def __init__(self, dim: int, eps: float = 1e-8, clip: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(eps))
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+
+class GaussianActor(nn.Module):
+    """``obs[group]`` ``[..., obs_dim]`` -> action mean ``[..., act_dim]`` (tanh-squashed to [-1, 1])
+    and a state-independent log standard deviation."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256), group: str = "privileged"):
+        super().__init__()
+        self.group, self.obs_dim, self.act_dim, self.hidden = group, obs_dim, act_dim, tuple(hidden)
+        layers: list[nn.Module] = []
+        last = obs_dim
+        for h in hidden:
+            layers += [nn.Linear(last, h), nn.ELU()]
+            last = h
+        layers.append(nn.Linear(last, act_dim))
+        self.net = nn.Sequential(*layers)
+        self.log_std = nn.Parameter(torch.full((act_dim,), -0.5))
+        self.norm = RunningNorm(obs_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(self.norm(obs)))
+
+    @torch.no_grad()
+    def __call__(self, obs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """The deterministic action (the mean) for a dict of groups or one tensor."""
+        x = obs[self.group] if isinstance(obs, dict) else obs
+        return super().__call__(x.float())
+
+    def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:
+        meta = {
+            "kind": "gaussian_mlp",
+            "env": env_name,
+            "env_config": env_config,
+            "obs_group": self.group,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "hidden": list(self.hidden),
+            **extra,
+        }
+        return checkpoint.save(path, self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[GaussianActor, dict[str, Any]]:
+        tensors, meta = checkpoint.load(path)
+        if meta.get("kind") != "gaussian_mlp":
+            raise checkpoint.CheckpointError(f"{path}: policy kind {meta.get('kind')!r}, expected 'gaussian_mlp'")
+        actor = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta["obs_group"])
+        try:
+            actor.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise checkpoint.CheckpointError(f"{path}: weights do not fit the network described: {err}") from err
+        actor.eval()
+        return actor, meta
