@@ -57,6 +57,8 @@ class RecordConfig:
     """Dataset quality label stored in the manifest (``expert``, ``medium``, ``random``, ...)."""
     episodes_per_shard: int = 16
     """Episodes per shard file."""
+    compress: bool = True
+    """zlib-compress shards: camera frames shrink about 16x, at a cost in recording speed."""
     backend: Literal["cpu", "warp"] = "cpu"
     """Physics backend."""
     device: str | None = None
@@ -96,7 +98,7 @@ def main(cfg: RecordConfig) -> Path:
         meta["opponent"] = _policy_meta(cfg.opponent)
     if cfg.action_noise or cfg.epsilon:
         policy = NoisyPolicy(policy, cfg.action_noise, cfg.epsilon, seed=cfg.seed + 2)
-    writer = RecordingWriter(cfg.out, meta, groups, episodes_per_shard=cfg.episodes_per_shard)
+    writer = RecordingWriter(cfg.out, meta, groups, episodes_per_shard=cfg.episodes_per_shard, compress=cfg.compress)
     try:
         n = record(env, policy, writer, cfg.episodes, groups, seed=cfg.seed)
     except KeyboardInterrupt:
