@@ -1,8 +1,9 @@
-"""Batched matches between two policies, with win/draw/loss rates and 95% confidence intervals."""
+"""Batched evaluation with 95% confidence intervals: matches between two teams, or task episodes."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,57 +23,78 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def mean_interval(values: list[float], z: float = 1.96) -> tuple[float, tuple[float, float]]:
+    """Mean and its normal-approximation 95% interval."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, n - 1))
+    half = z * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half)
+
+
+def _episodes(
+    env: Any,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    progress: bool,
+    on_episode: Callable[[int, dict[str, Any]], None],
+    reward_agents: slice = slice(None),
+) -> list[float]:
+    """Step ``env`` under ``policy`` until each world has played its quota of ``episodes / W``
+    (rounded) episodes; call ``on_episode(world, info)`` for each counted episode's last step.
+
+    A fixed quota per world keeps short episodes from being over-counted, as they would be by
+    stopping at the first ``episodes`` to finish. Returns each counted episode's return (mean
+    over ``reward_agents``).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    W = env.num_envs
+    quota = torch.full((W,), episodes // W, dtype=torch.long)
+    quota[: episodes % W] += 1
+    played = torch.zeros(W, dtype=torch.long)
+    returns: list[float] = []
+    ep_return = torch.zeros(W)
+    obs = env.reset(seed=seed)
+    bar = tqdm(total=episodes, desc=f"{getattr(env, 'name', 'env')} episodes", disable=not progress, unit="ep")
+    with torch.no_grad():
+        while int(played.sum()) < episodes:
+            obs, reward, term, trunc, info = env.step(policy(obs))
+            ep_return += reward[:, reward_agents].mean(1).cpu()
+            done = (term | trunc).cpu()
+            for w in done.nonzero().flatten().tolist():
+                if played[w] < quota[w]:
+                    on_episode(w, info)
+                    returns.append(float(ep_return[w]))
+                    played[w] += 1
+                    bar.update(1)
+                ep_return[w] = 0.0
+    bar.close()
+    return returns
+
+
 def play_matches(
     env: Any, policy: Policy, opponent: Policy, episodes: int, seed: int = 0, progress: bool = True
 ) -> dict[str, Any]:
-    """Team 0 plays ``policy``, team 1 ``opponent``, for ``episodes`` episodes in all.
-
-    Each world plays a fixed quota of episodes (``episodes / W``, rounded), so that short
-    episodes are not over-counted by stopping at the first ``episodes`` to finish.
+    """Team 0 plays ``policy``, team 1 ``opponent``, for ``episodes`` matches in all.
 
     Returns:
         ``episodes``, ``win_rate`` (wins over all matches), ``draw_rate``, ``loss_rate``, each
         rate's ``*_ci95`` [low, high], ``mean_return`` (team 0 per player) and its ``return_ci95``,
         ``mean_goal_difference``.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    W = env.num_envs
+    from agents.rollout import TeamPolicy
+
     n = env.num_agents // 2
-    quota = torch.full((W,), episodes // W, dtype=torch.long)
-    quota[: episodes % W] += 1
-    played = torch.zeros(W, dtype=torch.long)
-    wins = draws = losses = 0
-    returns: list[float] = []
-    goal_diff: list[int] = []
-    ep_return = torch.zeros(W)
-    obs = env.reset(seed=seed)
-    bar = tqdm(total=episodes, desc=f"{getattr(env, 'name', 'env')} matches", disable=not progress, unit="ep")
-    with torch.no_grad():
-        while int(played.sum()) < episodes:
-            mine = policy({k: v[:, :n] for k, v in obs.items()})
-            theirs = opponent({k: v[:, n:] for k, v in obs.items()})
-            obs, reward, term, trunc, info = env.step(torch.cat((mine, theirs), 1))
-            ep_return += reward[:, :n].mean(1).cpu()
-            done = (term | trunc).cpu()
-            if not done.any():
-                continue
-            score = info["score"].cpu()
-            for w in done.nonzero().flatten().tolist():
-                if played[w] < quota[w]:
-                    d = int(score[w, 0] - score[w, 1])
-                    wins += d > 0
-                    draws += d == 0
-                    losses += d < 0
-                    goal_diff.append(d)
-                    returns.append(float(ep_return[w]))
-                    played[w] += 1
-                    bar.update(1)
-                ep_return[w] = 0.0
-    bar.close()
-    mean_ret = sum(returns) / episodes
-    sd = math.sqrt(sum((r - mean_ret) ** 2 for r in returns) / max(1, episodes - 1))
-    half = 1.96 * sd / math.sqrt(episodes)
+    diffs: list[int] = []
+
+    def count(w: int, info: dict[str, Any]) -> None:
+        diffs.append(int(info["score"][w, 0] - info["score"][w, 1]))
+
+    returns = _episodes(env, TeamPolicy(policy, opponent, n), episodes, seed, progress, count, slice(0, n))
+    wins, draws, losses = (sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), sum(d < 0 for d in diffs))
+    mean_ret, ret_ci = mean_interval(returns)
     return {
         "episodes": episodes,
         "win_rate": wins / episodes,
@@ -82,57 +104,34 @@ def play_matches(
         "draw_rate_ci95": wilson_interval(draws, episodes),
         "loss_rate_ci95": wilson_interval(losses, episodes),
         "mean_return": mean_ret,
-        "return_ci95": (mean_ret - half, mean_ret + half),
-        "mean_goal_difference": sum(goal_diff) / episodes,
+        "return_ci95": ret_ci,
+        "mean_goal_difference": sum(diffs) / episodes,
     }
 
 
 def run_episodes(env: Any, policy: Policy, episodes: int, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """``policy`` drives every agent for ``episodes`` episodes (a quota per world, as above).
+    """``policy`` drives every agent for ``episodes`` episodes in all.
 
     Returns:
         ``episodes``, ``success_rate`` and ``reach_rate`` (with ``*_ci95`` Wilson intervals),
         ``path_length`` (mean metres driven per episode) and ``mean_return`` with ``return_ci95``.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    W = env.num_envs
-    quota = torch.full((W,), episodes // W, dtype=torch.long)
-    quota[: episodes % W] += 1
-    played = torch.zeros(W, dtype=torch.long)
-    successes = reaches = 0
-    paths: list[float] = []
-    returns: list[float] = []
-    ep_return = torch.zeros(W)
-    obs = env.reset(seed=seed)
-    bar = tqdm(total=episodes, desc=f"{getattr(env, 'name', 'env')} episodes", disable=not progress, unit="ep")
-    with torch.no_grad():
-        while int(played.sum()) < episodes:
-            obs, reward, term, trunc, info = env.step(policy(obs))
-            ep_return += reward.mean(1).cpu()
-            done = (term | trunc).cpu()
-            if not done.any():
-                continue
-            for w in done.nonzero().flatten().tolist():
-                if played[w] < quota[w]:
-                    successes += bool(info["success"][w])
-                    reaches += bool(info["reach"][w])
-                    paths.append(float(info["path_length"][w]))
-                    returns.append(float(ep_return[w]))
-                    played[w] += 1
-                    bar.update(1)
-                ep_return[w] = 0.0
-    bar.close()
-    mean_ret = sum(returns) / episodes
-    sd = math.sqrt(sum((r - mean_ret) ** 2 for r in returns) / max(1, episodes - 1))
-    half = 1.96 * sd / math.sqrt(episodes)
+    outcomes: list[tuple[bool, bool, float]] = []
+
+    def count(w: int, info: dict[str, Any]) -> None:
+        outcomes.append((bool(info["success"][w]), bool(info["reach"][w]), float(info["path_length"][w])))
+
+    returns = _episodes(env, policy, episodes, seed, progress, count)
+    successes = sum(o[0] for o in outcomes)
+    reaches = sum(o[1] for o in outcomes)
+    mean_ret, ret_ci = mean_interval(returns)
     return {
         "episodes": episodes,
         "success_rate": successes / episodes,
         "success_rate_ci95": wilson_interval(successes, episodes),
         "reach_rate": reaches / episodes,
         "reach_rate_ci95": wilson_interval(reaches, episodes),
-        "path_length": sum(paths) / episodes,
+        "path_length": sum(o[2] for o in outcomes) / episodes,
         "mean_return": mean_ret,
-        "return_ci95": (mean_ret - half, mean_ret + half),
+        "return_ci95": ret_ci,
     }
