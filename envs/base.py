@@ -200,6 +200,31 @@ class BatchedEnv(abc.ABC):
 
     max_episode_steps: int
 
+    # -- snapshots -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Everything that decides the env's future: the sim's integration state, its per-world
+        fields, the env's generator and every per-world tensor the task keeps (``[W, ...]``
+        attributes). With ``restore`` a training run continues exactly where it stopped."""
+        snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
+        snap.update({f"field/{n}": self.sim.field(n).clone() for n in self._per_world_fields})
+        snap["generator"] = self.generator.get_state()
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.num_envs:
+                snap[f"task/{name}"] = value.clone()
+        return snap
+
+    def restore(self, snap: dict[str, torch.Tensor]) -> None:
+        """Undo everything since ``snapshot`` (see there)."""
+        state = {k[4:]: v for k, v in snap.items() if k.startswith("sim/")}
+        self.sim.set_state(None, state)
+        for key, value in snap.items():
+            group, _, name = key.partition("/")
+            if group == "field":
+                self.sim.field(name).copy_(value)
+            elif group == "task":
+                setattr(self, name, value.clone().to(self.device))
+        self.generator.set_state(snap["generator"])
+
     # -- cameras ------------------------------------------------------------------------------------
     def render_cameras(
         self, cameras: list[str], resolution: tuple[int, int], modalities: tuple[str, ...]

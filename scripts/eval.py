@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
-from agents.policies import make_policy  # noqa: E402
+from agents.policies import checkpoint_env, make_policy  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +27,13 @@ class EvalConfig:
     """Evaluate a policy (team 0) against an opponent (team 1)."""
 
     env: str = "soccer-1v1"
-    """Registered env name (see ``envs.registered()``)."""
-    policy: Literal["scripted", "random"] = "scripted"
-    """Policy of team 0."""
-    opponent: Literal["scripted", "random"] = "scripted"
-    """Policy of team 1 (competitive envs only)."""
+    """Registered env name (see ``envs.registered()``); ignored with ``--checkpoint``."""
+    policy: str = "scripted"
+    """Policy (team 0 in competitive envs): ``scripted``, ``random`` or a checkpoint directory."""
+    checkpoint: Path | None = None
+    """Evaluate this checkpoint in the env (and env config) it was trained on."""
+    opponent: str = "scripted"
+    """Policy of team 1 (competitive envs only): ``scripted``, ``random`` or a checkpoint directory."""
     episodes: int = 100
     """Episodes (matches) in all."""
     num_envs: int = 32
@@ -47,9 +49,16 @@ class EvalConfig:
 
 
 def main(cfg: EvalConfig) -> dict:
+    over: dict = {}
+    if cfg.checkpoint is not None:
+        name, config = checkpoint_env(cfg.checkpoint)
+        # The checkpoint's world and observations; the task's own rewards for the returns.
+        over = {k: v for k, v in config.items() if k not in ("cameras", "reward_scales")}
+        cfg = dataclasses.replace(cfg, env=name, policy=str(cfg.checkpoint))
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
-    env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device)
+    W = min(cfg.num_envs, cfg.episodes)
+    env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **over)
     policy = make_policy(cfg.policy, env, seed=cfg.seed)
     head = {"env": cfg.env, "policy": cfg.policy, "seed": cfg.seed}
     if env.competitive:

@@ -1,0 +1,242 @@
+"""The PPO training loop: rollouts, updates, logging, checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from agents.actor import GaussianActor
+from agents.ppo.algorithm import PPO, Critic, PPOConfig
+from agents.ppo.learner_env import LearnerEnv
+from agents.ppo.storage import RolloutStorage
+
+CKPT = "checkpoint"
+
+
+class Runner:
+    """Trains ``PPO`` on a ``LearnerEnv``; one run directory holds its logs and checkpoint.
+
+    Args:
+        learner: the learner's view of the env.
+        cfg: PPO settings.
+        total_steps: env-steps (learner slots x steps) to train for.
+        seed: seeds the networks' initialisation, the action noise and the minibatch order.
+        run_dir: where ``checkpoint/``, ``metrics.jsonl`` and TensorBoard logs go.
+        env_name, env_config: stored in the checkpoint (the policy's env).
+    """
+
+    def __init__(
+        self,
+        learner: LearnerEnv,
+        cfg: PPOConfig,
+        total_steps: int,
+        seed: int,
+        run_dir: Path,
+        env_name: str,
+        env_config: dict[str, Any],
+    ) -> None:
+        self.learner, self.cfg, self.seed = learner, cfg, seed
+        self.run_dir = Path(run_dir)
+        self.env_name, self.env_config = env_name, env_config
+        dev = learner.env.device
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.actor = GaussianActor(learner.obs_dim, learner.act_dim, cfg.hidden, learner.actor_group).to(dev)
+            with torch.no_grad():
+                self.actor.log_std.fill_(cfg.init_log_std)
+            self.critic = Critic(learner.critic_dim, cfg.hidden).to(dev)
+        self.steps_per_update = cfg.steps_per_env * learner.num_slots
+        self.total_updates = max(1, math.ceil(total_steps / self.steps_per_update))
+        self.ppo = PPO(self.actor, self.critic, cfg, self.total_updates)
+        self.storage = RolloutStorage(
+            cfg.steps_per_env, learner.num_slots, learner.obs_dim, learner.critic_dim, learner.act_dim, dev
+        )
+        self.generator = torch.Generator().manual_seed(seed)
+        self.iteration = 0
+        self.env_steps = 0
+        self.history: list[dict[str, float]] = []
+        self._obs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._ep_return = torch.zeros(learner.num_slots, device=dev)
+
+    # -- rollouts and updates ----------------------------------------------------------------------
+    def _rollout(self) -> dict[str, float]:
+        learner, ppo = self.learner, self.ppo
+        obs, critic_obs = self._obs if self._obs is not None else learner.reset(seed=self.seed)
+        term_sums: dict[str, float] = {}
+        finished_returns: list[float] = []
+        outcome: dict[str, list[float]] = {}
+        self.storage.clear()
+        for _ in range(self.cfg.steps_per_env):
+            self.actor.norm.update(obs)
+            self.critic.norm.update(critic_obs)
+            out = ppo.act(obs, critic_obs, self.generator)
+            res = learner.step(out["actions"])
+            bootstrap = torch.zeros_like(res["rewards"])
+            if "final_critic_obs" in res:
+                # A time limit is not the end of the task: the value of where it stopped counts.
+                bootstrap = res["truncated"] * ppo.value(res["final_critic_obs"])
+            self.storage.add(
+                obs=obs,
+                critic_obs=critic_obs,
+                actions=out["actions"],
+                log_probs=out["log_probs"],
+                values=out["values"],
+                mu=out["mu"],
+                sigma=out["sigma"],
+                rewards=res["rewards"],
+                dones=res["dones"],
+                bootstrap=bootstrap,
+            )
+            info = res["info"]
+            for k, v in info["reward_terms"].items():
+                term_sums[k] = term_sums.get(k, 0.0) + float(v[:, learner.learners].mean())
+            self._ep_return += res["rewards"]
+            done = res["dones"] > 0
+            if done.any():
+                finished_returns += self._ep_return[done].tolist()
+                self._ep_return[done] = 0
+                world_done = done.view(-1, learner.K)[:, 0]
+                if "success" in info:
+                    outcome.setdefault("success_rate", []).extend(info["success"][world_done].float().tolist())
+                if "score" in info:
+                    sc = info["score"][world_done]
+                    outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
+                    outcome.setdefault("loss_rate", []).extend((sc[:, 0] < sc[:, 1]).float().tolist())
+            obs, critic_obs = res["obs"], res["critic_obs"]
+        self._obs = (obs, critic_obs)
+        self.storage.compute_returns(ppo.value(critic_obs), self.cfg.gamma, self.cfg.lam)
+        stats = {f"reward/{k}": v / self.cfg.steps_per_env for k, v in term_sums.items()}
+        if finished_returns:
+            stats["episode/return"] = sum(finished_returns) / len(finished_returns)
+        for k, v in outcome.items():
+            stats[f"episode/{k}"] = sum(v) / len(v)
+        return stats
+
+    def learn(self, progress: bool = True) -> list[dict[str, float]]:
+        """Train until ``total_steps``; Ctrl-C saves a checkpoint and re-raises."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
+        bar = tqdm(
+            total=self.total_updates * self.steps_per_update,
+            initial=self.env_steps,
+            unit="step",
+            desc=f"PPO {self.env_name}",
+            disable=not progress,
+            unit_scale=True,
+        )
+        try:
+            while self.iteration < self.total_updates:
+                start = time.perf_counter()
+                stats = self._rollout()
+                collect = time.perf_counter() - start
+                stats.update({f"loss/{k}": v for k, v in self.ppo.update(self.storage, self.generator).items()})
+                elapsed = time.perf_counter() - start
+                self.iteration += 1
+                self.env_steps += self.steps_per_update
+                stats["perf/env_steps_per_s"] = self.steps_per_update / collect
+                stats["perf/total_steps_per_s"] = self.steps_per_update / elapsed
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, self.env_steps)
+                self.history.append({"iteration": self.iteration, "env_steps": self.env_steps, **stats})
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(self.history[-1]) + "\n")
+                shown = {k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith("episode/")}
+                bar.set_postfix(shown, refresh=False)
+                bar.update(self.steps_per_update)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            writer.close()
+        self.save()
+        return self.history
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``), and the
+        training state (critic, optimiser, generators, env snapshot) for ``--resume``."""
+        final = self.run_dir / CKPT
+        tmp = self.run_dir / (CKPT + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.actor.save(
+            tmp, self.env_name, self.env_config, iteration=self.iteration, env_steps=self.env_steps, seed=self.seed
+        )
+        tensors: dict[str, torch.Tensor] = {f"critic/{k}": v for k, v in self.critic.state_dict().items()}
+        opt = self.ppo.optimizer.state_dict()
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors["rng/runner"] = self.generator.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        opp_gen = getattr(self.learner.opponent, "generator", None)
+        if isinstance(opp_gen, torch.Generator):
+            tensors["rng/opponent"] = opp_gen.get_state()
+        tensors.update({f"env/{k}": v for k, v in self.learner.env.snapshot().items()})
+        tensors.update({f"obs/{i}": t for i, t in enumerate(self._obs or ())})
+        tensors["ep_return"] = self._ep_return
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "train_state.safetensors"))
+        meta = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "lr": self.ppo.lr,
+            "updates": self.ppo.updates,
+            "seed": self.seed,
+            "history": self.history,
+        }
+        (tmp / "train_state.json").write_text(json.dumps(meta))
+        old = self.run_dir / (CKPT + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self) -> None:
+        """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""
+        path = self.run_dir / CKPT
+        if not path.exists() and (self.run_dir / (CKPT + ".old")).exists():
+            path = self.run_dir / (CKPT + ".old")
+        actor, meta = GaussianActor.load(path)
+        self.actor.load_state_dict(actor.state_dict())
+        tensors = load_file(str(path / "train_state.safetensors"))
+        state = json.loads((path / "train_state.json").read_text())
+        dev = self.learner.env.device
+        self.critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
+        opt = self.ppo.optimizer.state_dict()
+        for key, v in tensors.items():
+            if key.startswith("optim/"):
+                _, pid, name = key.split("/")
+                opt["state"].setdefault(int(pid), {})[name] = v.to(dev) if name != "step" else v
+        self.ppo.optimizer.load_state_dict(opt)
+        self.ppo.lr, self.ppo.updates = state["lr"], state["updates"]
+        for g in self.ppo.optimizer.param_groups:
+            g["lr"] = self.ppo.lr
+        self.generator.set_state(tensors["rng/runner"])
+        torch.set_rng_state(tensors["rng/torch"])
+        opp_gen = getattr(self.learner.opponent, "generator", None)
+        if "rng/opponent" in tensors and isinstance(opp_gen, torch.Generator):
+            opp_gen.set_state(tensors["rng/opponent"])
+        self.learner.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
+        obs = [tensors[f"obs/{i}"].to(dev) for i in range(2) if f"obs/{i}" in tensors]
+        self._obs = (obs[0], obs[1]) if obs else None
+        if self._obs is not None:
+            self.learner._obs = None  # the env's own last observation is re-derived below
+            self.learner._obs = self.learner.env._observe()
+        self._ep_return = tensors["ep_return"].to(dev)
+        self.iteration, self.env_steps = state["iteration"], state["env_steps"]
+        self.history = state["history"]
+        del meta

@@ -1,0 +1,145 @@
+"""Train a privileged teacher with PPO on batched worlds.
+
+Each run gets a directory (``runs/<env>-s<seed>`` by default) with the resolved config, the
+TensorBoard logs (every reward term, success or win rate, env-steps/s, losses), ``metrics.jsonl``,
+``checkpoint/`` (the policy, loadable by ``eval.py --policy`` and ``replay.py --checkpoint``, and the
+training state) and, at the end, ``learning_curve.png``. Ctrl-C saves a checkpoint; ``--resume``
+continues it, and ends with the same weights as a run that was never interrupted.
+
+    python scripts/train_teacher.py --env egopush-goal --total-steps 300000
+    python scripts/train_teacher.py --env egopush-line --observability fov_gated --num-envs 256
+    python scripts/train_teacher.py --env egopush-goal --run-dir runs/goal --resume
+    tensorboard --logdir runs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import envs  # noqa: E402
+from agents.policies import make_policy  # noqa: E402
+from agents.ppo.algorithm import PPOConfig  # noqa: E402
+from agents.ppo.learner_env import LearnerEnv  # noqa: E402
+from agents.ppo.runner import Runner  # noqa: E402
+from envs.config import to_dict  # noqa: E402
+
+# Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
+TRAINING_SHAPING = {
+    "egopush": {"reward_scales": {"approach": 1.0, "progress": 3.0, "time": 0.001}},
+    "soccer": {"reward_scales": {"vel_to_ball": 0.05, "ball_vel_to_goal": 0.1}},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Train a teacher with PPO."""
+
+    env: str = "egopush-goal"
+    """Registered env name."""
+    num_envs: int = 64
+    """Worlds stepped together."""
+    total_steps: int = 200_000
+    """Learner env-steps (worlds x learning agents x steps) to train for."""
+    backend: Literal["cpu", "warp"] = "cpu"
+    """Physics backend."""
+    device: str | None = None
+    """Device for the warp backend (the networks live there too)."""
+    seed: int = 0
+    """Seed of the worlds, the networks and the action noise."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its checkpoint."""
+    run_dir: Path | None = None
+    """Run directory (default ``runs/<env>[-<observability>]-s<seed>``)."""
+    observability: str | None = None
+    """EgoPush: ``global``, ``fov`` or ``fov_gated`` teacher observations."""
+    opponent: str = "scripted"
+    """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team."""
+    env_overrides: str = "{}"
+    """More env config as JSON, e.g. ``'{"episode_seconds": 30}'`` (applied over the training shaping)."""
+    actor_group: str = "privileged"
+    """Observation group of the actor."""
+    critic_group: str = "critic"
+    """Observation group of the critic (asymmetric actor-critic)."""
+    ppo: PPOConfig = PPOConfig()
+    """PPO settings."""
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _plot(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["env_steps"] for h in history]
+    keys = [k for k in ("episode/return", "episode/success_rate", "episode/win_rate") if any(k in h for h in history)]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 3.5))
+    for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=False):
+        xs = [s for s, h in zip(steps, history, strict=True) if key in h]
+        ax.plot(xs, [h[key] for h in history if key in h])
+        ax.set_xlabel("env-steps")
+        ax.set_ylabel(key.split("/")[-1])
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(cfg: TrainConfig) -> Path:
+    if cfg.env not in envs.registered():
+        raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
+    tag = f"-{cfg.observability}" if cfg.observability else ""
+    run_dir = cfg.run_dir or Path("runs") / f"{cfg.env}{tag}-s{cfg.seed}"
+    config_file = run_dir / "config.json"
+    if cfg.resume:
+        if not config_file.exists():
+            raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
+        saved = json.loads(config_file.read_text())
+        if saved["train"]["env"] != cfg.env or saved["train"]["seed"] != cfg.seed:
+            raise SystemExit(f"--resume: {run_dir} is a run of {saved['train']['env']} seed {saved['train']['seed']}")
+    elif (run_dir / "checkpoint").exists():
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    overrides = _merge(TRAINING_SHAPING.get(cfg.env.split("-")[0], {}), json.loads(cfg.env_overrides))
+    if cfg.observability is not None:
+        overrides["observability"] = cfg.observability
+    env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
+    opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1) if env.competitive else None
+    learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
+    runner = Runner(learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        runner.load()
+        print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
+    else:
+        config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
+        config_file.write_text(json.dumps(config, indent=1))
+    try:
+        history = runner.learn()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
+        raise SystemExit(130) from None
+    finally:
+        env.close()
+    _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
+    last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
+    print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(TrainConfig))

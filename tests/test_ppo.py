@@ -1,0 +1,105 @@
+"""PPO: GAE and losses against hand-worked numbers, seeds, and exact resumption."""
+
+import math
+
+import pytest
+import torch
+
+import envs
+from agents.ppo.algorithm import PPOConfig, gaussian_kl, surrogate_loss, value_loss
+from agents.ppo.learner_env import LearnerEnv
+from agents.ppo.runner import Runner
+from agents.ppo.storage import gae
+
+
+def test_gae_matches_hand_worked_values():
+    # One slot, 3 steps, gamma 0.5, lambda 0.5; the episode ends (terminal) at step 1.
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [2.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    zero = torch.zeros(3, 1)
+    adv, ret = gae(rewards, values, dones, zero, torch.tensor([4.0]), gamma=0.5, lam=0.5)
+    # t=2: delta = 3 + 0.5*4 - 2 = 3;          A2 = 3
+    # t=1: delta = 2 + 0 - 1 = 1 (terminal);   A1 = 1
+    # t=0: delta = 1 + 0.5*1 - 0.5 = 1;        A0 = 1 + 0.25 * 1 = 1.25
+    torch.testing.assert_close(adv[:, 0], torch.tensor([1.25, 1.0, 3.0]))
+    torch.testing.assert_close(ret[:, 0], torch.tensor([1.75, 2.0, 5.0]))
+    # A time limit at step 1 with V(final) = 6 adds gamma * 6 to that step's reward.
+    boot = torch.tensor([[0.0], [6.0], [0.0]])
+    adv, _ = gae(rewards, values, dones, boot, torch.tensor([4.0]), gamma=0.5, lam=0.5)
+    torch.testing.assert_close(adv[:, 0], torch.tensor([1.25 + 0.25 * 3.0, 4.0, 3.0]))
+
+
+def test_losses_match_hand_worked_values():
+    # ratios e^{0.5} = 1.6487 (clipped to 1.2 for A > 0) and e^{-0.5} = 0.6065 (clipped to 0.8 for A < 0)
+    logp = torch.tensor([0.5, -0.5])
+    old = torch.zeros(2)
+    adv = torch.tensor([2.0, -1.0])
+    # min(1.6487 * 2, 1.2 * 2) = 2.4 ; min(0.6065 * -1, 0.8 * -1) = -0.8 ; loss = -(2.4 - 0.8) / 2
+    torch.testing.assert_close(surrogate_loss(logp, old, adv, 0.2), torch.tensor(-0.8))
+    # value 3 from old 1 (clipped to 1.2), return 2: max(1, 0.64) = 1 ; value 0 from old 0, return 1: 1
+    v = value_loss(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([2.0, 1.0]), 0.2)
+    torch.testing.assert_close(v, torch.tensor(1.0))
+    # KL of N(0, 1) to N(1, 2): log 2 + (1 + 1) / 8 - 1/2
+    kl = gaussian_kl(torch.zeros(1), torch.ones(1), torch.ones(1), torch.full((1,), 2.0))
+    torch.testing.assert_close(kl, torch.tensor(math.log(2) + 0.25 - 0.5))
+
+
+def _runner(tmp_path, seed, total=4 * 8 * 4, name="run"):
+    env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
+    cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16))
+    learner = LearnerEnv(env, "privileged", "critic")
+    return Runner(learner, cfg, total, seed, tmp_path / name, env.name, {})
+
+
+def _weights(runner):
+    return torch.cat([p.detach().flatten() for p in list(runner.actor.parameters()) + list(runner.critic.parameters())])
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    a, b, c = _runner(tmp_path, 0, name="a"), _runner(tmp_path, 0, name="b"), _runner(tmp_path, 1, name="c")
+    for r in (a, b, c):
+        r.learn(progress=False)
+    assert a.iteration == 4
+    assert torch.equal(_weights(a), _weights(b))
+    assert not torch.allclose(_weights(a), _weights(c))
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    whole = _runner(tmp_path, 3, name="whole")
+    whole.learn(progress=False)
+    first = _runner(tmp_path, 3, name="cut")
+    first.total_updates = 2  # stop halfway, as Ctrl-C after two updates would (and save)
+    first.learn(progress=False)
+    again = _runner(tmp_path, 3, name="cut")
+    again.load()
+    assert again.iteration == 2
+    again.learn(progress=False)
+    assert again.iteration == 4
+    assert torch.equal(_weights(whole), _weights(again))
+
+
+def test_train_teacher_script_smoke(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_teacher
+
+    cfg = train_teacher.TrainConfig(
+        env="soccer-1v1",
+        num_envs=4,
+        total_steps=256,
+        run_dir=tmp_path / "t",
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    run = train_teacher.main(cfg)
+    assert (run / "checkpoint" / "policy.safetensors").exists() and (run / "learning_curve.png").exists()
+    assert (run / "config.json").exists() and any((run / "tb").iterdir())
+    with pytest.raises(SystemExit, match="already holds a run"):
+        train_teacher.main(cfg)
+    # The checkpoint is a policy eval.py and replay.py load.
+    from agents.policies import make_policy
+
+    env = envs.make("soccer-1v1", num_envs=2)
+    assert make_policy(str(run / "checkpoint"), env)(env.reset(seed=0)).shape == (2, 2, 3)
