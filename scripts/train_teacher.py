@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -62,12 +66,19 @@ class TrainConfig:
     """EgoPush: ``global``, ``fov`` or ``fov_gated`` teacher observations."""
     opponent: str = "scripted"
     """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team."""
+    selfplay: bool = False
+    """Competitive envs: play a pool of frozen snapshots of the learner plus ``--opponent``
+    (see ``agents/ppo/selfplay.py`` for how opponents are drawn)."""
+    snapshot_every: int = 20
+    """Self-play: updates between snapshots joining the pool."""
     env_overrides: str = "{}"
     """More env config as JSON, e.g. ``'{"episode_seconds": 30}'`` (applied over the training shaping)."""
     actor_group: str = "privileged"
     """Observation group of the actor."""
     critic_group: str = "critic"
     """Observation group of the critic (asymmetric actor-critic)."""
+    eval_episodes: int = 200
+    """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
     ppo: PPOConfig = PPOConfig()
     """PPO settings."""
 
@@ -100,6 +111,52 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict) -> None:
+    """Evaluate the final policy and write MODEL_CARD.md beside it."""
+    from agents.evaluate import play_matches, run_episodes
+
+    env = envs.make(
+        cfg.env, num_envs=min(64, cfg.eval_episodes), **{k: v for k, v in overrides.items() if k != "reward_scales"}
+    )
+    policy = make_policy(str(run_dir / "checkpoint"), env)
+    if env.competitive:
+        rows = []
+        for opp in ("scripted", "random"):
+            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=1000, progress=False)
+            rows.append(
+                f"| {opp} | {r['win_rate']:.3f} [{r['win_rate_ci95'][0]:.3f}, {r['win_rate_ci95'][1]:.3f}] | "
+                f"{r['draw_rate']:.3f} | {r['loss_rate']:.3f} |"
+            )
+        table = "| opponent | win rate [95% CI] | draw | loss |\n|---|---|---|---|\n" + "\n".join(rows)
+    else:
+        r = run_episodes(env, policy, cfg.eval_episodes, seed=1000, progress=False)
+        lo, hi = r["success_rate_ci95"]
+        table = (
+            "| episodes | success [95% CI] | reach | path length |\n|---:|---|---:|---:|\n"
+            f"| {r['episodes']} | {r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reach_rate']:.3f} | "
+            f"{r['path_length']:.2f} m |"
+        )
+    env.close()
+    command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
+    card = f"""# {cfg.env} teacher{f" ({cfg.observability})" if cfg.observability else ""}
+
+PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
+
+- command: `{command}`
+- env-steps: {steps:,}; wall time: {wall / 60:.1f} min
+- hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
+- seed: {cfg.seed}; worlds: {cfg.num_envs}
+
+## Evaluation (deterministic policy, the task's own rewards, seed 1000)
+
+{table}
+
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes}`.
+"""
+    (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
+    print(card)
+
+
 def main(cfg: TrainConfig) -> Path:
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
@@ -119,6 +176,14 @@ def main(cfg: TrainConfig) -> Path:
         overrides["observability"] = cfg.observability
     env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
     opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1) if env.competitive else None
+    if cfg.selfplay:
+        if not env.competitive:
+            raise SystemExit(f"--selfplay needs a competitive env; {cfg.env} is not")
+        from agents.ppo.selfplay import OpponentPool
+
+        opponent = OpponentPool(
+            cfg.num_envs, {cfg.opponent: opponent}, snapshot_every=cfg.snapshot_every, seed=cfg.seed + 2
+        )
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
     runner = Runner(learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +193,7 @@ def main(cfg: TrainConfig) -> Path:
     else:
         config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
         config_file.write_text(json.dumps(config, indent=1))
+    start = time.time()
     try:
         history = runner.learn()
     except KeyboardInterrupt:
@@ -135,7 +201,10 @@ def main(cfg: TrainConfig) -> Path:
         raise SystemExit(130) from None
     finally:
         env.close()
+    wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
+    if cfg.eval_episodes > 0:
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

@@ -103,3 +103,37 @@ def test_train_teacher_script_smoke(tmp_path):
 
     env = envs.make("soccer-1v1", num_envs=2)
     assert make_policy(str(run / "checkpoint"), env)(env.reset(seed=0)).shape == (2, 2, 3)
+
+
+def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
+    from agents.ppo.selfplay import OpponentPool
+    from agents.scripted_soccer import ScriptedSoccer
+
+    pool = OpponentPool(4, {"scripted": ScriptedSoccer(1)}, snapshot_every=1, floor=0.1)
+    pool.score = [1.0]
+    pool.names.append("weak")
+    pool.policies.append(ScriptedSoccer(1))
+    pool.score.append(0.0)
+    pool.games += [0]
+    torch.testing.assert_close(pool.weights(), torch.tensor([0.1, 1.1]))  # beaten: floor only
+
+    def make(name, total=3 * 8 * 4):
+        env = envs.make("soccer-1v1", num_envs=4, episode_seconds=0.3)
+        opp = OpponentPool(4, {"scripted": ScriptedSoccer(1)}, snapshot_every=1, seed=5)
+        learner = LearnerEnv(env, "privileged", "critic", opp)
+        cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=1, hidden=(16, 16))
+        return Runner(learner, cfg, total, 7, tmp_path / name, env.name, {}), opp
+
+    whole, opp = make("whole")
+    whole.learn(progress=False)
+    assert [n for n in opp.names if n.startswith("snapshot@")] == ["snapshot@1", "snapshot@2", "snapshot@3"]
+    assert sum(opp.games) > 0  # finished games were scored
+    cut, _ = make("cut")
+    cut.total_updates = 2
+    cut.learn(progress=False)
+    again, opp2 = make("cut")
+    again.load()
+    assert opp2.names[:3] == ["scripted", "snapshot@1", "snapshot@2"]
+    again.learn(progress=False)
+    assert torch.equal(_weights(whole), _weights(again))
+    assert opp2.names == opp.names and opp2.score == opp.score

@@ -111,6 +111,9 @@ class Runner:
                     sc = info["score"][world_done]
                     outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
                     outcome.setdefault("loss_rate", []).extend((sc[:, 0] < sc[:, 1]).float().tolist())
+                    pool = learner.opponent
+                    if hasattr(pool, "record"):
+                        pool.record(world_done.nonzero().flatten().cpu(), sc.cpu())
             obs, critic_obs = res["obs"], res["critic_obs"]
         self._obs = (obs, critic_obs)
         self.storage.compute_returns(ppo.value(critic_obs), self.cfg.gamma, self.cfg.lam)
@@ -141,6 +144,10 @@ class Runner:
                 stats = self._rollout()
                 collect = time.perf_counter() - start
                 stats.update({f"loss/{k}": v for k, v in self.ppo.update(self.storage, self.generator).items()})
+                pool = self.learner.opponent
+                if hasattr(pool, "maybe_snapshot"):
+                    pool.maybe_snapshot(self.actor, self.iteration + 1)
+                    stats.update({f"selfplay/score_vs_{k}": v for k, v in pool.table().items()})
                 elapsed = time.perf_counter() - start
                 self.iteration += 1
                 self.env_steps += self.steps_per_update
@@ -181,9 +188,13 @@ class Runner:
                 tensors[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
         tensors["rng/runner"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
-        opp_gen = getattr(self.learner.opponent, "generator", None)
-        if isinstance(opp_gen, torch.Generator):
-            tensors["rng/opponent"] = opp_gen.get_state()
+        opp = self.learner.opponent
+        pool_meta = None
+        if hasattr(opp, "state"):
+            pool_tensors, pool_meta = opp.state()
+            tensors.update({f"pool/{k}": v for k, v in pool_tensors.items()})
+        elif isinstance(getattr(opp, "generator", None), torch.Generator):
+            tensors["rng/opponent"] = opp.generator.get_state()
         tensors.update({f"env/{k}": v for k, v in self.learner.env.snapshot().items()})
         tensors.update({f"obs/{i}": t for i, t in enumerate(self._obs or ())})
         tensors["ep_return"] = self._ep_return
@@ -195,6 +206,7 @@ class Runner:
             "updates": self.ppo.updates,
             "seed": self.seed,
             "history": self.history,
+            "pool": pool_meta,
         }
         (tmp / "train_state.json").write_text(json.dumps(meta))
         old = self.run_dir / (CKPT + ".old")
@@ -227,9 +239,16 @@ class Runner:
             g["lr"] = self.ppo.lr
         self.generator.set_state(tensors["rng/runner"])
         torch.set_rng_state(tensors["rng/torch"])
-        opp_gen = getattr(self.learner.opponent, "generator", None)
-        if "rng/opponent" in tensors and isinstance(opp_gen, torch.Generator):
-            opp_gen.set_state(tensors["rng/opponent"])
+        opp = self.learner.opponent
+        if state.get("pool") is not None and hasattr(opp, "load"):
+            a = self.actor
+            opp.load(
+                {k[5:]: v for k, v in tensors.items() if k.startswith("pool/")},
+                state["pool"],
+                lambda: GaussianActor(a.obs_dim, a.act_dim, a.hidden, a.group).to(dev),
+            )
+        elif "rng/opponent" in tensors and isinstance(getattr(opp, "generator", None), torch.Generator):
+            opp.generator.set_state(tensors["rng/opponent"])
         self.learner.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
         obs = [tensors[f"obs/{i}"].to(dev) for i in range(2) if f"obs/{i}" in tensors]
         self._obs = (obs[0], obs[1]) if obs else None
