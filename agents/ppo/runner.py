@@ -122,6 +122,8 @@ class Runner:
             stats["episode/return"] = sum(finished_returns) / len(finished_returns)
         for k, v in outcome.items():
             stats[f"episode/{k}"] = sum(v) / len(v)
+        if outcome:
+            stats["episode/count"] = float(len(next(iter(outcome.values()))))
         return stats
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
