@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.io import write_atomic
+
 FORMAT = "egoteach-rollouts"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -60,15 +62,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -167,7 +160,7 @@ class RecordingWriter:
             "shards": self._shards,
             "episodes": written,
         }
-        _write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1).encode())
+        write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1).encode())
 
     def close(self, interrupted: bool = False) -> None:
         """Write the episodes still queued and mark the recording ``complete`` (or ``interrupted``)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
+from envs.io import write_json  # noqa: E402
 
 # The camera each env's students read.
 CAMERAS = {"soccer-2v2": ("rgb",), "egopush-line": ("depth_layers",)}
@@ -217,10 +217,7 @@ def main(cfg: BenchConfig) -> dict:
         "env": cfg.envs[0],
         **{k: first[k] for k in ("worlds", "steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")},
     }
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_finite(result), indent=2))
-    os.replace(tmp, cfg.json)
+    write_json(cfg.json, _finite(result))
     print(f"wrote {cfg.json}")
     return result
 

@@ -13,7 +13,6 @@ read     transitions/s (o_t, a_t, r_t, o_{t+1}) through a torch ``DataLoader`` o
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -33,6 +32,7 @@ import envs  # noqa: E402
 from agents.policies import make_policy  # noqa: E402
 from agents.rollout import TeamPolicy, record  # noqa: E402
 from envs.config import to_dict  # noqa: E402
+from envs.io import write_json  # noqa: E402
 from envs.recording import Recording, RecordingWriter  # noqa: E402
 
 CAMERAS = {"soccer-1v1": ("rgb", "camera"), "egopush-line": ("depth_layers", "depth_layers")}
@@ -172,10 +172,7 @@ def main(cfg: BenchConfig) -> dict:
             results["envs"][name] = row
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = cfg.json.with_suffix(".tmp")
-    tmp_json.write_text(json.dumps(results, indent=2))
-    os.replace(tmp_json, cfg.json)
+    write_json(cfg.json, results)
     print(f"wrote {cfg.json}")
     return results
 

@@ -11,7 +11,6 @@ same env (``egopush-goal`` with the training shaping) and the same step budget.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -30,6 +29,7 @@ import envs  # noqa: E402
 from agents.ppo.algorithm import PPOConfig  # noqa: E402
 from agents.ppo.learner_env import LearnerEnv  # noqa: E402
 from agents.ppo.runner import Runner  # noqa: E402
+from envs.io import write_json  # noqa: E402
 
 ENV = "egopush-goal"
 SHAPING = {"reward_scales": {"approach": 1.0, "progress": 3.0, "time": 0.001}}
@@ -170,10 +170,7 @@ def main(cfg: BenchConfig) -> dict:
             # SB3 did not get there within its budget: its whole wall time is a lower bound.
             result["speedup_time_to_threshold_at_least"] = theirs["wall_s"] / ours["time_to_threshold_s"]
         print({k: v for k, v in result.items() if k.startswith("speedup")})
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, cfg.json)
+    write_json(cfg.json, result)
     print(f"wrote {cfg.json}")
     return result
 

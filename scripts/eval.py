@@ -7,8 +7,6 @@ python scripts/eval.py --env soccer-2v2 --policy random --episodes 100 --json ou
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -20,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import envs  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
 from agents.policies import checkpoint_env, make_policy  # noqa: E402
+from envs.io import write_json  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +79,7 @@ def main(cfg: EvalConfig) -> dict:
         )
     env.close()
     if cfg.json is not None:
-        cfg.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfg.json.with_suffix(cfg.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, cfg.json)  # atomic: no half-written results
+        write_json(cfg.json, result)  # atomic: no half-written results
     return result
 
 
