@@ -224,7 +224,7 @@ class Runner:
         path = self.run_dir / CKPT
         if not path.exists() and (self.run_dir / (CKPT + ".old")).exists():
             path = self.run_dir / (CKPT + ".old")
-        actor, meta = GaussianActor.load(path)
+        actor, _ = GaussianActor.load(path)
         self.actor.load_state_dict(actor.state_dict())
         tensors = load_file(str(path / "train_state.safetensors"))
         state = json.loads((path / "train_state.json").read_text())
@@ -255,9 +255,8 @@ class Runner:
         obs = [tensors[f"obs/{i}"].to(dev) for i in range(2) if f"obs/{i}" in tensors]
         self._obs = (obs[0], obs[1]) if obs else None
         if self._obs is not None:
-            self.learner._obs = None  # the env's own last observation is re-derived below
+            # The opponent reads the env's current observation: derive it from the restored state.
             self.learner._obs = self.learner.env._observe()
         self._ep_return = tensors["ep_return"].to(dev)
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         self.history = state["history"]
-        del meta
