@@ -12,6 +12,17 @@ from torch import nn
 from agents import checkpoint
 
 
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """Linear layers with ELU between them: ``in_dim -> hidden... -> out_dim``."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for h in hidden:
+        layers += [nn.Linear(last, h), nn.ELU()]
+        last = h
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
 class RunningNorm(nn.Module):
     """Running mean and variance of observations ``[..., dim]`` (Chan et al. parallel update)."""
 
@@ -44,13 +55,7 @@ class GaussianActor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256), group: str = "privileged"):
         super().__init__()
         self.group, self.obs_dim, self.act_dim, self.hidden = group, obs_dim, act_dim, tuple(hidden)
-        layers: list[nn.Module] = []
-        last = obs_dim
-        for h in hidden:
-            layers += [nn.Linear(last, h), nn.ELU()]
-            last = h
-        layers.append(nn.Linear(last, act_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(obs_dim, tuple(hidden), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -0.5))
         self.norm = RunningNorm(obs_dim)
 

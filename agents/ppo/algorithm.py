@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from agents.actor import GaussianActor, RunningNorm
+from agents.actor import GaussianActor, RunningNorm, mlp
 from agents.ppo.storage import RolloutStorage
 
 
@@ -69,13 +69,7 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        last = obs_dim
-        for h in hidden:
-            layers += [nn.Linear(last, h), nn.ELU()]
-            last = h
-        layers.append(nn.Linear(last, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(obs_dim, hidden, 1)
         self.norm = RunningNorm(obs_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
