@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from agents.policies import Policy
+from agents.policies import Policy, episode_done
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -63,6 +63,7 @@ def _episodes(
             obs, reward, term, trunc, info = env.step(policy(obs))
             ep_return += reward[:, reward_agents].mean(1).cpu()
             done = (term | trunc).cpu()
+            episode_done(policy, term | trunc)
             for w in done.nonzero().flatten().tolist():
                 if played[w] < quota[w]:
                     on_episode(w, info)

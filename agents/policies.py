@@ -49,15 +49,60 @@ def make_policy(spec: str | Path | Policy, env: Any, seed: int = 0) -> Policy:
     raise ValueError(f"policy must be 'scripted', 'random', a checkpoint directory or a callable, got {spec!r}")
 
 
+def episode_done(policy: Any, done: torch.Tensor) -> None:
+    """Tell a policy with memory (e.g. a vision student) which worlds' episodes just ended
+    (``done`` ``[W]`` bool), so that it forgets them; policies without memory ignore it."""
+    hook = getattr(policy, "episode_done", None)
+    if hook is not None:
+        hook(done)
+
+
+class BlankCamera:
+    """Wraps a policy: every camera image it is given is replaced by zeros (a failed camera)."""
+
+    IMAGE_GROUPS = ("camera", "depth_layers", "depth", "segmentation")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.policy({k: torch.zeros_like(v) if k in self.IMAGE_GROUPS else v for k, v in obs.items()})
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        episode_done(self.policy, done)
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """``gaussian_mlp`` (a teacher) or ``student``: what a checkpoint directory holds."""
+    from agents.checkpoint import load
+
+    return load(path)[1].get("kind", "")
+
+
 def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
-    """The actor of a checkpoint, checked against ``env`` (name and observation size)."""
+    """The policy of a checkpoint (a teacher's actor or a vision student), checked against
+    ``env`` (name and observation sizes)."""
     from agents.actor import GaussianActor
     from agents.checkpoint import CheckpointError
 
     if not Path(path).exists():
         raise ValueError(f"policy must be 'scripted', 'random' or a checkpoint directory; {path} does not exist")
-    actor, meta = GaussianActor.load(path)
     name = getattr(env, "name", None)
+    if checkpoint_kind(path) == "student":
+        from distill.students import Student, StudentPolicy
+
+        student, meta = Student.load(path)
+        if meta["env"] != name:
+            raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+        space = env.observation_spaces.get(student.image_group)
+        if space is None or tuple(space.shape) != student.image_shape:
+            got = None if space is None else tuple(space.shape)
+            raise CheckpointError(
+                f"{path} is a student reading {student.image_group!r} {student.image_shape}; this env gives {got} "
+                "(make the env with the checkpoint's cameras, as eval.py --checkpoint does)"
+            )
+        return StudentPolicy(student.to(env.device))
+    actor, meta = GaussianActor.load(path)
     if meta["env"] != name:
         raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
     space = env.observation_spaces.get(actor.group)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.policies import Policy
+from agents.policies import Policy, episode_done
 from envs.recording import RecordingWriter
 
 INFO_KEYS = ("score", "success", "stage", "placed")  # per-step task info kept when an env has it
@@ -24,6 +24,10 @@ class TeamPolicy:
         mine = self.policy({k: v[:, : self.n] for k, v in obs.items()})
         theirs = self.opponent({k: v[:, self.n :] for k, v in obs.items()})
         return torch.cat((mine, theirs), 1)
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        episode_done(self.policy, done)
+        episode_done(self.opponent, done)
 
 
 class NoisyPolicy:
@@ -45,6 +49,9 @@ class NoisyPolicy:
             rand = (torch.rand(a.shape, generator=self.generator) * 2 - 1).to(a)
             a = torch.where(swap.unsqueeze(-1), rand, a)
         return a.clamp(-1, 1)
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        episode_done(self.policy, done)
 
 
 def _rows(x: torch.Tensor) -> np.ndarray:
@@ -94,6 +101,7 @@ def record(
             while (done_count < quota).any():
                 actions = env.check_actions(policy(obs))
                 obs, reward, term, trunc, info = env.step(actions)
+                episode_done(policy, term | trunc)
                 step = {
                     "actions": _rows(actions),
                     "rewards": _rows(reward),

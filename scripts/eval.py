@@ -1,7 +1,13 @@
-"""Play batched matches between two policies and report win, draw and loss rates (95% CIs).
+"""Evaluate a policy: win, draw and loss rates in soccer, success rate in EgoPush (95% CIs).
 
 python scripts/eval.py --env soccer-1v1 --policy scripted --opponent random --episodes 200
 python scripts/eval.py --env soccer-2v2 --policy random --episodes 100 --json out.json
+python scripts/eval.py --checkpoint checkpoints/egopush-line-teacher-global --episodes 200
+python scripts/eval.py --checkpoint checkpoints/egopush-line-student-fov_gated --blank-camera
+
+A checkpoint is evaluated in the env it was trained on; a vision student's env renders its camera.
+``--blank-camera`` replaces every camera image the policy is given with zeros: robustness to a
+failed camera, and a measure of how much a student relies on vision.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
-from agents.policies import checkpoint_env, make_policy  # noqa: E402
+from agents.policies import BlankCamera, checkpoint_env, checkpoint_kind, make_policy  # noqa: E402
 from envs.io import write_json  # noqa: E402
 
 
@@ -43,6 +49,8 @@ class EvalConfig:
     """Device for the warp backend (default: CUDA when present)."""
     seed: int = 0
     """Seed of the env and of random policies."""
+    blank_camera: bool = False
+    """Give the policy all-zero camera images (a failed camera)."""
     json: Path | None = None
     """Write the results to this JSON file as well."""
 
@@ -51,21 +59,27 @@ def main(cfg: EvalConfig) -> dict:
     over: dict = {}
     if cfg.checkpoint is not None:
         name, config = checkpoint_env(cfg.checkpoint)
-        # The checkpoint's world and observations; the task's own rewards for the returns.
-        over = {k: v for k, v in config.items() if k not in ("cameras", "reward_scales")}
+        # The checkpoint's world and observations (cameras only for a student that reads them);
+        # the task's own rewards for the returns.
+        student = checkpoint_kind(cfg.checkpoint) == "student"
+        drop = ("reward_scales", "nthread") if student else ("reward_scales", "cameras")
+        over = {k: v for k, v in config.items() if k not in drop}
         cfg = dataclasses.replace(cfg, env=name, policy=str(cfg.checkpoint))
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     W = min(cfg.num_envs, cfg.episodes)
     env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **over)
     policy = make_policy(cfg.policy, env, seed=cfg.seed)
-    head = {"env": cfg.env, "policy": cfg.policy, "seed": cfg.seed}
+    if cfg.blank_camera:
+        policy = BlankCamera(policy)
+    head = {"env": cfg.env, "policy": cfg.policy, "seed": cfg.seed, "blank_camera": cfg.blank_camera}
+    blank = " (blank camera)" if cfg.blank_camera else ""
     if env.competitive:
         opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
         result = {**head, "opponent": cfg.opponent, **play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)}
         lo, hi = result["win_rate_ci95"]
         print(
-            f"{cfg.env}: {cfg.policy} vs {cfg.opponent} over {cfg.episodes} episodes: "
+            f"{cfg.env}: {cfg.policy}{blank} vs {cfg.opponent} over {cfg.episodes} episodes: "
             f"win {result['win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  draw {result['draw_rate']:.3f}  "
             f"loss {result['loss_rate']:.3f}  mean return {result['mean_return']:.3f}"
         )
@@ -73,7 +87,7 @@ def main(cfg: EvalConfig) -> dict:
         result = {**head, **run_episodes(env, policy, cfg.episodes, seed=cfg.seed)}
         lo, hi = result["success_rate_ci95"]
         print(
-            f"{cfg.env}: {cfg.policy} over {cfg.episodes} episodes: success {result['success_rate']:.3f} "
+            f"{cfg.env}: {cfg.policy}{blank} over {cfg.episodes} episodes: success {result['success_rate']:.3f} "
             f"[{lo:.3f}, {hi:.3f}]  reach {result['reach_rate']:.3f}  path length {result['path_length']:.2f} m  "
             f"mean return {result['mean_return']:.3f}"
         )

@@ -77,6 +77,9 @@ class TrainConfig:
     """Observation group of the actor."""
     critic_group: str = "critic"
     """Observation group of the critic (asymmetric actor-critic)."""
+    init_from: Path | None = None
+    """Start from this checkpoint's actor, normaliser and (if it has one) critic, e.g. a ``fov``
+    teacher from a ``global`` one; same env and network shape."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
     ppo: PPOConfig = PPOConfig()
@@ -172,6 +175,8 @@ def main(cfg: TrainConfig) -> Path:
     tag = f"-{cfg.observability}" if cfg.observability else ""
     run_dir = cfg.run_dir or Path("runs") / f"{cfg.env}{tag}-s{cfg.seed}"
     config_file = run_dir / "config.json"
+    if cfg.resume and cfg.init_from is not None:
+        raise SystemExit("--resume continues a run from its own checkpoint; --init-from starts a new one: pass one")
     if cfg.resume:
         if not config_file.exists():
             raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
@@ -200,6 +205,10 @@ def main(cfg: TrainConfig) -> Path:
         runner.load()
         print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
     else:
+        if cfg.init_from is not None:
+            src = runner.init_from(cfg.init_from)
+            seen = src["env_config"].get("observability")
+            print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
         config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
         config_file.write_text(json.dumps(config, indent=1))
     start = time.time()

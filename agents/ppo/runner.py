@@ -219,6 +219,31 @@ class Runner:
         shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def init_from(self, path: str | Path) -> dict[str, Any]:
+        """Start from another run's weights (a warm start, e.g. an observability curriculum):
+        the actor and its normaliser, and the critic when ``path`` holds a training state.
+        Optimiser, generators and counters start fresh. Returns the source checkpoint's metadata."""
+        from agents.checkpoint import CheckpointError
+
+        actor, meta = GaussianActor.load(path)
+        if meta["env"] != self.env_name:
+            raise CheckpointError(f"--init-from {path}: trained on {meta['env']!r}, not {self.env_name!r}")
+        mine = (self.actor.obs_dim, self.actor.act_dim, self.actor.hidden, self.actor.group)
+        theirs = (actor.obs_dim, actor.act_dim, actor.hidden, actor.group)
+        if mine != theirs:
+            raise CheckpointError(
+                f"--init-from {path}: its actor (obs, act, hidden, group) is {theirs}, this run's is {mine}"
+            )
+        self.actor.load_state_dict(actor.state_dict())
+        state = Path(path) / "train_state.safetensors"
+        if state.is_file():
+            critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
+            try:
+                self.critic.load_state_dict(critic)
+            except RuntimeError as err:
+                raise CheckpointError(f"--init-from {path}: its critic does not fit this run's: {err}") from err
+        return meta
+
     def load(self) -> None:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""
         path = self.run_dir / CKPT

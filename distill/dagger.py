@@ -1,0 +1,478 @@
+"""DAgger distillation of a privileged teacher into an egocentric vision student.
+
+Each iteration the student drives the batched worlds (with probability ``beta`` per world and
+step the teacher drives instead; ``beta`` decays linearly to 0), the teacher labels every
+visited state from its own privileged observation, and the labelled steps go into a ring buffer
+of recent on-policy data that the student is then trained on:
+
+- ``mse`` (default): squared error between the student's and the teacher's action means;
+- ``kl``: KL(teacher || student) of the two Gaussian action distributions;
+- relational alignment (EgoPush, ``align_coef``): the student's per-role image embeddings and
+  the teacher's per-role embeddings should have the same pairwise cosine-similarity matrix.
+  The teacher is an MLP over a flat keypoint vector, so its embedding of a role is that role's
+  contribution to the first hidden layer, ``W1[:, cols(role)] @ norm(obs)[cols(role)]``.
+
+Everything is tensors on the env's device. ``Distiller`` is the runner: run directory,
+TensorBoard, ``metrics.jsonl``, progress bar, checkpoints (Ctrl-C saves) and ``resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+from tqdm import tqdm
+
+import envs
+from agents.actor import GaussianActor
+from agents.checkpoint import CheckpointError
+from agents.policies import make_policy
+from envs.base import torch_threads
+from distill.students import Student, StudentConfig
+
+CKPT = "checkpoint"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaggerConfig:
+    """DAgger settings."""
+
+    loss: Literal["mse", "kl"] = "mse"
+    """Action loss: ``mse`` on the means, or ``kl`` between the action distributions."""
+    align_coef: float | None = None
+    """Weight of the relational alignment loss (default 0.1 with ``depth_layers``, 0 otherwise)."""
+    beta: float = 1.0
+    """Probability that the teacher drives a world at the start."""
+    beta_frames: int = 50_000
+    """Student frames over which ``beta`` decays linearly to 0."""
+    steps_per_iter: int = 16
+    """Env steps collected between updates."""
+    buffer_steps: int = 64
+    """Ring buffer length in env steps (x worlds x learning agents frames)."""
+    updates_per_iter: int = 4
+    """Minibatches per iteration."""
+    batch_frames: int = 256
+    """Frames per minibatch (``seq_len`` x sequences)."""
+    seq_len: int = 16
+    """Sequence length of minibatches for ``gru`` and ``transformer`` students (1 for ``none``
+    unless frames are stacked, then ``frame_stack``)."""
+    lr: float = 5e-4
+    """Adam learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    augment_shift: int = 0
+    """Random shift augmentation: pad by this many pixels and crop back (0: off)."""
+
+
+# -- losses -----------------------------------------------------------------------------------------
+def action_loss(
+    kind: str, mu_s: torch.Tensor, log_std_s: torch.Tensor, mu_t: torch.Tensor, log_std_t: torch.Tensor
+) -> torch.Tensor:
+    """``mse``: mean over samples of ``sum_a (mu_s - mu_t)^2``; ``kl``: mean over samples of
+    ``KL(N(mu_t, std_t) || N(mu_s, std_s))`` summed over action dimensions."""
+    if kind == "mse":
+        return ((mu_s - mu_t) ** 2).sum(-1).mean()
+    if kind == "kl":
+        var_s, var_t = torch.exp(2 * log_std_s), torch.exp(2 * log_std_t)
+        kl = log_std_s - log_std_t + (var_t + (mu_t - mu_s) ** 2) / (2 * var_s) - 0.5
+        return kl.sum(-1).mean()
+    raise ValueError(f"loss must be 'mse' or 'kl', got {kind!r}")
+
+
+def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
+    """``[..., R, D]`` -> pairwise cosine similarities ``[..., R, R]``."""
+    x = F.normalize(x, dim=-1, eps=1e-6)
+    return x @ x.transpose(-1, -2)
+
+
+def alignment_loss(student_roles: torch.Tensor, teacher_roles: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the off-diagonal pairwise cosine similarities of the student's
+    and the teacher's role embeddings (``[..., R, Ds]`` and ``[..., R, Dt]``; sizes may differ)."""
+    cs, ct = cosine_matrix(student_roles), cosine_matrix(teacher_roles)
+    R = cs.shape[-1]
+    off = ~torch.eye(R, dtype=torch.bool, device=cs.device)
+    return ((cs - ct)[..., off] ** 2).mean()
+
+
+def teacher_role_embeddings(teacher: GaussianActor, obs: torch.Tensor, roles: int) -> torch.Tensor:
+    """The EgoPush teacher's per-role embeddings ``[N, roles, hidden]`` from its ``privileged``
+    observation ``[N, D]``: role ``r`` is keypoint group ``r`` (12 values: four corners x (x, y,
+    visible)), except the last role, which pools every obstacle group (groups ``2 .. G - 2``;
+    group ``G - 1`` is the reference), and is zero in a task without obstacles."""
+    w = teacher.net[0].weight  # [H, D]
+    x = teacher.norm(obs.float())
+    n_groups = (teacher.obs_dim - 5) // 12
+    per_group = [x[:, 12 * g : 12 * g + 12] @ w[:, 12 * g : 12 * g + 12].T for g in range(n_groups)]
+    if roles != 3 or n_groups < 3:
+        raise ValueError(f"role alignment expects 3 roles and an EgoPush teacher; got {roles} roles, {n_groups} groups")
+    if n_groups > 3:
+        obstacles = torch.stack(per_group[2 : n_groups - 1]).mean(0)
+    else:
+        obstacles = torch.zeros_like(per_group[0])
+    return torch.stack((per_group[0], per_group[1], obstacles), 1)
+
+
+def random_shift(img: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each sequence of ``img`` ``[B, T, C, H, W]`` by the same random offset in
+    ``[-pad, pad]`` pixels (edges replicated)."""
+    B, T, C, H, W = img.shape
+    x = F.pad(img.flatten(1, 2).float(), (pad, pad, pad, pad), mode="replicate")
+    off = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
+    return torch.stack([x[b, :, oy : oy + H, ox : ox + W] for b, (oy, ox) in enumerate(off.tolist())]).view(
+        B, T, C, H, W
+    )
+
+
+# -- buffer -----------------------------------------------------------------------------------------
+class SequenceBuffer:
+    """Ring buffer of the last ``capacity`` env steps for ``slots`` learner slots, time-major.
+
+    Holds each step's image (float16 depth or uint8 RGB), proprio, the teacher's observation and
+    action mean, and ``first`` (an episode started at this step). ``sample`` draws windows of
+    consecutive steps of one slot.
+    """
+
+    def __init__(self, capacity: int, slots: int, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], device: Any):
+        self.capacity, self.slots = capacity, slots
+        self.data = {k: torch.zeros(capacity, slots, *s, dtype=d, device=device) for k, (s, d) in shapes.items()}
+        self.head = 0  # next row to write
+        self.size = 0
+
+    def add(self, **step: torch.Tensor) -> None:
+        for k, v in step.items():
+            self.data[k][self.head] = v.to(self.data[k].dtype)
+        self.head = (self.head + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``batch`` windows of ``length`` consecutive steps -> each field ``[batch, length, ...]``."""
+        if length > self.size:
+            raise ValueError(f"windows of {length} steps need that many in the buffer; it holds {self.size}")
+        oldest = (self.head - self.size) % self.capacity
+        start = torch.randint(0, self.size - length + 1, (batch,), generator=generator)
+        rows = (oldest + start[:, None] + torch.arange(length)) % self.capacity  # [B, T]
+        cols = torch.randint(0, self.slots, (batch,), generator=generator)[:, None].expand(-1, length)
+        dev = next(iter(self.data.values())).device
+        rows, cols = rows.to(dev), cols.to(dev)
+        return {k: v[rows, cols] for k, v in self.data.items()}
+
+
+# -- runner -----------------------------------------------------------------------------------------
+def load_teacher(path: str | Path | None, env_name: str | None = None) -> tuple[GaussianActor, dict[str, Any]]:
+    """The teacher actor and its checkpoint metadata; fails loudly without one, or when it was
+    trained on another env than ``env_name``."""
+    if path is None:
+        raise ValueError("distillation needs a teacher: pass a teacher checkpoint directory (--teacher PATH)")
+    if not Path(path).exists():
+        raise ValueError(f"teacher checkpoint {path} does not exist")
+    teacher, meta = GaussianActor.load(path)
+    if env_name is not None and meta["env"] != env_name:
+        raise CheckpointError(f"teacher {path} was trained on {meta['env']!r}, not {env_name!r}")
+    return teacher, meta
+
+
+def student_env_overrides(meta: dict[str, Any], resolution: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Env config for distilling from a teacher with checkpoint metadata ``meta``: the teacher's
+    world and observability, the task's own rewards, and the student's camera."""
+    cfg = {k: v for k, v in meta["env_config"].items() if k not in ("reward_scales", "cameras", "nthread")}
+    cfg["cameras"] = ("depth_layers",) if meta["env"].startswith("egopush") else ("rgb",)
+    if resolution is not None:
+        cfg["camera_resolution"] = tuple(resolution)
+    return cfg
+
+
+class Distiller:
+    """DAgger from ``teacher`` (a checkpoint directory) into a new ``Student`` on ``env``.
+
+    Args:
+        env: a batched env made with ``student_env_overrides`` of the teacher (so that it renders
+            the student's camera and gives the teacher's observation group).
+        teacher_path: the teacher checkpoint.
+        student_cfg, cfg: the student network and DAgger settings.
+        total_frames: learner frames (worlds x learning agents x steps) to collect.
+        seed: seeds the student, the sampling and the mixing.
+        run_dir: logs and ``checkpoint/``.
+        opponent: the other team's policy in competitive envs (``scripted``, ``random`` or a path).
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        teacher_path: str | Path | None,
+        student_cfg: StudentConfig,
+        cfg: DaggerConfig,
+        total_frames: int,
+        seed: int,
+        run_dir: str | Path,
+        opponent: str = "scripted",
+    ) -> None:
+        self.env, self.cfg, self.seed, self.run_dir = env, cfg, seed, Path(run_dir)
+        self.teacher_path = str(teacher_path)
+        self.teacher, self.teacher_meta = load_teacher(teacher_path, getattr(env, "name", None))
+        self.teacher = self.teacher.to(env.device)
+        if self.teacher.group not in env.observation_spaces:
+            raise ValueError(f"the env gives no {self.teacher.group!r} group for the teacher")
+        self.image_group = next((g for g in ("depth_layers", "camera") if g in env.observation_spaces), None)
+        if self.image_group is None:
+            raise ValueError("the env renders no student camera: make it with student_env_overrides(teacher meta)")
+        A = env.num_agents
+        self.learners = list(range(A // 2)) if env.competitive else list(range(A))
+        self.others = [a for a in range(A) if a not in self.learners]
+        self.opponent = make_policy(opponent, env, seed=seed + 1) if self.others else None
+        self.K = len(self.learners)
+        self.slots = env.num_envs * self.K
+        img_shape = env.observation_spaces[self.image_group].shape
+        prop_dim = env.observation_spaces["proprio"].shape[0]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.student = Student(self.image_group, img_shape, prop_dim, env.act_dim, student_cfg).to(env.device)
+        with torch.no_grad():
+            self.student.log_std.copy_(self.teacher.log_std)
+        self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
+        if self.align > 0 and not self.student.roles:
+            raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
+        self.optimizer = torch.optim.Adam(self.student.parameters(), lr=cfg.lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        if student_cfg.memory == "none":
+            self.seq_len = student_cfg.frame_stack
+        else:
+            self.seq_len = cfg.seq_len
+        if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
+            raise ValueError(f"buffer_steps {cfg.buffer_steps} must hold seq_len and steps_per_iter")
+        img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
+        self.buffer = SequenceBuffer(
+            cfg.buffer_steps,
+            self.slots,
+            {
+                "img": (tuple(img_shape), img_dtype),
+                "proprio": ((prop_dim,), torch.float32),
+                "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
+                "teacher_mu": ((env.act_dim,), torch.float32),
+                "first": ((), torch.bool),
+            },
+            env.device,
+        )
+        self.frames_per_iter = cfg.steps_per_iter * self.slots
+        self.total_iters = max(1, math.ceil(total_frames / self.frames_per_iter))
+        self.iteration = 0
+        self.frames = 0
+        self.history: list[dict[str, float]] = []
+        self._obs: dict[str, torch.Tensor] | None = None
+        self._state: Any = None
+        self._first = torch.ones(self.slots, dtype=torch.bool, device=env.device)
+
+    def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
+        x = obs[group][:, self.learners]
+        return x.reshape(self.slots, *x.shape[2:])
+
+    def beta(self) -> float:
+        if self.cfg.beta_frames <= 0:
+            return 0.0
+        return max(0.0, self.cfg.beta * (1 - self.frames / self.cfg.beta_frames))
+
+    # -- collection -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self) -> dict[str, float]:
+        # Small per-step inference: one torch thread. Two threads spinning in OpenMP beside the
+        # renderer's threads (or anything else on a 2-core machine) made it ~15x slower.
+        with torch_threads(1) if self.env.device.type == "cpu" else contextlib.nullcontext():
+            return self._collect()
+
+    def _collect(self) -> dict[str, float]:
+        env, dev = self.env, self.env.device
+        if self._obs is None:
+            self._obs = env.reset(seed=self.seed)
+            self._state = self.student.init_state(self.slots, dev)
+        obs, beta = self._obs, self.beta()
+        outcome: dict[str, list[float]] = {}
+        gap = 0.0
+        for _ in range(self.cfg.steps_per_iter):
+            img, prop = self._slots(obs, self.image_group), self._slots(obs, "proprio").float()
+            t_obs = self._slots(obs, self.teacher.group).float()
+            t_mu = self.teacher(t_obs)
+            self.student.proprio_norm.update(prop)
+            s_mu, self._state = self.student.step(img, prop, self._state, self._first)
+            gap += float(((s_mu - t_mu) ** 2).sum(-1).mean())
+            self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first)
+            teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
+            act = torch.where(teacher_drives.repeat_interleave(self.K)[:, None], t_mu, s_mu)
+            full = torch.zeros(env.num_envs, env.num_agents, env.act_dim, device=dev)
+            full[:, self.learners] = act.view(env.num_envs, self.K, -1)
+            if self.others:
+                full[:, self.others] = self.opponent({k: v[:, self.others] for k, v in obs.items()}).to(full)
+            obs, _, term, trunc, info = env.step(full)
+            done = term | trunc
+            self._first = done.repeat_interleave(self.K)
+            if done.any():
+                if "success" in info:
+                    outcome.setdefault("success_rate", []).extend(info["success"][done].float().tolist())
+                if "score" in info:
+                    sc = info["score"][done]
+                    outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
+        self._obs = obs
+        stats = {"dagger/beta": beta, "dagger/action_gap": gap / self.cfg.steps_per_iter}
+        for k, v in outcome.items():
+            stats[f"episode/{k}"] = sum(v) / len(v)
+        if outcome:
+            stats["episode/count"] = float(len(next(iter(outcome.values()))))
+        return stats
+
+    # -- updates --------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        img = batch["img"]
+        if self.cfg.augment_shift > 0:
+            img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
+        mu_s, roles_s = self.student(img, batch["proprio"], batch["first"])
+        t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
+        act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)
+        total, terms = act, {f"loss/{self.cfg.loss}": float(act.detach())}
+        if self.align > 0 and roles_s is not None:
+            with torch.no_grad():
+                B, T = batch["teacher_obs"].shape[:2]
+                roles_t = teacher_role_embeddings(self.teacher, batch["teacher_obs"].flatten(0, 1), self.student.roles)
+            al = alignment_loss(roles_s.flatten(0, 1), roles_t)
+            total = total + self.align * al
+            terms["loss/align"] = float(al.detach())
+        return total, terms
+
+    def update(self) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        seqs = max(1, self.cfg.batch_frames // self.seq_len)
+        for _ in range(self.cfg.updates_per_iter):
+            total, terms = self.loss(self.buffer.sample(seqs, self.seq_len, self.generator))
+            self.optimizer.zero_grad()
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.max_grad_norm)
+            self.optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v / self.cfg.updates_per_iter
+        return sums
+
+    def learn(self, progress: bool = True) -> list[dict[str, float]]:
+        """Distil until ``total_frames``; Ctrl-C saves a checkpoint and re-raises."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
+        bar = tqdm(
+            total=self.total_iters * self.frames_per_iter,
+            initial=self.frames,
+            unit="frame",
+            unit_scale=True,
+            desc=f"DAgger {self.env.name}",
+            disable=not progress,
+        )
+        try:
+            while self.iteration < self.total_iters:
+                start = time.perf_counter()
+                self.student.eval()
+                stats = self.collect()
+                collect = time.perf_counter() - start
+                self.student.train()
+                stats.update(self.update())
+                self.student.eval()
+                elapsed = time.perf_counter() - start
+                self.iteration += 1
+                self.frames += self.frames_per_iter
+                stats["perf/collect_frames_per_s"] = self.frames_per_iter / collect
+                stats["perf/frames_per_s"] = self.frames_per_iter / elapsed
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, self.frames)
+                self.history.append({"iteration": self.iteration, "frames": self.frames, **stats})
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(self.history[-1]) + "\n")
+                shown = {k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith(("episode/", "loss/"))}
+                bar.set_postfix(shown, refresh=False)
+                bar.update(self.frames_per_iter)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            writer.close()
+        self.save()
+        return self.history
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write ``run_dir/checkpoint`` atomically: the student (a policy ``eval.py`` loads) and the
+        training state for ``resume`` (optimiser, generators, env snapshot; not the buffer)."""
+        final, tmp, old = (self.run_dir / n for n in (CKPT, CKPT + ".tmp", CKPT + ".old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.student.save(
+            tmp,
+            self.env.name,
+            envs_config(self.env),
+            teacher=self.teacher_path,
+            teacher_observability=self.teacher_meta["env_config"].get("observability"),
+            iteration=self.iteration,
+            frames=self.frames,
+            seed=self.seed,
+        )
+        tensors: dict[str, torch.Tensor] = {}
+        for pid, st in self.optimizer.state_dict()["state"].items():
+            for k, v in st.items():
+                tensors[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors["rng/runner"] = self.generator.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "train_state.safetensors"))
+        meta = {"iteration": self.iteration, "frames": self.frames, "seed": self.seed, "history": self.history}
+        (tmp / "train_state.json").write_text(json.dumps(meta))
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self) -> None:
+        """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short).
+        The buffer starts empty and the worlds restart from the saved state."""
+        path = self.run_dir / CKPT
+        if not path.exists() and (self.run_dir / (CKPT + ".old")).exists():
+            path = self.run_dir / (CKPT + ".old")
+        student, _ = Student.load(path)
+        self.student.load_state_dict(student.state_dict())
+        tensors = load_file(str(path / "train_state.safetensors"))
+        state = json.loads((path / "train_state.json").read_text())
+        opt = self.optimizer.state_dict()
+        for key, v in tensors.items():
+            if key.startswith("optim/"):
+                _, pid, name = key.split("/")
+                opt["state"].setdefault(int(pid), {})[name] = v.to(self.env.device) if name != "step" else v
+        self.optimizer.load_state_dict(opt)
+        self.generator.set_state(tensors["rng/runner"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
+        self._obs = self.env._observe()
+        self._state = self.student.init_state(self.slots, self.env.device)
+        self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
+        self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
+
+
+def envs_config(env: Any) -> dict[str, Any]:
+    """The env's resolved config as JSON-able data."""
+    from envs.config import to_dict
+
+    return to_dict(env.cfg)
+
+
+def make_distill_env(
+    teacher_path: str | Path, num_envs: int, backend: str = "cpu", device: str | None = None, **extra: Any
+) -> Any:
+    """The teacher's env, rendering the student's camera (``extra`` overrides its config)."""
+    _, meta = load_teacher(teacher_path)
+    over = {**student_env_overrides(meta), **extra}
+    return envs.make(meta["env"], num_envs=num_envs, backend=backend, device=device, **over)

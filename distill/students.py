@@ -1,0 +1,274 @@
+"""Egocentric vision students: a CNN over the onboard camera plus proprioception, with a memory.
+
+- image: ``depth_layers`` (EgoPush: one depth layer per role, encoded by one shared CNN into one
+  embedding per role, the embeddings the relational alignment loss compares) or ``camera``
+  (soccer: uint8 RGB, one CNN over the three channels);
+- memory: ``none`` (a stack of the last ``frame_stack`` frames' features; 1 = reactive, like the
+  EgoPush student), ``gru``, or ``transformer`` (causal, over the last ``window`` frames, stepped
+  with the ``KVCache`` of ``distill.kv_cache``);
+- head: a tanh-squashed Gaussian mean and a state-independent log standard deviation, the same
+  action distribution as the teachers (``agents.actor.GaussianActor``).
+
+Training runs on sequences ``[B, T, ...]`` with episode starts ``first`` ``[B, T]``; acting runs
+one step at a time with a per-row state (``init_state`` / ``step``). ``StudentPolicy`` wraps a
+student as a policy of the batched envs (``agents.policies.Policy``), resetting a world's memory
+when its episode ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from agents import checkpoint
+from agents.actor import RunningNorm, mlp
+from distill.kv_cache import CausalTransformer, KVCache
+
+IMAGE_GROUPS = ("depth_layers", "camera")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+    """Student network."""
+
+    memory: Literal["none", "gru", "transformer"] = "none"
+    """``none`` (frame stack), ``gru``, or ``transformer`` (causal, KV-cached when acting)."""
+    frame_stack: int = 1
+    """``memory=none``: frames whose features are concatenated (1: reactive)."""
+    window: int = 16
+    """``memory=transformer``: frames each step attends to (itself included)."""
+    layers: int = 2
+    """``memory=transformer``: blocks."""
+    heads: int = 4
+    """``memory=transformer``: attention heads."""
+    embed: int = 64
+    """Image embedding size (per role for ``depth_layers``)."""
+    hidden: int = 128
+    """Memory width and hidden size of the action head."""
+    depth_scale: float = 3.0
+    """Depth images are divided by this (metres; the EgoPush camera range)."""
+
+
+class ConvEncoder(nn.Module):
+    """``[N, C, H, W]`` -> ``[N, out]``: three strided convolutions (64x64 -> 16 -> 8 -> 4, about
+    1M multiply-adds per image: small enough to train on a laptop's CPU) and a linear layer."""
+
+    def __init__(self, channels: int, size: tuple[int, int], out: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 16, 8, stride=4, padding=2),
+            nn.ELU(),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1),
+            nn.ELU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ELU(),
+        )
+        with torch.no_grad():
+            n = self.conv(torch.zeros(1, channels, *size)).numel()
+        self.fc = nn.Linear(n, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.elu(self.fc(self.conv(x).flatten(1)))
+
+
+class Student(nn.Module):
+    """Image group ``[.., C, H, W]`` + ``proprio`` ``[.., P]`` -> action mean ``[.., act_dim]``.
+
+    Args:
+        image_group: ``depth_layers`` or ``camera``.
+        image_shape: ``(C, H, W)`` of that group.
+        proprio_dim, act_dim: sizes of ``proprio`` and of the action.
+        cfg: network settings.
+    """
+
+    def __init__(
+        self, image_group: str, image_shape: tuple[int, int, int], proprio_dim: int, act_dim: int, cfg: StudentConfig
+    ) -> None:
+        super().__init__()
+        if image_group not in IMAGE_GROUPS:
+            raise ValueError(f"image_group must be one of {IMAGE_GROUPS}, got {image_group!r}")
+        self.image_group, self.image_shape, self.proprio_dim, self.act_dim, self.cfg = (
+            image_group,
+            tuple(image_shape),
+            proprio_dim,
+            act_dim,
+            cfg,
+        )
+        C, H, W = image_shape
+        self.roles = C if image_group == "depth_layers" else 0
+        self.encoder = ConvEncoder(1 if self.roles else C, (H, W), cfg.embed)
+        self.proprio_norm = RunningNorm(proprio_dim)
+        frame = cfg.embed * max(1, self.roles) + proprio_dim
+        if cfg.memory == "none":
+            self.memory: nn.Module | None = None
+            feat = frame * cfg.frame_stack
+        elif cfg.memory == "gru":
+            self.memory = nn.GRU(frame, cfg.hidden, batch_first=True)
+            feat = cfg.hidden
+        elif cfg.memory == "transformer":
+            self.inp = nn.Linear(frame, cfg.hidden)
+            self.memory = CausalTransformer(cfg.hidden, cfg.layers, cfg.heads, cfg.window)
+            feat = cfg.hidden
+        else:
+            raise ValueError(f"memory must be 'none', 'gru' or 'transformer', got {cfg.memory!r}")
+        self.head = mlp(feat, (cfg.hidden,), act_dim)
+        self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
+
+    # -- per-frame features ------------------------------------------------------------------------
+    def image_input(self, img: torch.Tensor) -> torch.Tensor:
+        if self.image_group == "camera":
+            return img.float() / 255.0
+        return (img.float() / self.cfg.depth_scale).clamp(0, 2)
+
+    def role_embeddings(self, img: torch.Tensor) -> torch.Tensor:
+        """``depth_layers`` ``[N, R, H, W]`` -> one embedding per role ``[N, R, embed]``."""
+        N, R = img.shape[:2]
+        return self.encoder(self.image_input(img).reshape(N * R, 1, *img.shape[2:])).view(N, R, -1)
+
+    def frame_features(self, img: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images ``[N, C, H, W]`` and proprio ``[N, P]`` -> features ``[N, F]`` and, for
+        ``depth_layers``, the role embeddings ``[N, R, embed]``."""
+        if self.roles:
+            roles = self.role_embeddings(img)
+            emb = roles.flatten(1)
+        else:
+            roles, emb = None, self.encoder(self.image_input(img))
+        return torch.cat((emb, self.proprio_norm(proprio.float())), -1), roles
+
+    def _stack(self, f: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """Frame stack over a sequence ``[B, T, F]``: each step concatenates itself and the
+        ``frame_stack - 1`` previous frames, repeating the episode's first frame before it starts."""
+        k = self.cfg.frame_stack
+        if k == 1:
+            return f
+        B, T, _ = f.shape
+        t = torch.arange(T, device=f.device)
+        start = torch.cummax(torch.where(first, t, 0), 1).values  # [B, T] first step of the episode
+        cols = [torch.maximum(t[None] - i, start) for i in range(k)]  # [B, T] each
+        return torch.cat([f.gather(1, c[..., None].expand(-1, -1, f.shape[-1])) for c in cols], -1)
+
+    # -- sequences (training) ----------------------------------------------------------------------
+    def forward(
+        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sequences ``img`` ``[B, T, C, H, W]``, ``proprio`` ``[B, T, P]``, ``first`` ``[B, T]``
+        (episode starts; the memory starts empty at step 0 as well) -> action means ``[B, T, A]``
+        and role embeddings ``[B, T, R, embed]`` (None for RGB)."""
+        B, T = img.shape[:2]
+        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1))
+        f = f.view(B, T, -1)
+        first = first.clone()
+        first[:, 0] = True
+        if self.cfg.memory == "none":
+            h = self._stack(f, first)
+        elif self.cfg.memory == "gru":
+            outs, hx = [], torch.zeros(1, B, self.cfg.hidden, device=f.device)
+            for t in range(T):  # the state is cut at episode starts
+                hx = hx * (~first[:, t]).float()[None, :, None]
+                o, hx = self.memory(f[:, t : t + 1], hx)
+                outs.append(o)
+            h = torch.cat(outs, 1)
+        else:
+            h = self.memory(self.inp(f), first)
+        mean = torch.tanh(self.head(h))
+        return mean, None if roles is None else roles.view(B, T, *roles.shape[1:])
+
+    # -- one step at a time (acting) ---------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:
+        if self.cfg.memory == "gru":
+            return torch.zeros(1, batch, self.cfg.hidden, device=device)
+        if self.cfg.memory == "transformer":
+            return self.memory.new_cache(batch, device)
+        return torch.zeros(batch, max(0, self.cfg.frame_stack - 1), 0, device=device)  # filled on first use
+
+    @torch.no_grad()
+    def step(
+        self, img: torch.Tensor, proprio: torch.Tensor, state: Any, first: torch.Tensor
+    ) -> tuple[torch.Tensor, Any]:
+        """One frame per row: ``img`` ``[N, C, H, W]``, ``proprio`` ``[N, P]``, ``first`` ``[N]``
+        (rows whose episode starts now) -> action means ``[N, A]`` and the new state."""
+        f, _ = self.frame_features(img, proprio)
+        if self.cfg.memory == "gru":
+            state = state * (~first).float()[None, :, None]
+            o, state = self.memory(f[:, None], state)
+            h = o[:, 0]
+        elif self.cfg.memory == "transformer":
+            assert isinstance(state, KVCache)
+            h = self.memory.step(self.inp(f), state, first)
+        else:
+            k = self.cfg.frame_stack
+            if k > 1:
+                if state.shape[-1] == 0:  # first use: every row starts an episode
+                    state = f[:, None].expand(-1, k - 1, -1).clone()
+                state = torch.where(first[:, None, None], f[:, None].expand_as(state), state)
+                h = torch.cat((f, state.flip(1).flatten(1)), -1)
+                state = torch.cat((state[:, 1:], f[:, None]), 1)
+            else:
+                h = f
+        return torch.tanh(self.head(h)), state
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:
+        meta = {
+            "kind": "student",
+            "env": env_name,
+            "env_config": env_config,
+            "image_group": self.image_group,
+            "image_shape": list(self.image_shape),
+            "proprio_dim": self.proprio_dim,
+            "act_dim": self.act_dim,
+            "student": dataclasses.asdict(self.cfg),
+            **extra,
+        }
+        return checkpoint.save(path, self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[Student, dict[str, Any]]:
+        tensors, meta = checkpoint.load(path)
+        if meta.get("kind") != "student":
+            raise checkpoint.CheckpointError(f"{path}: policy kind {meta.get('kind')!r}, expected 'student'")
+        cfg = StudentConfig(**meta["student"])
+        student = cls(meta["image_group"], tuple(meta["image_shape"]), meta["proprio_dim"], meta["act_dim"], cfg)
+        try:
+            student.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise checkpoint.CheckpointError(f"{path}: weights do not fit the network described: {err}") from err
+        student.eval()
+        return student, meta
+
+
+class StudentPolicy:
+    """A student as a batched-env policy: ``obs`` groups ``[W, K, ...]`` -> actions ``[W, K, A]``,
+    keeping a memory per (world, agent) that ``episode_done(mask [W])`` clears."""
+
+    def __init__(self, student: Student) -> None:
+        self.student = student.eval()
+        self.state: Any = None
+        self.first: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.state, self.first = None, None
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        """Worlds ``done`` ``[W]`` (bool) start a new episode at the next call."""
+        if self.first is not None:
+            K = self.first.numel() // done.numel()
+            self.first |= done.to(self.first.device).repeat_interleave(K)
+
+    @torch.no_grad()
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = self.student
+        img, prop = obs[s.image_group], obs["proprio"]
+        W, K = img.shape[:2]
+        N = W * K
+        dev = img.device
+        if self.state is None or self.first is None or self.first.numel() != N:
+            self.state = s.init_state(N, dev)
+            self.first = torch.ones(N, dtype=torch.bool, device=dev)
+        mean, self.state = s.step(img.reshape(N, *img.shape[2:]), prop.reshape(N, -1), self.state, self.first)
+        self.first = torch.zeros_like(self.first)
+        return mean.view(W, K, -1)

@@ -1,0 +1,200 @@
+"""Distil a privileged teacher into an egocentric vision student with DAgger.
+
+The env, its world and the teacher's observability come from the teacher's checkpoint; the
+student sees only its camera (``depth_layers`` for EgoPush, RGB for soccer) and ``proprio``.
+Each run gets a directory (``runs/<env>-student[-<observability>]-s<seed>`` by default) with the
+resolved config, TensorBoard logs, ``metrics.jsonl``, ``checkpoint/`` (a policy ``eval.py
+--checkpoint`` evaluates) and, at the end, ``learning_curve.png`` and a ``MODEL_CARD.md``.
+Ctrl-C saves a checkpoint; ``--resume`` continues it (with an empty buffer: it refills).
+
+    python scripts/distill_student.py --teacher checkpoints/egopush-line-teacher-fov_gated
+    python scripts/distill_student.py --teacher checkpoints/egopush-line-teacher-global --student.memory gru
+    python scripts/distill_student.py --teacher runs/soccer-1v1-s0/checkpoint --total-frames 100000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
+from distill.students import StudentConfig  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Distil a teacher checkpoint into a vision student."""
+
+    teacher: Path | None = None
+    """Teacher checkpoint directory (required)."""
+    env: str | None = None
+    """Expected env name; an error if the teacher was trained on another (default: the teacher's)."""
+    num_envs: int = 64
+    """Worlds stepped (and rendered) together."""
+    total_frames: int = 200_000
+    """Student frames (worlds x learning agents x steps) to collect."""
+    resolution: tuple[int, int] = (64, 64)
+    """Camera width and height."""
+    backend: Literal["cpu", "warp"] = "cpu"
+    """Physics backend (the cameras always use MuJoCo Warp's ray tracer)."""
+    device: str | None = None
+    """Device for the warp backend."""
+    seed: int = 0
+    """Seed of the worlds, the student and the sampling."""
+    opponent: str = "scripted"
+    """Competitive envs: the other team (``scripted``, ``random`` or a checkpoint)."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its checkpoint."""
+    run_dir: Path | None = None
+    """Run directory (default ``runs/<env>-student[-<observability>]-s<seed>``)."""
+    eval_episodes: int = 200
+    """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
+    student: StudentConfig = StudentConfig()
+    """Student network."""
+    dagger: DaggerConfig = DaggerConfig()
+    """DAgger settings."""
+
+
+def _plot(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    xs = [h["frames"] for h in history]
+    loss_keys = sorted({k for h in history for k in h if k.startswith("loss/")})
+    for k in loss_keys:
+        pts = [(x, h[k]) for x, h in zip(xs, history, strict=True) if k in h]
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=k)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("student frames")
+    axes[0].legend()
+    axes[0].grid(alpha=0.3)
+    for k in ("episode/success_rate", "episode/win_rate"):
+        rows = [(x, h[k], h.get("episode/count", 1.0)) for x, h in zip(xs, history, strict=True) if k in h]
+        if not rows:
+            continue
+        sx, sy, window = [], [], []
+        for x, v, n in rows:  # over the last ~100 episodes
+            window.append((v, n))
+            while sum(c for _, c in window) - window[0][1] >= 100:
+                window.pop(0)
+            sx.append(x)
+            sy.append(sum(v * c for v, c in window) / sum(c for _, c in window))
+        axes[1].plot(sx, sy, label=k.split("/")[1] + " (student driving, beta mixing)")
+    axes[1].plot(xs, [h["dagger/beta"] for h in history], "--", label="beta")
+    axes[1].set_xlabel("student frames")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].legend()
+    axes[1].grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 1000, blank: bool = False) -> dict:
+    """The student (or teacher) at ``checkpoint`` over ``episodes`` episodes in its own env."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval import EvalConfig
+    from eval import main as eval_main
+
+    return eval_main(
+        EvalConfig(checkpoint=checkpoint, episodes=episodes, num_envs=num_envs, seed=seed, blank_camera=blank)
+    )
+
+
+def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
+    res = evaluate(run_dir / "checkpoint", cfg.eval_episodes)
+    blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True)
+    if "success_rate" in res:
+        head = "| episodes | success [95% CI] | blank camera: success [95% CI] |\n|---:|---|---|"
+        key = "success_rate"
+    else:
+        head = "| matches vs scripted | win rate [95% CI] | blank camera: win rate [95% CI] |\n|---:|---|---|"
+        key = "win_rate"
+    lo, hi = res[f"{key}_ci95"]
+    blo, bhi = blank[f"{key}_ci95"]
+    row = f"| {res['episodes']} | {res[key]:.3f} [{lo:.3f}, {hi:.3f}] | {blank[key]:.3f} [{blo:.3f}, {bhi:.3f}] |"
+    obs = teacher_meta["env_config"].get("observability")
+    card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
+
+Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +
+`proprio`), distilled by DAgger from `{cfg.teacher}` ({teacher_meta.get("env_steps", 0):,} teacher env-steps).
+
+- command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`
+- student: {json.dumps(dataclasses.asdict(cfg.student))}
+- dagger: {json.dumps(dataclasses.asdict(cfg.dagger))}
+- student frames: {frames:,}; wall time: {wall / 60:.1f} min
+- hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
+- seed: {cfg.seed}; worlds: {cfg.num_envs}; camera {cfg.resolution[0]}x{cfg.resolution[1]}
+
+## Evaluation (deterministic student, seed 1000)
+
+{head}
+{row}
+
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} [--blank-camera]`.
+"""
+    (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
+    (run_dir / "eval.json").write_text(json.dumps({"eval": res, "blank_camera": blank}, indent=1))
+    print(card)
+
+
+def main(cfg: DistillConfig) -> Path:
+    try:
+        _, meta = load_teacher(cfg.teacher, cfg.env)
+    except (ValueError, OSError) as err:
+        raise SystemExit(str(err)) from None
+    obs = meta["env_config"].get("observability")
+    run_dir = cfg.run_dir or Path("runs") / f"{meta['env']}-student{f'-{obs}' if obs else ''}-s{cfg.seed}"
+    config_file = run_dir / "config.json"
+    if cfg.resume:
+        if not config_file.exists():
+            raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
+        saved = json.loads(config_file.read_text())["distill"]
+        if saved["teacher"] != str(cfg.teacher) or saved["seed"] != cfg.seed:
+            raise SystemExit(f"--resume: {run_dir} is a run of teacher {saved['teacher']} seed {saved['seed']}")
+    elif (run_dir / "checkpoint").exists():
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, camera_resolution=tuple(cfg.resolution))
+    distiller = Distiller(env, cfg.teacher, cfg.student, cfg.dagger, cfg.total_frames, cfg.seed, run_dir, cfg.opponent)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        distiller.load()
+        print(f"resuming {run_dir} at {distiller.frames:,} frames")
+    else:
+        from envs.config import to_dict
+
+        resolved = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+        config_file.write_text(json.dumps({"distill": resolved, "env": to_dict(env.cfg)}, indent=1))
+    start = time.time()
+    try:
+        history = distiller.learn()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
+        raise SystemExit(130) from None
+    finally:
+        env.close()
+    wall = time.time() - start
+    _plot(history, run_dir / "learning_curve.png", f"{meta['env']} student from {obs or 'teacher'}, seed {cfg.seed}")
+    if cfg.eval_episodes > 0:
+        _model_card(cfg, run_dir, distiller.frames, wall, meta)
+    print(f"done: {distiller.frames:,} frames; checkpoint {run_dir / 'checkpoint'}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(DistillConfig))

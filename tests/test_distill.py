@@ -1,0 +1,192 @@
+"""DAgger distillation: losses by hand, students' sequence and step paths agree, the runner
+refuses bad teachers, the teacher labels (and with beta = 1 drives), and a short run learns."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs
+from agents.actor import GaussianActor
+from agents.checkpoint import CheckpointError
+from agents.policies import BlankCamera, make_policy
+from distill.dagger import (
+    DaggerConfig,
+    Distiller,
+    action_loss,
+    alignment_loss,
+    make_distill_env,
+    teacher_role_embeddings,
+)
+from distill.students import Student, StudentConfig, StudentPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
+LINE_TEACHER = ROOT / "checkpoints" / "egopush-line-teacher-global"
+
+
+def test_action_losses_hand_worked() -> None:
+    mu_s = torch.tensor([[0.5, 0.0]])
+    mu_t = torch.tensor([[0.0, 1.0]])
+    zero = torch.zeros(1, 2)
+    assert action_loss("mse", mu_s, zero, mu_t, zero).item() == pytest.approx(0.25 + 1.0)
+    # KL(N(0, 1) || N(0.5, 1)) = 0.125 and KL(N(1, 1) || N(0, 1)) = 0.5, summed over dimensions.
+    assert action_loss("kl", mu_s, zero, mu_t, zero).item() == pytest.approx(0.625)
+    # KL(N(0, 1) || N(0, e)) = 1 + 1 / (2 e^2) - 0.5, and 0 for equal distributions.
+    kl = action_loss("kl", torch.zeros(1, 1), torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1, 1))
+    assert kl.item() == pytest.approx(1 + 1 / (2 * math.e**2) - 0.5)
+    assert action_loss("kl", mu_t, zero, mu_t, zero).item() == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="mse"):
+        action_loss("huber", mu_s, zero, mu_t, zero)
+
+
+def test_alignment_loss_compares_relations_not_embeddings() -> None:
+    torch.manual_seed(0)
+    teacher = torch.randn(5, 3, 16)
+    # Same pairwise cosines in another space: a rotation and a positive scale per role.
+    q, _ = torch.linalg.qr(torch.randn(16, 16))
+    same = (teacher @ q) * torch.tensor([2.0, 0.5, 3.0])[None, :, None]
+    assert alignment_loss(same, teacher).item() == pytest.approx(0.0, abs=1e-10)
+    # Hand-worked: student roles 0 and 1 orthogonal (cos 0), the teacher's parallel (cos 1); every
+    # pair with role 2 at 45 degrees in both (cos 1/sqrt 2): off-diagonal squared errors
+    # (1, 1, 0, 0, 0, 0) -> mean 2 / 6.
+    s = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    t = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]]])
+    assert alignment_loss(s, t).item() == pytest.approx(2 / 6)
+
+
+def test_teacher_role_embedding_reads_only_its_role() -> None:
+    teacher, _ = GaussianActor.load(LINE_TEACHER)
+    obs = torch.randn(4, teacher.obs_dim)
+    base = teacher_role_embeddings(teacher, obs, 3)
+    assert base.shape == (4, 3, teacher.net[0].out_features)
+    moved = obs.clone()
+    moved[:, 12:24] += 1.0  # the anchor's keypoint group (group 1)
+    new = teacher_role_embeddings(teacher, moved, 3)
+    assert torch.allclose(new[:, 0], base[:, 0]) and torch.allclose(new[:, 2], base[:, 2])
+    assert not torch.allclose(new[:, 1], base[:, 1])
+
+
+@pytest.mark.parametrize(
+    ("group", "shape", "cfg"),
+    [
+        ("depth_layers", (3, 32, 32), StudentConfig(memory="none", frame_stack=3)),
+        ("depth_layers", (3, 32, 32), StudentConfig(memory="gru")),
+        ("camera", (3, 32, 32), StudentConfig(memory="transformer", window=4)),
+    ],
+)
+def test_student_sequence_and_step_paths_agree(group: str, shape: tuple, cfg: StudentConfig) -> None:
+    torch.manual_seed(0)
+    student = Student(group, shape, 4, 2, cfg).eval()
+    B, T = 2, 9
+    img = torch.rand(B, T, *shape) * (255 if group == "camera" else 3)
+    if group == "camera":
+        img = img.to(torch.uint8)
+    prop = torch.randn(B, T, 4)
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    first[1, 5] = True
+    with torch.no_grad():
+        seq, roles = student(img, prop, first)
+    state = student.init_state(B)
+    steps = []
+    for t in range(T):
+        a, state = student.step(img[:, t], prop[:, t], state, first[:, t])
+        steps.append(a)
+    assert torch.allclose(torch.stack(steps, 1), seq, atol=1e-5)
+    assert (roles is None) == (group == "camera")
+    # Memory matters: without the episode start in row 1, its later actions change.
+    if cfg.memory != "none" or cfg.frame_stack > 1:
+        with torch.no_grad():
+            other, _ = student(img, prop, torch.zeros_like(first))
+        assert not torch.allclose(other[1, 5:], seq[1, 5:], atol=1e-4)
+
+
+def test_distiller_refuses_missing_or_mismatched_teachers(tmp_path: Path) -> None:
+    env = make_distill_env(GOAL_TEACHER, num_envs=2)
+    try:
+        with pytest.raises(ValueError, match="needs a teacher"):
+            Distiller(env, None, StudentConfig(), DaggerConfig(), 64, 0, tmp_path)
+        with pytest.raises(CheckpointError, match="egopush-line"):
+            Distiller(env, LINE_TEACHER, StudentConfig(), DaggerConfig(), 64, 0, tmp_path)
+    finally:
+        env.close()
+    plain = envs.make("egopush-goal", num_envs=2)  # renders no camera
+    with pytest.raises(ValueError, match="camera"):
+        Distiller(plain, GOAL_TEACHER, StudentConfig(), DaggerConfig(), 64, 0, tmp_path)
+
+
+def test_beta_one_lets_the_teacher_drive(tmp_path: Path) -> None:
+    """With beta = 1 the worlds follow the teacher exactly; the student's actions are unused."""
+    W, steps = 4, 12
+    env = make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(32, 32))
+    cfg = DaggerConfig(beta=1.0, beta_frames=10**9, steps_per_iter=steps, buffer_steps=steps)
+    d = Distiller(env, GOAL_TEACHER, StudentConfig(), cfg, 10**6, 3, tmp_path)
+    d.collect()
+    driven = env.sim.get_state()["qpos"].clone()
+    # The teacher's labels are what the teacher says of the stored observations.
+    labels = d.buffer.data["teacher_mu"]
+    assert torch.allclose(labels, d.teacher(d.buffer.data["teacher_obs"]), atol=1e-6)
+    env.close()
+    ref = envs.make("egopush-goal", num_envs=W, **{"observability": d.teacher_meta["env_config"]["observability"]})
+    teacher = make_policy(GOAL_TEACHER, ref)
+    obs = ref.reset(seed=3)
+    for _ in range(steps):
+        obs, *_ = ref.step(teacher(obs))
+    assert torch.allclose(ref.sim.get_state()["qpos"], driven, atol=1e-9)
+    ref.close()
+
+
+def test_short_dagger_run_imitates_the_teacher_and_checkpoints(tmp_path: Path) -> None:
+    env = make_distill_env(GOAL_TEACHER, num_envs=8, camera_resolution=(32, 32))
+    cfg = DaggerConfig(beta=0.5, beta_frames=512, steps_per_iter=8, buffer_steps=32, updates_per_iter=8)
+    d = Distiller(env, GOAL_TEACHER, StudentConfig(embed=32, hidden=64), cfg, 8 * 8 * 12, 0, tmp_path)
+    history = d.learn(progress=False)
+    env.close()
+    assert len(history) == 12 and history[-1]["frames"] == 8 * 8 * 12
+    first, last = history[0]["loss/mse"], history[-1]["loss/mse"]
+    assert last < 0.5 * first, (first, last)
+    assert "loss/align" in history[-1]  # depth_layers: relational alignment on by default
+    # The checkpoint is a policy eval loads in a camera-rendering env; it remembers its teacher.
+    eval_env = make_distill_env(GOAL_TEACHER, num_envs=2, camera_resolution=(32, 32))
+    policy = make_policy(tmp_path / "checkpoint", eval_env)
+    assert isinstance(policy, StudentPolicy)
+    obs = eval_env.reset(seed=0)
+    assert policy(obs).shape == (2, 1, 2)
+    eval_env.close()
+    no_camera = envs.make("egopush-goal", num_envs=2)
+    with pytest.raises(CheckpointError, match="student reading"):
+        make_policy(tmp_path / "checkpoint", no_camera)
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    def distiller() -> Distiller:
+        env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+        cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32)
+        return Distiller(env, GOAL_TEACHER, StudentConfig(embed=16, hidden=32), cfg, 4 * 4 * 4, 0, tmp_path)
+
+    a = distiller()
+    a.total_iters = 2  # stop half-way, as an interrupted run would
+    a.learn(progress=False)
+    weights = {k: v.clone() for k, v in a.student.state_dict().items()}
+    b = distiller()
+    b.load()
+    assert b.iteration == 2 and b.frames == 32 and len(b.history) == 2
+    assert all(torch.equal(weights[k], v) for k, v in b.student.state_dict().items())
+    b.learn(progress=False)
+    assert b.iteration == 4 and [h["iteration"] for h in b.history] == [1, 2, 3, 4]
+
+
+def test_blank_camera_zeroes_images_only() -> None:
+    seen = {}
+
+    def probe(obs: dict) -> torch.Tensor:
+        seen.update(obs)
+        return torch.zeros(1, 1, 2)
+
+    obs = {"depth_layers": torch.ones(1, 1, 3, 4, 4), "camera": torch.full((1, 1, 3, 4, 4), 7, dtype=torch.uint8)}
+    obs["proprio"] = torch.ones(1, 1, 4)
+    BlankCamera(probe)(obs)
+    assert seen["depth_layers"].abs().sum() == 0 and seen["camera"].sum() == 0
+    assert torch.equal(seen["proprio"], obs["proprio"])
