@@ -37,8 +37,8 @@ import envs
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
-from envs.base import torch_threads
 from distill.students import Student, StudentConfig
+from envs.base import torch_threads
 
 CKPT = "checkpoint"
 

@@ -190,3 +190,24 @@ def test_blank_camera_zeroes_images_only() -> None:
     BlankCamera(probe)(obs)
     assert seen["depth_layers"].abs().sum() == 0 and seen["camera"].sum() == 0
     assert torch.equal(seen["proprio"], obs["proprio"])
+
+
+def test_soccer_student_learns_from_team_zero_rgb(tmp_path: Path) -> None:
+    """Soccer: the student reads RGB, drives team 0 against the scripted team, and is labelled
+    by a (here freshly initialised) teacher of team 0."""
+    from envs.config import to_dict
+
+    env = envs.make("soccer-1v1", num_envs=1)
+    teacher = GaussianActor(env.observation_spaces["privileged"].shape[0], env.act_dim, (32, 32))
+    teacher.save(tmp_path / "teacher", "soccer-1v1", to_dict(env.cfg))
+    env.close()
+    env = make_distill_env(tmp_path / "teacher", num_envs=4, camera_resolution=(32, 32))
+    assert "camera" in env.observation_spaces and "depth_layers" not in env.observation_spaces
+    cfg = DaggerConfig(beta=0.0, steps_per_iter=4, buffer_steps=8, updates_per_iter=2, batch_frames=16)
+    d = Distiller(env, tmp_path / "teacher", StudentConfig(embed=16, hidden=32), cfg, 4 * 4 * 2, 0, tmp_path / "run")
+    assert d.K == 1 and d.slots == 4 and d.align == 0.0
+    history = d.learn(progress=False)
+    env.close()
+    assert "loss/align" not in history[-1] and history[-1]["loss/mse"] > 0
+    # The buffer's images are team 0's own camera: uint8 RGB.
+    assert d.buffer.data["img"].dtype == torch.uint8 and d.buffer.data["img"].shape[-3:] == (3, 32, 32)
