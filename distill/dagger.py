@@ -37,6 +37,7 @@ import envs
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
+from distill.finetune import FinetuneConfig
 from distill.students import Student, StudentConfig
 from envs.base import torch_threads
 
@@ -183,8 +184,9 @@ def load_teacher(path: str | Path | None, env_name: str | None = None) -> tuple[
 
 def student_env_overrides(meta: dict[str, Any], resolution: tuple[int, int] | None = None) -> dict[str, Any]:
     """Env config for distilling from a teacher with checkpoint metadata ``meta``: the teacher's
-    world and observability, the task's own rewards, and the student's camera."""
-    cfg = {k: v for k, v in meta["env_config"].items() if k not in ("reward_scales", "cameras", "nthread")}
+    world, observability and reward scales (DAgger ignores rewards; RL fine-tuning uses the
+    teacher's shaping), and the student's camera."""
+    cfg = {k: v for k, v in meta["env_config"].items() if k not in ("cameras", "nthread")}
     cfg["cameras"] = ("depth_layers",) if meta["env"].startswith("egopush") else ("rgb",)
     if resolution is not None:
         cfg["camera_resolution"] = tuple(resolution)
@@ -357,6 +359,50 @@ class Distiller:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v / self.cfg.updates_per_iter
         return sums
+
+    def finetune(self, cfg: FinetuneConfig, progress: bool = True) -> list[dict[str, float]]:
+        """RL fine-tuning of the distilled student (``distill.finetune``) for ``cfg.frames`` frames,
+        logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
+        student as it is; fine-tuning itself does not resume."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from distill.finetune import StudentPPO
+
+        ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)
+        per_iter = cfg.steps_per_env * self.slots
+        iters = max(1, math.ceil(cfg.frames / per_iter))
+        writer = SummaryWriter(str(self.run_dir / "tb"))
+        bar = tqdm(total=iters * per_iter, unit="frame", unit_scale=True, desc="PPO fine-tuning", disable=not progress)
+        try:
+            for _ in range(iters):
+                start = time.perf_counter()
+                self.student.train()
+                data = ppo.rollout()
+                stats = ppo.update(data)
+                self.student.eval()
+                self.frames += per_iter
+                self.iteration += 1
+                if data["outcome"]:
+                    key = "episode/win_rate" if self.env.competitive else "episode/success_rate"
+                    stats[key] = sum(data["outcome"]) / len(data["outcome"])
+                    stats["episode/count"] = float(len(data["outcome"]))
+                stats["finetune/reward"] = float(data["rewards"].mean())
+                stats["perf/frames_per_s"] = per_iter / (time.perf_counter() - start)
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, self.frames)
+                self.history.append({"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0, **stats})
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(self.history[-1]) + "\n")
+                bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in stats.items()}, refresh=False)
+                bar.update(per_iter)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            writer.close()
+        self.save()
+        return self.history
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Distil until ``total_frames``; Ctrl-C saves a checkpoint and re-raises."""

@@ -29,6 +29,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
+from distill.finetune import FinetuneConfig  # noqa: E402
 from distill.students import StudentConfig  # noqa: E402
 
 
@@ -64,6 +65,8 @@ class DistillConfig:
     """Student network."""
     dagger: DaggerConfig = DaggerConfig()
     """DAgger settings."""
+    finetune: FinetuneConfig = FinetuneConfig()
+    """RL fine-tuning after distillation (off unless ``--finetune.frames`` > 0)."""
 
 
 def _plot(history: list[dict], path: Path, title: str) -> None:
@@ -137,6 +140,7 @@ Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("e
 - command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`
 - student: {json.dumps(dataclasses.asdict(cfg.student))}
 - dagger: {json.dumps(dataclasses.asdict(cfg.dagger))}
+- RL fine-tuning: {json.dumps(dataclasses.asdict(cfg.finetune)) if cfg.finetune.frames else "none"}
 - student frames: {frames:,}; wall time: {wall / 60:.1f} min
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
 - seed: {cfg.seed}; worlds: {cfg.num_envs}; camera {cfg.resolution[0]}x{cfg.resolution[1]}
@@ -183,6 +187,8 @@ def main(cfg: DistillConfig) -> Path:
     start = time.time()
     try:
         history = distiller.learn()
+        if cfg.finetune.frames > 0:
+            history = distiller.finetune(cfg.finetune)
     except KeyboardInterrupt:
         print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
         raise SystemExit(130) from None

@@ -211,3 +211,21 @@ def test_soccer_student_learns_from_team_zero_rgb(tmp_path: Path) -> None:
     assert "loss/align" not in history[-1] and history[-1]["loss/mse"] > 0
     # The buffer's images are team 0's own camera: uint8 RGB.
     assert d.buffer.data["img"].dtype == torch.uint8 and d.buffer.data["img"].shape[-3:] == (3, 32, 32)
+
+
+def test_rl_finetuning_warms_the_critic_then_pulls_toward_the_teacher(tmp_path: Path) -> None:
+    from distill.finetune import FinetuneConfig, StudentPPO
+
+    env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+    d = Distiller(env, GOAL_TEACHER, StudentConfig(embed=16, hidden=32), DaggerConfig(), 64, 0, tmp_path)
+    cfg = FinetuneConfig(kl_coef=5.0, lr=3e-3, steps_per_env=16, epochs=2, minibatches=2, critic_warmup=1)
+    ppo = StudentPPO(env, d.student, d.teacher, cfg, 0, d.learners)
+    before = {k: v.clone() for k, v in d.student.state_dict().items()}
+    warm = ppo.update(ppo.rollout())
+    assert warm["finetune/kl_teacher"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in d.student.state_dict().items())  # only the critic moved
+    kls = [ppo.update(ppo.rollout())["finetune/kl_teacher"] for _ in range(6)]
+    env.close()
+    assert kls[-1] < 0.5 * kls[0], kls
+    with pytest.raises(ValueError, match="reactive"):
+        StudentPPO(env, Student("depth_layers", (3, 32, 32), 4, 2, StudentConfig(memory="gru")), d.teacher, cfg, 0, [0])

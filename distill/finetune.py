@@ -1,0 +1,190 @@
+"""RL fine-tuning of a vision student: PPO on the student's own observations, with a KL penalty
+toward the teacher's action distribution (the recipe of the robot-soccer-from-vision work).
+
+The actor is the student (camera + ``proprio``; reactive students only: ``memory=none`` with one
+frame), the critic reads the privileged ``critic`` group (asymmetric actor-critic: the critic
+is only needed in training), and the loss is PPO's clipped surrogate, value loss and entropy
+bonus plus ``kl_coef * KL(teacher || student)`` on every sampled state, which keeps the student
+near the behaviour it was distilled to while the task reward improves it. The critic is warmed
+up for ``critic_warmup`` updates with the student frozen, since it starts from nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.actor import GaussianActor
+from agents.ppo.algorithm import Critic, gaussian_kl, surrogate_loss, value_loss
+from agents.ppo.storage import gae
+from distill.students import Student
+from envs.base import torch_threads
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """RL fine-tuning of the student (off unless ``frames`` > 0)."""
+
+    frames: int = 0
+    """Student frames of PPO fine-tuning after distillation (0: none)."""
+    kl_coef: float = 0.1
+    """Weight of KL(teacher || student) in the loss."""
+    steps_per_env: int = 32
+    """Rollout length per slot between updates."""
+    epochs: int = 3
+    """Passes over each rollout."""
+    minibatches: int = 4
+    """Minibatches per pass."""
+    gamma: float = 0.99
+    """Discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip (and value clip)."""
+    lr: float = 1e-4
+    """Adam learning rate of student and critic."""
+    entropy_coef: float = 0.0
+    """Entropy bonus."""
+    value_coef: float = 1.0
+    """Value loss weight."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    critic_warmup: int = 5
+    """Updates that train only the critic before the student moves."""
+
+
+class StudentPPO:
+    """PPO fine-tuning of ``student`` in ``env`` (learner slots as in distillation)."""
+
+    def __init__(
+        self,
+        env: Any,
+        student: Student,
+        teacher: GaussianActor,
+        cfg: FinetuneConfig,
+        seed: int,
+        learners: list[int],
+        opponent: Any = None,
+        critic_group: str = "critic",
+    ) -> None:
+        if student.cfg.memory != "none" or student.cfg.frame_stack != 1:
+            raise ValueError("RL fine-tuning supports reactive students only (memory 'none', frame_stack 1)")
+        self.env, self.student, self.teacher, self.cfg = env, student, teacher, cfg
+        self.learners, self.opponent, self.critic_group = learners, opponent, critic_group
+        self.others = [a for a in range(env.num_agents) if a not in learners]
+        self.K = len(learners)
+        self.N = env.num_envs * self.K
+        dev = env.device
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 17)
+            self.critic = Critic(env.observation_spaces[critic_group].shape[0], (256, 256)).to(dev)
+        self.params = list(student.parameters()) + list(self.critic.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.generator = torch.Generator().manual_seed(seed + 18)
+        self.updates = 0
+        self._obs: dict[str, torch.Tensor] | None = None
+
+    def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
+        x = obs[group][:, self.learners]
+        return x.reshape(self.N, *x.shape[2:])
+
+    def _dist(self, img: torch.Tensor, prop: torch.Tensor) -> torch.distributions.Normal:
+        first = torch.ones(img.shape[0], 1, dtype=torch.bool, device=img.device)
+        mu, _ = self.student(img[:, None], prop[:, None], first)
+        mu = mu[:, 0]
+        return torch.distributions.Normal(mu, self.student.log_std.exp().expand_as(mu))
+
+    def rollout(self) -> dict[str, Any]:
+        """``steps_per_env`` steps of every slot, sampled from the student; GAE over them."""
+        # One torch thread for the small per-step inference on the CPU (see Distiller.collect).
+        with torch_threads(1) if self.env.device.type == "cpu" else contextlib.nullcontext():
+            return self._rollout()
+
+    @torch.no_grad()
+    def _rollout(self) -> dict[str, Any]:
+        env, cfg, dev, T = self.env, self.cfg, self.env.device, self.cfg.steps_per_env
+        if self._obs is None:
+            self._obs = env.reset()
+        obs = self._obs
+        keys = ("img", "proprio", "critic_obs", "teacher_mu", "actions", "log_probs", "values", "rewards")
+        buf: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "dones", "bootstrap")}
+        outcome: list[float] = []
+        for _ in range(T):
+            img, prop = self._slots(obs, self.student.image_group), self._slots(obs, "proprio").float()
+            c_obs = self._slots(obs, self.critic_group).float()
+            self.critic.norm.update(c_obs)
+            dist = self._dist(img, prop)
+            act = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=self.generator).to(dev)
+            t_mu = self.teacher(self._slots(obs, self.teacher.group).float())
+            full = torch.zeros(env.num_envs, env.num_agents, env.act_dim, device=dev)
+            full[:, self.learners] = act.view(env.num_envs, self.K, -1)
+            if self.others:
+                full[:, self.others] = self.opponent({k: v[:, self.others] for k, v in obs.items()}).to(full)
+            obs, reward, term, trunc, info = env.step(full)
+            rep = lambda x: x.repeat_interleave(self.K).float()  # noqa: E731
+            boot = torch.zeros(self.N, device=dev)
+            if "final_obs" in info and bool(trunc.any()):
+                boot = rep(trunc & ~term) * self.critic(self._slots(info["final_obs"], self.critic_group).float())
+            for k, v in zip(
+                keys,
+                (img, prop, c_obs, t_mu, act, dist.log_prob(act).sum(-1), self.critic(c_obs), None),
+                strict=True,
+            ):
+                if v is not None:
+                    buf[k].append(v)
+            buf["rewards"].append(reward[:, self.learners].reshape(-1).float())
+            buf["dones"].append(rep(term | trunc))
+            buf["bootstrap"].append(boot)
+            done = term | trunc
+            if "success" in info and done.any():
+                outcome += info["success"][done].float().tolist()
+            if "score" in info and done.any():
+                sc = info["score"][done]
+                outcome += (sc[:, 0] > sc[:, 1]).float().tolist()
+        self._obs = obs
+        data = {k: torch.stack(v) for k, v in buf.items()}
+        last = self.critic(self._slots(obs, self.critic_group).float())
+        data["advantages"], data["returns"] = gae(
+            data["rewards"], data["values"], data["dones"], data["bootstrap"], last, cfg.gamma, cfg.lam
+        )
+        data["outcome"] = outcome
+        return data
+
+    def update(self, data: dict[str, Any]) -> dict[str, float]:
+        cfg = self.cfg
+        T, N = data["rewards"].shape
+        flat = {k: v.reshape(T * N, *v.shape[2:]) for k, v in data.items() if isinstance(v, torch.Tensor)}
+        size = (T * N) // cfg.minibatches
+        warm = self.updates < cfg.critic_warmup
+        t_std = self.teacher.log_std.exp().detach()
+        sums = {"surrogate": 0.0, "value": 0.0, "kl_teacher": 0.0, "entropy": 0.0}
+        n = 0
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(T * N, generator=self.generator).to(flat["rewards"].device)
+            for i in range(cfg.minibatches):
+                mb = {k: v[perm[i * size : (i + 1) * size]] for k, v in flat.items()}
+                v_loss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
+                if warm:
+                    loss = cfg.value_coef * v_loss
+                    surr = kl_t = ent = torch.zeros(())
+                else:
+                    dist = self._dist(mb["img"], mb["proprio"])
+                    adv = mb["advantages"]
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    surr = surrogate_loss(dist.log_prob(mb["actions"]).sum(-1), mb["log_probs"], adv, cfg.clip)
+                    kl_t = gaussian_kl(mb["teacher_mu"], t_std.expand_as(dist.mean), dist.mean, dist.stddev).mean()
+                    ent = dist.entropy().sum(-1).mean()
+                    loss = surr + cfg.value_coef * v_loss + cfg.kl_coef * kl_t - cfg.entropy_coef * ent
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                for k, v in (("surrogate", surr), ("value", v_loss), ("kl_teacher", kl_t), ("entropy", ent)):
+                    sums[k] += float(v.detach())
+                n += 1
+        self.updates += 1
+        return {f"finetune/{k}": v / n for k, v in sums.items()}
