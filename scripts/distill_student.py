@@ -61,6 +61,8 @@ class DistillConfig:
     """Run directory (default ``runs/<env>-student[-<observability>]-s<seed>``)."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
+    eval_blank: bool = True
+    """Also evaluate with a blank camera (``eval.py --blank-camera``) for the model card."""
     student: StudentConfig = StudentConfig()
     """Student network."""
     dagger: DaggerConfig = DaggerConfig()
@@ -121,16 +123,22 @@ def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 10
 
 def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
     res = evaluate(run_dir / "checkpoint", cfg.eval_episodes)
-    blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True)
+    blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True) if cfg.eval_blank else None
     if "success_rate" in res:
-        head = "| episodes | success [95% CI] | blank camera: success [95% CI] |\n|---:|---|---|"
+        head = "| episodes | success [95% CI] | reach | blank camera: success [95% CI] |\n|---:|---|---:|---|"
         key = "success_rate"
     else:
         head = "| matches vs scripted | win rate [95% CI] | blank camera: win rate [95% CI] |\n|---:|---|---|"
         key = "win_rate"
     lo, hi = res[f"{key}_ci95"]
-    blo, bhi = blank[f"{key}_ci95"]
-    row = f"| {res['episodes']} | {res[key]:.3f} [{lo:.3f}, {hi:.3f}] | {blank[key]:.3f} [{blo:.3f}, {bhi:.3f}] |"
+    row = f"| {res['episodes']} | {res[key]:.3f} [{lo:.3f}, {hi:.3f}] | "
+    if "reach_rate" in res:
+        row += f"{res['reach_rate']:.3f} | "
+    if blank is not None:
+        blo, bhi = blank[f"{key}_ci95"]
+        row += f"{blank[key]:.3f} [{blo:.3f}, {bhi:.3f}] |"
+    else:
+        row += "(not run) |"
     obs = teacher_meta["env_config"].get("observability")
     card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
 

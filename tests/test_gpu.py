@@ -36,3 +36,18 @@ def test_warp_cuda_matches_cpu_backend_on_smooth_driving(cuda):
         cpu.step(a)
         gpu.step(a.cuda())
     torch.testing.assert_close(cpu.sim.qpos[:, 7:].float(), gpu.sim.qpos[:, 7:].cpu(), atol=1e-3, rtol=0)
+
+
+def test_dagger_on_cuda_keeps_everything_on_the_device(cuda, tmp_path):
+    from pathlib import Path
+
+    from distill.dagger import DaggerConfig, Distiller, make_distill_env
+    from distill.students import StudentConfig
+
+    teacher = Path(__file__).resolve().parents[1] / "checkpoints" / "egopush-goal-teacher"
+    env = make_distill_env(teacher, num_envs=256, backend="warp", device="cuda:0")
+    cfg = DaggerConfig(steps_per_iter=8, buffer_steps=16, updates_per_iter=8)
+    d = Distiller(env, teacher, StudentConfig(memory="transformer", window=8), cfg, 256 * 8 * 4, 0, tmp_path)
+    history = d.learn(progress=False)
+    assert next(d.student.parameters()).device.type == "cuda" and d.buffer.data["img"].device.type == "cuda"
+    assert history[-1]["loss/mse"] < history[0]["loss/mse"]

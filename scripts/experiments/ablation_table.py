@@ -1,0 +1,36 @@
+"""Print the observability ablation table (markdown) from the runs of egopush_ablation.sh."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    rows = ["| teacher | teacher success | seed | student success [95% CI] | student reach | final action gap |"]
+    rows.append("|---|---|---:|---|---:|---:|")
+    for obs in ("global", "fov", "fov_gated"):
+        card = ROOT / "checkpoints" / f"egopush-line-teacher-{obs}" / "MODEL_CARD.md"
+        teacher = "?"
+        if card.exists():
+            line = next((ln for ln in card.read_text().splitlines() if ln.startswith("| 200 |")), None)
+            teacher = line.split("|")[2].strip() if line else "?"
+        for seed in (0, 1):
+            run = ROOT / "runs" / f"egopush-line-student-{obs}-s{seed}"
+            if not (run / "eval.json").exists():
+                rows.append(f"| {obs} | {teacher} | {seed} | (not run) | | |")
+                continue
+            res = json.loads((run / "eval.json").read_text())["eval"]
+            hist = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+            gaps = [h["dagger/action_gap"] for h in hist if "dagger/action_gap" in h][-10:]
+            lo, hi = res["success_rate_ci95"]
+            rows.append(
+                f"| {obs} | {teacher} | {seed} | {res['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] "
+                f"({res['episodes']} ep.) | {res['reach_rate']:.3f} | {sum(gaps) / max(1, len(gaps)):.3f} |"
+            )
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
