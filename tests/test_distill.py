@@ -229,3 +229,41 @@ def test_rl_finetuning_warms_the_critic_then_pulls_toward_the_teacher(tmp_path: 
     assert kls[-1] < 0.5 * kls[0], kls
     with pytest.raises(ValueError, match="reactive"):
         StudentPPO(env, Student("depth_layers", (3, 32, 32), 4, 2, StudentConfig(memory="gru")), d.teacher, cfg, 0, [0])
+
+
+def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import distill_student
+
+    from envs.config import to_dict
+
+    env = envs.make("soccer-1v1", num_envs=1, episode_seconds=2.0)  # short matches: a quick eval
+    GaussianActor(env.observation_spaces["privileged"].shape[0], env.act_dim, (16, 16)).save(
+        tmp_path / "teacher", "soccer-1v1", to_dict(env.cfg)
+    )
+    env.close()
+    cfg = distill_student.DistillConfig(
+        teacher=tmp_path / "teacher",
+        num_envs=4,
+        total_frames=64,
+        resolution=(32, 32),
+        run_dir=tmp_path / "run",
+        eval_episodes=4,
+        student=StudentConfig(embed=16, hidden=32),
+        dagger=DaggerConfig(steps_per_iter=8, buffer_steps=8, updates_per_iter=1, batch_frames=8),
+    )
+    run = distill_student.main(cfg)
+    card = (run / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert "blank camera" in card and (run / "learning_curve.png").exists() and any((run / "tb").iterdir())
+    import json
+
+    results = json.loads((run / "eval.json").read_text())
+    assert results["blank_camera"]["blank_camera"] is True and results["eval"]["episodes"] == 4
+    with pytest.raises(SystemExit, match="already holds a run"):
+        distill_student.main(cfg)
+    with pytest.raises(SystemExit, match="soccer-1v1"):
+        distill_student.main(distill_student.DistillConfig(teacher=tmp_path / "teacher", env="egopush-line"))
+    with pytest.raises(SystemExit, match="needs a teacher"):
+        distill_student.main(distill_student.DistillConfig())

@@ -1,11 +1,13 @@
 """PPO: GAE and losses against hand-worked numbers, seeds, and exact resumption."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 import envs
+from agents.checkpoint import CheckpointError
 from agents.ppo.algorithm import PPOConfig, gaussian_kl, surrogate_loss, value_loss
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.runner import Runner
@@ -137,3 +139,38 @@ def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
     again.learn(progress=False)
     assert torch.equal(_weights(whole), _weights(again))
     assert opp2.names == opp.names and opp2.score == opp.score
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_teacher
+
+    from agents.actor import GaussianActor
+
+    base = train_teacher.TrainConfig(
+        env="egopush-goal",
+        num_envs=4,
+        total_steps=128,
+        eval_episodes=0,
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "global"))
+    source, _ = GaussianActor.load(src / "checkpoint")
+    # A fov run starting from the global run's actor: the first rollout acts with its weights.
+    warm = dataclasses.replace(
+        base, run_dir=tmp_path / "fov", observability="fov", init_from=src / "checkpoint", total_steps=64
+    )
+    learner = LearnerEnv(envs.make("egopush-goal", num_envs=4, observability="fov"), "privileged", "critic")
+    runner = Runner(learner, warm.ppo, 64, 0, tmp_path / "probe", "egopush-goal", {})
+    runner.init_from(src / "checkpoint")
+    mine, theirs = runner.actor.state_dict(), source.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    train_teacher.main(warm)
+    with pytest.raises(SystemExit, match="pass one"):
+        train_teacher.main(dataclasses.replace(warm, resume=True))
+    other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
+    with pytest.raises(CheckpointError, match="hidden"):
+        train_teacher.main(other)
