@@ -250,7 +250,9 @@ class Distiller:
         else:
             self.seq_len = cfg.seq_len
         if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
-            raise ValueError(f"buffer_steps {cfg.buffer_steps} must hold seq_len and steps_per_iter")
+            raise ValueError(
+                f"buffer_steps {cfg.buffer_steps} must hold seq_len ({self.seq_len}) and steps_per_iter ({cfg.steps_per_iter})"
+            )
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         self.buffer = SequenceBuffer(
             cfg.buffer_steps,
@@ -340,7 +342,6 @@ class Distiller:
         total, terms = act, {f"loss/{self.cfg.loss}": float(act.detach())}
         if self.align > 0 and roles_s is not None:
             with torch.no_grad():
-                B, T = batch["teacher_obs"].shape[:2]
                 roles_t = teacher_role_embeddings(self.teacher, batch["teacher_obs"].flatten(0, 1), self.student.roles)
             al = alignment_loss(roles_s.flatten(0, 1), roles_t)
             total = total + self.align * al
@@ -349,9 +350,10 @@ class Distiller:
 
     def update(self) -> dict[str, float]:
         sums: dict[str, float] = {}
-        seqs = max(1, self.cfg.batch_frames // self.seq_len)
+        length = min(self.seq_len, self.buffer.size)  # (shorter windows until the buffer holds seq_len steps)
+        seqs = max(1, self.cfg.batch_frames // length)
         for _ in range(self.cfg.updates_per_iter):
-            total, terms = self.loss(self.buffer.sample(seqs, self.seq_len, self.generator))
+            total, terms = self.loss(self.buffer.sample(seqs, length, self.generator))
             self.optimizer.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.max_grad_norm)

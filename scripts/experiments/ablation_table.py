@@ -1,4 +1,7 @@
-"""Print the observability ablation table (markdown) from the runs of egopush_ablation.sh."""
+"""Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
+
+python scripts/experiments/ablation_table.py [--task line|goal|cross]
+"""
 
 import json
 import sys
@@ -8,16 +11,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
+    task = sys.argv[sys.argv.index("--task") + 1] if "--task" in sys.argv else "line"
     rows = ["| teacher | teacher success | seed | student success [95% CI] | student reach | final action gap |"]
     rows.append("|---|---|---:|---|---:|---:|")
     for obs in ("global", "fov", "fov_gated"):
-        card = ROOT / "checkpoints" / f"egopush-line-teacher-{obs}" / "MODEL_CARD.md"
+        card = ROOT / "checkpoints" / f"egopush-{task}-teacher-{obs}" / "MODEL_CARD.md"
+        if not card.exists() and obs == "global":
+            card = ROOT / "checkpoints" / f"egopush-{task}-teacher" / "MODEL_CARD.md"
         teacher = "?"
         if card.exists():
             line = next((ln for ln in card.read_text().splitlines() if ln.startswith("| 200 |")), None)
             teacher = line.split("|")[2].strip() if line else "?"
         for seed in (0, 1):
-            run = ROOT / "runs" / f"egopush-line-student-{obs}-s{seed}"
+            run = ROOT / "runs" / f"egopush-{task}-student-{obs}-s{seed}"
             if not (run / "eval.json").exists():
                 rows.append(f"| {obs} | {teacher} | {seed} | (not run) | | |")
                 continue
