@@ -251,7 +251,8 @@ class Distiller:
             self.seq_len = cfg.seq_len
         if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
             raise ValueError(
-                f"buffer_steps {cfg.buffer_steps} must hold seq_len ({self.seq_len}) and steps_per_iter ({cfg.steps_per_iter})"
+                f"buffer_steps {cfg.buffer_steps} must hold seq_len ({self.seq_len}) "
+                f"and steps_per_iter ({cfg.steps_per_iter})"
             )
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         self.buffer = SequenceBuffer(
