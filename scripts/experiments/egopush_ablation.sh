@@ -16,7 +16,7 @@ for obs in global fov fov_gated; do
     if [ -f "$run/eval.json" ]; then echo "done already: $run"; continue; fi
     python scripts/distill_student.py --teacher "$teacher" \
       --num-envs 128 --total-frames "$FRAMES" --seed "$seed" --run-dir "$run" \
-      --eval-episodes "$EPISODES" --no-eval-blank
+      --eval-episodes "$EPISODES" --no-eval-blank --dagger.updates-per-iter 8
   done
 done
 python scripts/experiments/ablation_table.py --task "$TASK"
