@@ -22,8 +22,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +35,7 @@ import envs
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
+from agents.run_state import IterationLog, existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in
 from distill.finetune import FinetuneConfig
 from distill.students import Student, StudentConfig
 from envs.base import torch_threads
@@ -367,16 +366,15 @@ class Distiller:
         """RL fine-tuning of the distilled student (``distill.finetune``) for ``cfg.frames`` frames,
         logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
         student as it is; fine-tuning itself does not resume."""
-        from torch.utils.tensorboard import SummaryWriter
 
         from distill.finetune import StudentPPO
 
         ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)
         per_iter = cfg.steps_per_env * self.slots
         iters = max(1, math.ceil(cfg.frames / per_iter))
-        writer = SummaryWriter(str(self.run_dir / "tb"))
         bar = tqdm(total=iters * per_iter, unit="frame", unit_scale=True, desc="PPO fine-tuning", disable=not progress)
-        try:
+
+        def body(log: IterationLog) -> None:
             for _ in range(iters):
                 start = time.perf_counter()
                 self.student.train()
@@ -391,28 +389,14 @@ class Distiller:
                     stats["episode/count"] = float(len(data["outcome"]))
                 stats["finetune/reward"] = float(data["rewards"].mean())
                 stats["perf/frames_per_s"] = per_iter / (time.perf_counter() - start)
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, self.frames)
-                self.history.append({"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0, **stats})
-                with open(self.run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(self.history[-1]) + "\n")
-                bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in stats.items()}, refresh=False)
-                bar.update(per_iter)
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-            writer.close()
-        self.save()
+                head = {"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0}
+                log(stats, head, self.frames, per_iter, ("episode/", "finetune/"))
+
+        run_logged(self.run_dir, self.history, bar, body, self.save)
         return self.history
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Distil until ``total_frames``; Ctrl-C saves a checkpoint and re-raises."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
         bar = tqdm(
             total=self.total_iters * self.frames_per_iter,
             initial=self.frames,
@@ -421,7 +405,8 @@ class Distiller:
             desc=f"DAgger {self.env.name}",
             disable=not progress,
         )
-        try:
+
+        def body(log: IterationLog) -> None:
             while self.iteration < self.total_iters:
                 start = time.perf_counter()
                 self.student.eval()
@@ -435,30 +420,17 @@ class Distiller:
                 self.frames += self.frames_per_iter
                 stats["perf/collect_frames_per_s"] = self.frames_per_iter / collect
                 stats["perf/frames_per_s"] = self.frames_per_iter / elapsed
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, self.frames)
-                self.history.append({"iteration": self.iteration, "frames": self.frames, **stats})
-                with open(self.run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(self.history[-1]) + "\n")
-                shown = {k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith(("episode/", "loss/"))}
-                bar.set_postfix(shown, refresh=False)
-                bar.update(self.frames_per_iter)
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-            writer.close()
-        self.save()
+                head = {"iteration": self.iteration, "frames": self.frames}
+                log(stats, head, self.frames, self.frames_per_iter, ("episode/", "loss/"))
+
+        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None)
         return self.history
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
         """Write ``run_dir/checkpoint`` atomically: the student (a policy ``eval.py`` loads) and the
         training state for ``resume`` (optimiser, generators, env snapshot; not the buffer)."""
-        final, tmp, old = (self.run_dir / n for n in (CKPT, CKPT + ".tmp", CKPT + ".old"))
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = fresh_dir(self.run_dir, CKPT)
         self.student.save(
             tmp,
             self.env.name,
@@ -469,39 +441,24 @@ class Distiller:
             frames=self.frames,
             seed=self.seed,
         )
-        tensors: dict[str, torch.Tensor] = {}
-        for pid, st in self.optimizer.state_dict()["state"].items():
-            for k, v in st.items():
-                tensors[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors = optimizer_tensors(self.optimizer)
         tensors["rng/runner"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "train_state.safetensors"))
         meta = {"iteration": self.iteration, "frames": self.frames, "seed": self.seed, "history": self.history}
         (tmp / "train_state.json").write_text(json.dumps(meta))
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-        return final
+        return swap_in(tmp, self.run_dir / CKPT)
 
     def load(self) -> None:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short).
         The buffer starts empty and the worlds restart from the saved state."""
-        path = self.run_dir / CKPT
-        if not path.exists() and (self.run_dir / (CKPT + ".old")).exists():
-            path = self.run_dir / (CKPT + ".old")
+        path = existing(self.run_dir / CKPT)
         student, _ = Student.load(path)
         self.student.load_state_dict(student.state_dict())
         tensors = load_file(str(path / "train_state.safetensors"))
         state = json.loads((path / "train_state.json").read_text())
-        opt = self.optimizer.state_dict()
-        for key, v in tensors.items():
-            if key.startswith("optim/"):
-                _, pid, name = key.split("/")
-                opt["state"].setdefault(int(pid), {})[name] = v.to(self.env.device) if name != "step" else v
-        self.optimizer.load_state_dict(opt)
+        load_optimizer(self.optimizer, tensors, self.env.device)
         self.generator.set_state(tensors["rng/runner"])
         torch.set_rng_state(tensors["rng/torch"])
         self.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from agents.actor import GaussianActor
 from agents.ppo.algorithm import PPO, Critic, PPOConfig
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
+from agents.run_state import IterationLog, existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in
 
 CKPT = "checkpoint"
 
@@ -128,10 +127,6 @@ class Runner:
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``total_steps``; Ctrl-C saves a checkpoint and re-raises."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
         bar = tqdm(
             total=self.total_updates * self.steps_per_update,
             initial=self.env_steps,
@@ -140,7 +135,8 @@ class Runner:
             disable=not progress,
             unit_scale=True,
         )
-        try:
+
+        def body(log: IterationLog) -> None:
             while self.iteration < self.total_updates:
                 start = time.perf_counter()
                 stats = self._rollout()
@@ -155,39 +151,22 @@ class Runner:
                 self.env_steps += self.steps_per_update
                 stats["perf/env_steps_per_s"] = self.steps_per_update / collect
                 stats["perf/total_steps_per_s"] = self.steps_per_update / elapsed
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, self.env_steps)
-                self.history.append({"iteration": self.iteration, "env_steps": self.env_steps, **stats})
-                with open(self.run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(self.history[-1]) + "\n")
-                shown = {k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith("episode/")}
-                bar.set_postfix(shown, refresh=False)
-                bar.update(self.steps_per_update)
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-            writer.close()
-        self.save()
+                head = {"iteration": self.iteration, "env_steps": self.env_steps}
+                log(stats, head, self.env_steps, self.steps_per_update, ("episode/",))
+
+        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None)
         return self.history
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save(self) -> Path:
         """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``), and the
         training state (critic, optimiser, generators, env snapshot) for ``--resume``."""
-        final = self.run_dir / CKPT
-        tmp = self.run_dir / (CKPT + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = fresh_dir(self.run_dir, CKPT)
         self.actor.save(
             tmp, self.env_name, self.env_config, iteration=self.iteration, env_steps=self.env_steps, seed=self.seed
         )
         tensors: dict[str, torch.Tensor] = {f"critic/{k}": v for k, v in self.critic.state_dict().items()}
-        opt = self.ppo.optimizer.state_dict()
-        for pid, st in opt["state"].items():
-            for k, v in st.items():
-                tensors[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors.update(optimizer_tensors(self.ppo.optimizer))
         tensors["rng/runner"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         opp = self.learner.opponent
@@ -211,13 +190,7 @@ class Runner:
             "pool": pool_meta,
         }
         (tmp / "train_state.json").write_text(json.dumps(meta))
-        old = self.run_dir / (CKPT + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-        return final
+        return swap_in(tmp, self.run_dir / CKPT)
 
     def init_from(self, path: str | Path) -> dict[str, Any]:
         """Start from another run's weights (a warm start, e.g. an observability curriculum):
@@ -246,21 +219,14 @@ class Runner:
 
     def load(self) -> None:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""
-        path = self.run_dir / CKPT
-        if not path.exists() and (self.run_dir / (CKPT + ".old")).exists():
-            path = self.run_dir / (CKPT + ".old")
+        path = existing(self.run_dir / CKPT)
         actor, _ = GaussianActor.load(path)
         self.actor.load_state_dict(actor.state_dict())
         tensors = load_file(str(path / "train_state.safetensors"))
         state = json.loads((path / "train_state.json").read_text())
         dev = self.learner.env.device
         self.critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
-        opt = self.ppo.optimizer.state_dict()
-        for key, v in tensors.items():
-            if key.startswith("optim/"):
-                _, pid, name = key.split("/")
-                opt["state"].setdefault(int(pid), {})[name] = v.to(dev) if name != "step" else v
-        self.ppo.optimizer.load_state_dict(opt)
+        load_optimizer(self.ppo.optimizer, tensors, dev)
         self.ppo.lr, self.ppo.updates = state["lr"], state["updates"]
         for g in self.ppo.optimizer.param_groups:
             g["lr"] = self.ppo.lr

@@ -1,0 +1,102 @@
+"""Pieces every training runner shares: the atomic checkpoint-directory swap, optimiser state as
+safetensors tensors, and the per-iteration log (TensorBoard, ``metrics.jsonl``, progress bar)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def fresh_dir(run_dir: Path, name: str) -> Path:
+    """An empty ``run_dir/<name>.tmp`` to write a checkpoint into before ``swap_in``."""
+    tmp = run_dir / (name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def swap_in(tmp: Path, final: Path) -> Path:
+    """Replace directory ``final`` by ``tmp`` so that a crash leaves one or the other, whole:
+    the old one is moved to ``<final>.old`` first (which ``existing`` falls back to)."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def existing(final: Path) -> Path:
+    """``final``, or ``<final>.old`` where a save was cut short between its two renames."""
+    old = final.with_name(final.name + ".old")
+    return old if not final.exists() and old.exists() else final
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state as flat tensors ``optim/<param id>/<name>``."""
+    out: dict[str, torch.Tensor] = {}
+    for pid, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"optim/{pid}/{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return out
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], device: Any) -> None:
+    """Inverse of ``optimizer_tensors`` (other keys in ``tensors`` are ignored)."""
+    opt = optimizer.state_dict()
+    for key, v in tensors.items():
+        if key.startswith("optim/"):
+            _, pid, name = key.split("/")
+            opt["state"].setdefault(int(pid), {})[name] = v.to(device) if name != "step" else v
+    optimizer.load_state_dict(opt)
+
+
+class IterationLog:
+    """Log one iteration's stats: TensorBoard scalars at ``x``, a row of ``metrics.jsonl`` (kept in
+    ``history``), and the progress bar's postfix (keys starting with ``shown``) and advance."""
+
+    def __init__(self, run_dir: Path, history: list[dict[str, float]], writer: Any, bar: Any) -> None:
+        self.run_dir, self.history, self.writer, self.bar = run_dir, history, writer, bar
+
+    def __call__(
+        self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
+    ) -> None:
+        for k, v in stats.items():
+            self.writer.add_scalar(k, v, x)
+        self.history.append({**head, **stats})
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(self.history[-1]) + "\n")
+        self.bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith(shown)}, False)
+        self.bar.update(advance)
+
+
+def run_logged(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    bar: Any,
+    body: Callable[[IterationLog], None],
+    save: Callable[[], Any],
+    purge_step: int | None = None,
+) -> None:
+    """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C calls ``save`` and
+    re-raises; the writer and bar are closed in any case, and ``save`` runs at the end."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+    try:
+        body(IterationLog(run_dir, history, writer, bar))
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        bar.close()
+        writer.close()
+    save()
