@@ -366,7 +366,6 @@ class Distiller:
         """RL fine-tuning of the distilled student (``distill.finetune``) for ``cfg.frames`` frames,
         logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
         student as it is; fine-tuning itself does not resume."""
-
         from distill.finetune import StudentPPO
 
         ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)

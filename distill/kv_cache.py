@@ -71,8 +71,7 @@ class KVCache:
         self.k[layer][:, :, idx] = k.to(self.k[layer].dtype)
         self.v[layer][:, :, idx] = v.to(self.v[layer].dtype)
         mask = self.valid[:, None, :].expand(-1, t, -1).clone()  # older entries still in the ring
-        mask[:, :, idx] = False
-        # Token i of this step sees new tokens 0..i (causal inside the step).
+        # The slots just written: token i of this step sees new tokens 0..i (causal inside the step).
         mask[:, :, idx] = torch.tril(torch.ones(t, t, dtype=torch.bool, device=mask.device))
         return self.k[layer], self.v[layer], mask
 
