@@ -121,6 +121,9 @@ def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 10
     )
 
 
+EVAL_FLAGS = "--num-envs 64 --seed 1000 [--blank-camera]"  # as ``evaluate`` runs it
+
+
 def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
     res = evaluate(run_dir / "checkpoint", cfg.eval_episodes)
     blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True) if cfg.eval_blank else None
@@ -158,7 +161,7 @@ Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("e
 {head}
 {row}
 
-Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} [--blank-camera]`.
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} {EVAL_FLAGS}`.
 """
     (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
     (run_dir / "eval.json").write_text(json.dumps({"eval": res, "blank_camera": blank}, indent=1))

@@ -150,6 +150,7 @@ def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overri
         )
     env.close()
     command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
+    flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
     card = f"""# {cfg.env} teacher{f" ({cfg.observability})" if cfg.observability else ""}
 
 PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
@@ -163,7 +164,7 @@ PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`)
 
 {table}
 
-Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes}`.
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} {flags}`.
 """
     (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
     print(card)
