@@ -83,13 +83,7 @@ class GaussianActor(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[GaussianActor, dict[str, Any]]:
-        tensors, meta = checkpoint.load(path)
-        if meta.get("kind") != "gaussian_mlp":
-            raise checkpoint.CheckpointError(f"{path}: policy kind {meta.get('kind')!r}, expected 'gaussian_mlp'")
+        tensors, meta = checkpoint.load(path, "gaussian_mlp")
         actor = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta["obs_group"])
-        try:
-            actor.load_state_dict(tensors)
-        except RuntimeError as err:
-            raise checkpoint.CheckpointError(f"{path}: weights do not fit the network described: {err}") from err
-        actor.eval()
+        checkpoint.fill(actor, tensors, path)
         return actor, meta

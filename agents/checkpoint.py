@@ -46,8 +46,9 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any
     return path
 
 
-def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of a checkpoint directory, validated; never unpickles anything."""
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint directory (format and version checked), without reading
+    the weights: what a caller needs to know what a checkpoint holds."""
     path = Path(path)
     wfile, mfile = path / WEIGHTS, path / META
     if not wfile.is_file() or not mfile.is_file():
@@ -60,6 +61,16 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(
             f"{mfile}: format {meta.get('format')!r} version {meta.get('version')!r}, expected {FORMAT!r} {VERSION}"
         )
+    return meta
+
+
+def load(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of a checkpoint directory, validated (and of policy ``kind`` when
+    given); never unpickles anything."""
+    meta = read_meta(path)
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: policy kind {meta.get('kind')!r}, expected {kind!r}")
+    wfile = Path(path) / WEIGHTS
     data = wfile.read_bytes()
     if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
         raise CheckpointError(f"{wfile} does not match its metadata (corrupted, or from another save)")
@@ -68,3 +79,12 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"{wfile} cannot be read: {err}") from err
     return tensors, meta
+
+
+def fill(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load ``tensors`` into ``module`` (built from the checkpoint's description), or fail clearly."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the network described: {err}") from err
+    module.eval()

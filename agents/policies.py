@@ -74,9 +74,9 @@ class BlankCamera:
 
 def checkpoint_kind(path: str | Path) -> str:
     """``gaussian_mlp`` (a teacher) or ``student``: what a checkpoint directory holds."""
-    from agents.checkpoint import load
+    from agents.checkpoint import read_meta
 
-    return load(path)[1].get("kind", "")
+    return read_meta(path).get("kind", "")
 
 
 def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
@@ -113,8 +113,11 @@ def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
 
 
 def checkpoint_env(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """(env name, resolved env config) a checkpoint was trained on."""
-    from agents.checkpoint import load
+    """(env name, env config) to rebuild the env a checkpoint's policy runs in: its resolved
+    training config, with the cameras only where the policy reads them (a vision student) and
+    without the training machine's thread count."""
+    from agents.checkpoint import read_meta
 
-    _, meta = load(path)
-    return meta["env"], meta["env_config"]
+    meta = read_meta(path)
+    drop = ("nthread",) if meta.get("kind") == "student" else ("nthread", "cameras")
+    return meta["env"], {k: v for k, v in meta["env_config"].items() if k not in drop}

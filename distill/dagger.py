@@ -35,10 +35,12 @@ import envs
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
+from agents.ppo.learner_env import Team
 from agents.run_state import IterationLog, existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in
 from distill.finetune import FinetuneConfig
 from distill.students import Student, StudentConfig
 from envs.base import torch_threads
+from envs.config import to_dict
 
 CKPT = "checkpoint"
 
@@ -181,14 +183,12 @@ def load_teacher(path: str | Path | None, env_name: str | None = None) -> tuple[
     return teacher, meta
 
 
-def student_env_overrides(meta: dict[str, Any], resolution: tuple[int, int] | None = None) -> dict[str, Any]:
+def student_env_overrides(meta: dict[str, Any]) -> dict[str, Any]:
     """Env config for distilling from a teacher with checkpoint metadata ``meta``: the teacher's
     world, observability and reward scales (DAgger ignores rewards; RL fine-tuning uses the
     teacher's shaping), and the student's camera."""
     cfg = {k: v for k, v in meta["env_config"].items() if k not in ("cameras", "nthread")}
     cfg["cameras"] = ("depth_layers",) if meta["env"].startswith("egopush") else ("rgb",)
-    if resolution is not None:
-        cfg["camera_resolution"] = tuple(resolution)
     return cfg
 
 
@@ -226,12 +226,9 @@ class Distiller:
         self.image_group = next((g for g in ("depth_layers", "camera") if g in env.observation_spaces), None)
         if self.image_group is None:
             raise ValueError("the env renders no student camera: make it with student_env_overrides(teacher meta)")
-        A = env.num_agents
-        self.learners = list(range(A // 2)) if env.competitive else list(range(A))
-        self.others = [a for a in range(A) if a not in self.learners]
-        self.opponent = make_policy(opponent, env, seed=seed + 1) if self.others else None
-        self.K = len(self.learners)
-        self.slots = env.num_envs * self.K
+        team = Team(env, make_policy(opponent, env, seed=seed + 1) if env.competitive else None)
+        self.team, self.learners, self.opponent = team, team.learners, team.opponent
+        self.K, self.slots = team.K, team.num_slots
         img_shape = env.observation_spaces[self.image_group].shape
         prop_dim = env.observation_spaces["proprio"].shape[0]
         with torch.random.fork_rng():
@@ -275,10 +272,6 @@ class Distiller:
         self._state: Any = None
         self._first = torch.ones(self.slots, dtype=torch.bool, device=env.device)
 
-    def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
-        x = obs[group][:, self.learners]
-        return x.reshape(self.slots, *x.shape[2:])
-
     def beta(self) -> float:
         if self.cfg.beta_frames <= 0:
             return 0.0
@@ -301,8 +294,8 @@ class Distiller:
         outcome: dict[str, list[float]] = {}
         gap = 0.0
         for _ in range(self.cfg.steps_per_iter):
-            img, prop = self._slots(obs, self.image_group), self._slots(obs, "proprio").float()
-            t_obs = self._slots(obs, self.teacher.group).float()
+            img, prop = self.team.slots(obs, self.image_group), self.team.slots(obs, "proprio").float()
+            t_obs = self.team.slots(obs, self.teacher.group).float()
             t_mu = self.teacher(t_obs)
             self.student.proprio_norm.update(prop)
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
@@ -310,11 +303,7 @@ class Distiller:
             self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first)
             teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
             act = torch.where(teacher_drives.repeat_interleave(self.K)[:, None], t_mu, s_mu)
-            full = torch.zeros(env.num_envs, env.num_agents, env.act_dim, device=dev)
-            full[:, self.learners] = act.view(env.num_envs, self.K, -1)
-            if self.others:
-                full[:, self.others] = self.opponent({k: v[:, self.others] for k, v in obs.items()}).to(full)
-            obs, _, term, trunc, info = env.step(full)
+            obs, _, term, trunc, info = env.step(self.team.joint(obs, act))
             done = term | trunc
             self._first = done.repeat_interleave(self.K)
             if done.any():
@@ -433,7 +422,7 @@ class Distiller:
         self.student.save(
             tmp,
             self.env.name,
-            envs_config(self.env),
+            to_dict(self.env.cfg),
             teacher=self.teacher_path,
             teacher_observability=self.teacher_meta["env_config"].get("observability"),
             iteration=self.iteration,
@@ -465,13 +454,6 @@ class Distiller:
         self._state = self.student.init_state(self.slots, self.env.device)
         self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
         self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
-
-
-def envs_config(env: Any) -> dict[str, Any]:
-    """The env's resolved config as JSON-able data."""
-    from envs.config import to_dict
-
-    return to_dict(env.cfg)
 
 
 def make_distill_env(

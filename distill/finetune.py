@@ -20,6 +20,7 @@ from torch import nn
 
 from agents.actor import GaussianActor
 from agents.ppo.algorithm import Critic, gaussian_kl, surrogate_loss, value_loss
+from agents.ppo.learner_env import Team
 from agents.ppo.storage import gae
 from distill.students import Student
 from envs.base import torch_threads
@@ -74,10 +75,8 @@ class StudentPPO:
         if student.cfg.memory != "none" or student.cfg.frame_stack != 1:
             raise ValueError("RL fine-tuning supports reactive students only (memory 'none', frame_stack 1)")
         self.env, self.student, self.teacher, self.cfg = env, student, teacher, cfg
-        self.learners, self.opponent, self.critic_group = learners, opponent, critic_group
-        self.others = [a for a in range(env.num_agents) if a not in learners]
-        self.K = len(learners)
-        self.N = env.num_envs * self.K
+        self.team, self.critic_group = Team(env, opponent, learners), critic_group
+        self.K, self.N = self.team.K, self.team.num_slots
         dev = env.device
         with torch.random.fork_rng():
             torch.manual_seed(seed + 17)
@@ -89,8 +88,7 @@ class StudentPPO:
         self._obs: dict[str, torch.Tensor] | None = None
 
     def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
-        x = obs[group][:, self.learners]
-        return x.reshape(self.N, *x.shape[2:])
+        return self.team.slots(obs, group)
 
     def _dist(self, img: torch.Tensor, prop: torch.Tensor) -> torch.distributions.Normal:
         first = torch.ones(img.shape[0], 1, dtype=torch.bool, device=img.device)
@@ -120,11 +118,7 @@ class StudentPPO:
             dist = self._dist(img, prop)
             act = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=self.generator).to(dev)
             t_mu = self.teacher(self._slots(obs, self.teacher.group).float())
-            full = torch.zeros(env.num_envs, env.num_agents, env.act_dim, device=dev)
-            full[:, self.learners] = act.view(env.num_envs, self.K, -1)
-            if self.others:
-                full[:, self.others] = self.opponent({k: v[:, self.others] for k, v in obs.items()}).to(full)
-            obs, reward, term, trunc, info = env.step(full)
+            obs, reward, term, trunc, info = env.step(self.team.joint(obs, act))
             rep = lambda x: x.repeat_interleave(self.K).float()  # noqa: E731
             boot = torch.zeros(self.N, device=dev)
             if "final_obs" in info and bool(trunc.any()):
@@ -136,7 +130,7 @@ class StudentPPO:
             ):
                 if v is not None:
                     buf[k].append(v)
-            buf["rewards"].append(reward[:, self.learners].reshape(-1).float())
+            buf["rewards"].append(reward[:, self.team.learners].reshape(-1).float())
             buf["dones"].append(rep(term | trunc))
             buf["bootstrap"].append(boot)
             done = term | trunc

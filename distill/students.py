@@ -228,16 +228,10 @@ class Student(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[Student, dict[str, Any]]:
-        tensors, meta = checkpoint.load(path)
-        if meta.get("kind") != "student":
-            raise checkpoint.CheckpointError(f"{path}: policy kind {meta.get('kind')!r}, expected 'student'")
+        tensors, meta = checkpoint.load(path, "student")
         cfg = StudentConfig(**meta["student"])
         student = cls(meta["image_group"], tuple(meta["image_shape"]), meta["proprio_dim"], meta["act_dim"], cfg)
-        try:
-            student.load_state_dict(tensors)
-        except RuntimeError as err:
-            raise checkpoint.CheckpointError(f"{path}: weights do not fit the network described: {err}") from err
-        student.eval()
+        checkpoint.fill(student, tensors, path)
         return student, meta
 
 
@@ -249,9 +243,6 @@ class StudentPolicy:
         self.student = student.eval()
         self.state: Any = None
         self.first: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.state, self.first = None, None
 
     def episode_done(self, done: torch.Tensor) -> None:
         """Worlds ``done`` ``[W]`` (bool) start a new episode at the next call."""

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
-from agents.policies import BlankCamera, checkpoint_env, checkpoint_kind, make_policy  # noqa: E402
+from agents.policies import BlankCamera, checkpoint_env, make_policy  # noqa: E402
 from envs.io import write_json  # noqa: E402
 
 
@@ -59,11 +59,8 @@ def main(cfg: EvalConfig) -> dict:
     over: dict = {}
     if cfg.checkpoint is not None:
         name, config = checkpoint_env(cfg.checkpoint)
-        # The checkpoint's world and observations (cameras only for a student that reads them);
-        # the task's own rewards for the returns.
-        student = checkpoint_kind(cfg.checkpoint) == "student"
-        drop = ("reward_scales", "nthread") if student else ("reward_scales", "cameras")
-        over = {k: v for k, v in config.items() if k not in drop}
+        # The checkpoint's world and observations; the task's own rewards for the returns.
+        over = {k: v for k, v in config.items() if k != "reward_scales"}
         cfg = dataclasses.replace(cfg, env=name, policy=str(cfg.checkpoint))
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")

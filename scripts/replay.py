@@ -25,7 +25,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
-from agents.policies import checkpoint_env, checkpoint_kind, make_policy  # noqa: E402
+from agents.policies import checkpoint_env, make_policy  # noqa: E402
 from agents.rollout import TeamPolicy  # noqa: E402
 from envs.recording import Recording, load_episode_state, make_env  # noqa: E402
 from envs.video import VideoWriter, world_frame  # noqa: E402
@@ -107,9 +107,7 @@ def _replay_live(cfg: ReplayConfig) -> tuple[int, Path]:
     if cfg.checkpoint is not None:
         name, config = checkpoint_env(cfg.checkpoint)
         spec = str(cfg.checkpoint)
-        # A vision student needs its camera rendered; a teacher does not.
-        drop = ("nthread",) if checkpoint_kind(cfg.checkpoint) == "student" else ("cameras",)
-        over = {k: v for k, v in config.items() if k not in drop}
+        over = dict(config)
     else:
         name, spec, over = cfg.env, cfg.policy, {}
     if name not in envs.registered():
