@@ -78,6 +78,35 @@ def test_fov_masks_a_box_behind_and_not_one_in_front():
     torch.testing.assert_close(g[0, :, :2].mean(0), torch.tensor([-1.0, 0.0]), atol=1e-5, rtol=0)
 
 
+def test_keypoint_memory_keeps_a_box_that_left_the_view_where_it_was_seen():
+    env = envs.make("egopush-line", num_envs=2, observability="fov", memory_seconds=2.0)
+    env.reset(seed=0)
+    far = {0: (1.5, 1.5, 0.0), 2: (-1.5, 1.5, 0.0)}
+    for w in (0, 1):
+        place_push(env, w, robot=(0.0, 0.0, 0.0), boxes={1: (1.0, 0.0, 0.0), **far})  # box 1 ahead, seen
+    assert _privileged_groups(env, 0)[0, :, 2].tolist() == [1.0] * 4
+    # Turn world 0 round (the box is now behind) and let 10 control steps pass.
+    place_push(env, 0, robot=(0.0, 0.0, math.pi))
+    env.episode_length[0] += 10
+    back = _privileged_groups(env, 0)[0]
+    # Remembered where it was seen, in the new robot frame: 1 m behind; the flag has aged 0.5 s.
+    torch.testing.assert_close(back[:, :2].mean(0), torch.tensor([-1.0, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(back[:, 2], torch.full((4,), 0.5 * math.exp(-0.5 / 2.0)), atol=1e-6, rtol=0)
+    # Moving the box while out of view is not noticed: memory, not privileged state.
+    place_push(env, 0, boxes={1: (0.0, 1.0, 0.0)})
+    torch.testing.assert_close(
+        _privileged_groups(env, 0)[0, :, :2].mean(0), torch.tensor([-1.0, 0.0]), atol=1e-5, rtol=0
+    )
+    # A new episode forgets: the box behind the robot is then unseen (no position, flag 0).
+    env._reset_worlds(torch.tensor([0]))
+    env.episode_length[0] = 0
+    place_push(env, 0, robot=(0.0, 0.0, math.pi), boxes={1: (1.0, 0.0, 0.0), **far})
+    fresh = _privileged_groups(env, 0)[0]
+    assert fresh[:, 2].tolist() == [0.0] * 4 and fresh[:, :2].abs().sum() == 0
+    # World 1 never turned: still in view, flag 1.
+    assert _privileged_groups(env, 1)[0, :, 2].tolist() == [1.0] * 4
+
+
 @pytest.mark.parametrize("mode", ["fov", "fov_gated"])
 def test_reference_gated_on_the_anchor_near_the_image_centre(mode):
     env = envs.make("egopush-line", num_envs=2, observability=mode)

@@ -81,6 +81,9 @@ class EgoPushConfig:
     """Farthest keypoint the ``fov`` modes count as visible (m)."""
     gate_fraction: float = 0.3
     """``fov_gated``: the anchor must be within this fraction of the half-width of the image from its centre."""
+    memory_seconds: float = 0.0
+    """``fov`` modes: 0 shows only what is in view now; > 0 keeps each keypoint at the world position where it
+    was last seen (shown in the current robot frame, as odometry would), its flag ``0.5 exp(-age / this)``."""
     reward_scales: RewardScales = RewardScales()
     """Scale of each reward term."""
     cameras: tuple[str, ...] = ()
@@ -98,6 +101,8 @@ class EgoPushConfig:
             raise ValueError(f"n_boxes must be {lo} to 4 for task {self.task!r}, got {self.n_boxes}")
         if self.observability not in OBSERVABILITY:
             raise ValueError(f"observability must be one of {OBSERVABILITY}, got {self.observability!r}")
+        if self.memory_seconds < 0:
+            raise ValueError(f"memory_seconds must be >= 0, got {self.memory_seconds}")
         bad = [c for c in self.cameras if c not in ("depth_layers", "rgb")]
         if bad:
             raise ValueError(f"cameras must be among ('depth_layers', 'rgb'), got {bad}")
@@ -171,6 +176,11 @@ class EgoPushEnv(BatchedEnv):
         self.region = torch.zeros(W, 2, device=dev)  # goal region centre (goal task)
         self._prev_dist = torch.zeros(W, 2, device=dev)  # (pusher-active, active-target) distances
         self._act_scale = torch.tensor([cfg.max_speed, cfg.max_turn], device=dev)
+        # Keypoint memory (fov modes, memory_seconds > 0): per object (boxes, anchor, targets) the
+        # world position of each corner when last seen and the episode step it was seen (-1: never).
+        n_obj = B + 1 + self.n_placed
+        self._kp_memory = torch.zeros(W, n_obj, KP, 2, device=dev)
+        self._kp_seen_step = torch.full((W, n_obj, KP), -1, dtype=torch.long, device=dev)
         p_dim = 12 * (3 + self.n_slots) + 5
         box = gym.spaces.Box
         self.observation_spaces = {
@@ -363,6 +373,7 @@ class EgoPushEnv(BatchedEnv):
         self.reached[ids] = False
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
+        self._kp_seen_step[ids] = -1
         self._prev_dist[ids] = self._distances(self._state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -454,6 +465,29 @@ class EgoPushEnv(BatchedEnv):
         kp = torch.cat((box_kp[w, active][:, None], anchor_kp[:, None], obst_kp, ref_kp[:, None]), 1)
         return kp, active
 
+    def _slot_objects(self, active: torch.Tensor, kc: torch.Tensor) -> torch.Tensor:
+        """``[W, G]`` object of each keypoint slot (memory index): box ``i`` -> ``i``, the anchor -> ``B``,
+        the target of placement ``j`` -> ``B + 1 + j``."""
+        B = self.cfg.n_boxes
+        anchor = torch.full_like(active, B)
+        return torch.cat((active[:, None], anchor[:, None], self._obstacle_order[active], (B + 1 + kc)[:, None]), 1)
+
+    def _remember(
+        self, s: dict[str, torch.Tensor], kp: torch.Tensor, vis: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the keypoints in view, then return every slot's remembered world keypoints
+        ``[W, G, 4, 2]`` and its flag ``[W, G, 4]``: 1 in view now, ``0.5 exp(-age / memory_seconds)``
+        when remembered, 0 when never seen this episode."""
+        rows = self._w[:, None]
+        obj = self._slot_objects(s["active"], s["kc"])
+        mem = torch.where(vis[..., None], kp, self._kp_memory[rows, obj])
+        step = torch.where(vis, self.episode_length[:, None, None], self._kp_seen_step[rows, obj])
+        self._kp_memory[rows, obj] = mem
+        self._kp_seen_step[rows, obj] = step
+        age = (self.episode_length[:, None, None] - step).float() * self.control_dt
+        flag = torch.where(vis, 1.0, torch.where(step >= 0, 0.5 * torch.exp(-age / self.cfg.memory_seconds), 0.0))
+        return mem, flag
+
     def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
         """World points ``[W, ..., 2]`` into the robot frame."""
         shape = [self.num_envs] + [1] * (pts.dim() - 2)
@@ -490,6 +524,10 @@ class EgoPushEnv(BatchedEnv):
         full = torch.cat((kp_r, self._ones_kp), -1).flatten(1)
         if self.cfg.observability == "global":
             masked = full
+        elif self.cfg.memory_seconds > 0:
+            mem, flag = self._remember(s, kp, self._visibility(kp_r))
+            seen = (flag > 0).unsqueeze(-1)
+            masked = torch.cat((self._to_robot(s, mem) * seen, flag.unsqueeze(-1)), -1).flatten(1)
         else:
             vis = self._visibility(kp_r).unsqueeze(-1)
             masked = torch.cat((kp_r * vis, vis.float()), -1).flatten(1)
