@@ -91,7 +91,7 @@ def test_keypoint_memory_keeps_a_box_that_left_the_view_where_it_was_seen():
     back = _privileged_groups(env, 0)[0]
     # Remembered where it was seen, in the new robot frame: 1 m behind; the flag has aged 0.5 s.
     torch.testing.assert_close(back[:, :2].mean(0), torch.tensor([-1.0, 0.0]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(back[:, 2], torch.full((4,), 0.5 * math.exp(-0.5 / 2.0)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(back[:, 2], torch.full((4,), math.exp(-0.5 / 2.0)), atol=1e-6, rtol=0)
     # Moving the box while out of view is not noticed: memory, not privileged state.
     place_push(env, 0, boxes={1: (0.0, 1.0, 0.0)})
     torch.testing.assert_close(

@@ -1,6 +1,6 @@
 """Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
 
-python scripts/experiments/ablation_table.py [--task line|goal|cross]
+python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer]
 """
 
 import json
@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main() -> None:
     task = sys.argv[sys.argv.index("--task") + 1] if "--task" in sys.argv else "line"
+    memory = sys.argv[sys.argv.index("--memory") + 1] if "--memory" in sys.argv else "none"
+    tag = "" if memory == "none" else f"-{memory}"
     rows = ["| teacher | teacher success | seed | student success [95% CI] | student reach | final action gap |"]
     rows.append("|---|---|---:|---|---:|---:|")
     for obs in ("global", "fov", "fov_gated"):
@@ -23,7 +25,7 @@ def main() -> None:
             line = next((ln for ln in card.read_text().splitlines() if ln.startswith("| 200 |")), None)
             teacher = line.split("|")[2].strip() if line else "?"
         for seed in (0, 1):
-            run = ROOT / "runs" / f"egopush-{task}-student-{obs}-s{seed}"
+            run = ROOT / "runs" / f"egopush-{task}-student{tag}-{obs}-s{seed}"
             if not (run / "eval.json").exists():
                 rows.append(f"| {obs} | {teacher} | {seed} | (not run) | | |")
                 continue
