@@ -82,8 +82,8 @@ class EgoPushConfig:
     gate_fraction: float = 0.3
     """``fov_gated``: the anchor must be within this fraction of the half-width of the image from its centre."""
     memory_seconds: float = 0.0
-    """``fov`` modes: 0 shows only what is in view now; > 0 keeps each keypoint at the world position where it
-    was last seen (shown in the current robot frame, as odometry would), its flag ``exp(-age / this)``."""
+    """``fov`` modes: 0 shows only what is in view now; > 0 keeps showing a keypoint that left the view, for
+    this long, at the world position where it was last seen (in the current robot frame, as odometry would)."""
     reward_scales: RewardScales = RewardScales()
     """Scale of each reward term."""
     cameras: tuple[str, ...] = ()
@@ -476,8 +476,8 @@ class EgoPushEnv(BatchedEnv):
         self, s: dict[str, torch.Tensor], kp: torch.Tensor, vis: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the keypoints in view, then return every slot's remembered world keypoints
-        ``[W, G, 4, 2]`` and its flag ``[W, G, 4]``: ``exp(-age / memory_seconds)``, age 0 while in view,
-        and 0 when never seen this episode."""
+        ``[W, G, 4, 2]`` and its flag ``[W, G, 4]``: 1 if seen in the last ``memory_seconds``, else 0.
+        The flag reads as in ``global`` mode (1: shown), so a ``global`` teacher's inputs carry over."""
         rows = self._w[:, None]
         obj = self._slot_objects(s["active"], s["kc"])
         mem = torch.where(vis[..., None], kp, self._kp_memory[rows, obj])
@@ -485,7 +485,7 @@ class EgoPushEnv(BatchedEnv):
         self._kp_memory[rows, obj] = mem
         self._kp_seen_step[rows, obj] = step
         age = (self.episode_length[:, None, None] - step).float() * self.control_dt
-        flag = torch.where(step >= 0, torch.exp(-age / self.cfg.memory_seconds), 0.0)
+        flag = ((step >= 0) & (age <= self.cfg.memory_seconds)).float()
         return mem, flag
 
     def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
