@@ -68,6 +68,10 @@ class DaggerConfig:
     seq_len: int = 16
     """Sequence length of minibatches for ``gru`` and ``transformer`` students (1 for ``none``
     unless frames are stacked, then ``frame_stack``)."""
+    stored_state: bool = True
+    """``gru`` students: each training sequence starts from the memory state the student had when it
+    collected that step (stored in the buffer, as R2D2 does), not from an empty memory, so the
+    student learns to use what it saw before the sequence."""
     lr: float = 5e-4
     """Adam learning rate."""
     max_grad_norm: float = 1.0
@@ -251,6 +255,7 @@ class Distiller:
                 f"and steps_per_iter ({cfg.steps_per_iter})"
             )
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
+        self._stores_state = student_cfg.memory == "gru" and cfg.stored_state
         self.buffer = SequenceBuffer(
             cfg.buffer_steps,
             self.slots,
@@ -260,6 +265,7 @@ class Distiller:
                 "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
                 "teacher_mu": ((env.act_dim,), torch.float32),
                 "first": ((), torch.bool),
+                **({"hidden": ((student_cfg.hidden,), torch.float32)} if self._stores_state else {}),
             },
             env.device,
         )
@@ -298,9 +304,10 @@ class Distiller:
             t_obs = self.team.slots(obs, self.teacher.group).float()
             t_mu = self.teacher(t_obs)
             self.student.proprio_norm.update(prop)
+            extra = {"hidden": self._state[0]} if self._stores_state else {}
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
             gap += float(((s_mu - t_mu) ** 2).sum(-1).mean())
-            self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first)
+            self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first, **extra)
             teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
             act = torch.where(teacher_drives.repeat_interleave(self.K)[:, None], t_mu, s_mu)
             obs, _, term, trunc, info = env.step(self.team.joint(obs, act))
@@ -325,7 +332,8 @@ class Distiller:
         img = batch["img"]
         if self.cfg.augment_shift > 0:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
-        mu_s, roles_s = self.student(img, batch["proprio"], batch["first"])
+        h0 = batch["hidden"][:, 0] if self._stores_state else None
+        mu_s, roles_s = self.student(img, batch["proprio"], batch["first"], h0)
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)
         total, terms = act, {f"loss/{self.cfg.loss}": float(act.detach())}

@@ -153,20 +153,24 @@ class Student(nn.Module):
 
     # -- sequences (training) ----------------------------------------------------------------------
     def forward(
-        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor
+        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sequences ``img`` ``[B, T, C, H, W]``, ``proprio`` ``[B, T, P]``, ``first`` ``[B, T]``
         (episode starts; the memory starts empty at step 0 as well) -> action means ``[B, T, A]``
-        and role embeddings ``[B, T, R, embed]`` (None for RGB)."""
+        and role embeddings ``[B, T, R, embed]`` (None for RGB). ``memory=gru`` only: ``h0``
+        ``[B, hidden]``, the state the sequence starts from (as ``step`` received it), instead of
+        an empty memory: training on stored states reaches further back than the sequence."""
         B, T = img.shape[:2]
         f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1))
         f = f.view(B, T, -1)
         first = first.clone()
-        first[:, 0] = True
+        if h0 is None or self.cfg.memory != "gru":
+            first[:, 0] = True
         if self.cfg.memory == "none":
             h = self._stack(f, first)
         elif self.cfg.memory == "gru":
-            outs, hx = [], torch.zeros(1, B, self.cfg.hidden, device=f.device)
+            hx = torch.zeros(1, B, self.cfg.hidden, device=f.device) if h0 is None else h0[None].to(f)
+            outs = []
             for t in range(T):  # the state is cut at episode starts
                 hx = hx * (~first[:, t]).float()[None, :, None]
                 o, hx = self.memory(f[:, t : t + 1], hx)

@@ -101,6 +101,17 @@ def test_student_sequence_and_step_paths_agree(group: str, shape: tuple, cfg: St
         with torch.no_grad():
             other, _ = student(img, prop, torch.zeros_like(first))
         assert not torch.allclose(other[1, 5:], seq[1, 5:], atol=1e-4)
+    if cfg.memory == "gru":
+        # A sequence started from a stored state (the one step() held before step 3) goes on
+        # exactly as the step path did; from an empty memory it does not.
+        state = student.init_state(B)
+        for t in range(3):
+            _, state = student.step(img[:, t], prop[:, t], state, first[:, t])
+        with torch.no_grad():
+            tail, _ = student(img[:, 3:], prop[:, 3:], first[:, 3:], state[0])
+            empty, _ = student(img[:, 3:], prop[:, 3:], first[:, 3:])
+        assert torch.allclose(tail, seq[:, 3:], atol=1e-5)
+        assert not torch.allclose(empty[0], seq[0, 3:], atol=1e-4)
 
 
 def test_distiller_refuses_missing_or_mismatched_teachers(tmp_path: Path) -> None:
@@ -136,6 +147,36 @@ def test_beta_one_lets_the_teacher_drive(tmp_path: Path) -> None:
         obs, *_ = ref.step(teacher(obs))
     assert torch.allclose(ref.sim.get_state()["qpos"], driven, atol=1e-9)
     ref.close()
+
+
+def test_gru_distiller_stores_the_memory_state_each_step_started_from(tmp_path: Path) -> None:
+    W, steps = 4, 6
+    env = make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=steps, buffer_steps=steps, seq_len=4)
+    d = Distiller(env, GOAL_TEACHER, StudentConfig(memory="gru", hidden=32), cfg, 10**6, 0, tmp_path)
+    given, step = [], d.student.step
+
+    def recording_step(img, proprio, state, first):
+        given.append(state[0].clone())
+        return step(img, proprio, state, first)
+
+    d.student.step = recording_step
+    d.collect()
+    env.close()
+    assert len(given) == steps
+    assert torch.equal(d.buffer.data["hidden"], torch.stack(given))
+    assert d.buffer.data["hidden"][1:].abs().sum() > 0  # the memory was in use
+    off = Distiller(
+        make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(32, 32)),
+        GOAL_TEACHER,
+        StudentConfig(memory="gru", hidden=32),
+        DaggerConfig(steps_per_iter=steps, buffer_steps=steps, seq_len=4, stored_state=False),
+        10**6,
+        0,
+        tmp_path / "off",
+    )
+    assert "hidden" not in off.buffer.data
+    off.env.close()
 
 
 def test_short_dagger_run_imitates_the_teacher_and_checkpoints(tmp_path: Path) -> None:
