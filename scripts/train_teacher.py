@@ -80,6 +80,9 @@ class TrainConfig:
     init_from: Path | None = None
     """Start from this checkpoint's actor, normaliser and (if it has one) critic, e.g. a ``fov``
     teacher from a ``global`` one; same env and network shape."""
+    init_std: float | None = None
+    """With ``--init-from``: set the actor's action standard deviation to this (a late run's is small;
+    a new observability may need new exploration). Default: keep the source's."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
     ppo: PPOConfig = PPOConfig()
@@ -178,6 +181,8 @@ def main(cfg: TrainConfig) -> Path:
     config_file = run_dir / "config.json"
     if cfg.resume and cfg.init_from is not None:
         raise SystemExit("--resume continues a run from its own checkpoint; --init-from starts a new one: pass one")
+    if cfg.init_std is not None and (cfg.init_from is None or cfg.init_std <= 0):
+        raise SystemExit(f"--init-std {cfg.init_std}: needs --init-from and a value > 0")
     if cfg.resume:
         if not config_file.exists():
             raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
@@ -207,7 +212,7 @@ def main(cfg: TrainConfig) -> Path:
         print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
     else:
         if cfg.init_from is not None:
-            src = runner.init_from(cfg.init_from)
+            src = runner.init_from(cfg.init_from, cfg.init_std)
             seen = src["env_config"].get("observability")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
         config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}

@@ -168,9 +168,15 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     runner.init_from(src / "checkpoint")
     mine, theirs = runner.actor.state_dict(), source.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # --init-std: the same weights with a wider action distribution.
+    runner.init_from(src / "checkpoint", std=0.3)
+    assert torch.allclose(runner.actor.log_std.exp(), torch.full((2,), 0.3))
+    assert torch.equal(runner.actor.state_dict()["net.0.weight"], theirs["net.0.weight"])
     train_teacher.main(warm)
     with pytest.raises(SystemExit, match="pass one"):
         train_teacher.main(dataclasses.replace(warm, resume=True))
+    with pytest.raises(SystemExit, match="init-std"):
+        train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "std", init_std=0.3))
     other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
     with pytest.raises(CheckpointError, match="hidden"):
         train_teacher.main(other)

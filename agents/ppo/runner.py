@@ -192,10 +192,11 @@ class Runner:
         (tmp / "train_state.json").write_text(json.dumps(meta))
         return swap_in(tmp, self.run_dir / CKPT)
 
-    def init_from(self, path: str | Path) -> dict[str, Any]:
+    def init_from(self, path: str | Path, std: float | None = None) -> dict[str, Any]:
         """Start from another run's weights (a warm start, e.g. an observability curriculum):
-        the actor and its normaliser, and the critic when ``path`` holds a training state.
-        Optimiser, generators and counters start fresh. Returns the source checkpoint's metadata."""
+        the actor and its normaliser, and the critic when ``path`` holds a training state; ``std``
+        resets the actor's action standard deviation. Optimiser, generators and counters start
+        fresh. Returns the source checkpoint's metadata."""
         from agents.checkpoint import CheckpointError
 
         actor, meta = GaussianActor.load(path)
@@ -208,6 +209,9 @@ class Runner:
                 f"--init-from {path}: its actor (obs, act, hidden, group) is {theirs}, this run's is {mine}"
             )
         self.actor.load_state_dict(actor.state_dict())
+        if std is not None:
+            with torch.no_grad():
+                self.actor.log_std.fill_(math.log(std))
         state = Path(path) / "train_state.safetensors"
         if state.is_file():
             critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
