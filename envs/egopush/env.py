@@ -176,8 +176,8 @@ class EgoPushEnv(BatchedEnv):
         self.region = torch.zeros(W, 2, device=dev)  # goal region centre (goal task)
         self._prev_dist = torch.zeros(W, 2, device=dev)  # (pusher-active, active-target) distances
         self._act_scale = torch.tensor([cfg.max_speed, cfg.max_turn], device=dev)
-        # Keypoint memory (fov modes, memory_seconds > 0): per object (boxes, anchor, targets) the
-        # world position of each corner when last seen and the episode step it was seen (-1: never).
+        # Keypoint memory (fov modes; with memory_seconds 0 only this step counts): per object (boxes,
+        # anchor, targets) each corner's world position when last seen and that episode step (-1: never).
         n_obj = B + 1 + self.n_placed
         self._kp_memory = torch.zeros(W, n_obj, KP, 2, device=dev)
         self._kp_seen_step = torch.full((W, n_obj, KP), -1, dtype=torch.long, device=dev)
@@ -524,13 +524,10 @@ class EgoPushEnv(BatchedEnv):
         full = torch.cat((kp_r, self._ones_kp), -1).flatten(1)
         if self.cfg.observability == "global":
             masked = full
-        elif self.cfg.memory_seconds > 0:
+        else:  # memory_seconds 0: what is in view now, the same mechanism with no memory span
             mem, flag = self._remember(s, kp, self._visibility(kp_r))
-            seen = (flag > 0).unsqueeze(-1)
-            masked = torch.cat((self._to_robot(s, mem) * seen, flag.unsqueeze(-1)), -1).flatten(1)
-        else:
-            vis = self._visibility(kp_r).unsqueeze(-1)
-            masked = torch.cat((kp_r * vis, vis.float()), -1).flatten(1)
+            flag = flag.unsqueeze(-1)
+            masked = torch.cat((self._to_robot(s, mem) * flag, flag), -1).flatten(1)
         placed_frac = s["placed"].float().mean(1, keepdim=True)
         robot = torch.cat((s["fwd"][:, None], s["wz"][:, None], self.prev_action[:, 0], placed_frac), -1)
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
