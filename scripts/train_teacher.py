@@ -22,7 +22,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import tyro
 
@@ -126,8 +126,22 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict) -> None:
-    """Evaluate the final policy and write MODEL_CARD.md beside it."""
+def _pool_table(pool: Any) -> str:
+    """The self-play pool as the learner left it: games and recent score against each opponent."""
+    rows = [
+        f"| {name} | {games} | {score:.2f} | {weight:.2f} |"
+        for name, score, games, weight in zip(pool.names, pool.score, pool.games, pool.weights().tolist(), strict=True)
+    ]
+    return (
+        "\n\n## Self-play pool at the end of training\n\n"
+        "Recent score: exponential average of win 1, draw 0.5, loss 0; a world draws its next opponent "
+        "with probability proportional to the weight (see `agents/ppo/selfplay.py`).\n\n"
+        "| opponent | games | recent score | draw weight |\n|---|---:|---:|---:|\n" + "\n".join(rows)
+    )
+
+
+def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, pool: Any = None) -> None:
+    """Evaluate the final policy and write MODEL_CARD.md beside it (with the self-play pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
 
     env = envs.make(
@@ -154,6 +168,7 @@ def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overri
     env.close()
     command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
     flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
+    pool_part = _pool_table(pool) if pool is not None else ""
     card = f"""# {cfg.env} teacher{f" ({cfg.observability})" if cfg.observability else ""}
 
 PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
@@ -167,7 +182,7 @@ PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`)
 
 {table}
 
-Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} {flags}`.
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} {flags}`.{pool_part}
 """
     (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
     print(card)
@@ -228,7 +243,7 @@ def main(cfg: TrainConfig) -> Path:
     wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, runner.env_steps, wall, overrides)
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, opponent if cfg.selfplay else None)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

@@ -107,6 +107,35 @@ def test_train_teacher_script_smoke(tmp_path):
     assert make_policy(str(run / "checkpoint"), env)(env.reset(seed=0)).shape == (2, 2, 3)
 
 
+def test_selfplay_run_card_tables_the_pool(tmp_path):
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_teacher
+
+    cfg = train_teacher.TrainConfig(
+        env="soccer-1v1",
+        num_envs=4,
+        total_steps=4 * 16 * 3,
+        selfplay=True,
+        snapshot_every=1,
+        eval_episodes=4,
+        env_overrides='{"episode_seconds": 0.3}',
+        run_dir=tmp_path / "sp",
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    card = (train_teacher.main(cfg) / "checkpoint" / "MODEL_CARD.md").read_text()
+    pool = card.split("## Self-play pool at the end of training")[1]
+    rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", pool, re.M))
+    assert list(rows) == ["scripted", "snapshot@1", "snapshot@2", "snapshot@3"]
+    assert int(rows["scripted"]) >= 4  # every world's first opponent, and 0.3 s games end often
+    # A run without self-play has no pool table.
+    plain = dataclasses.replace(cfg, selfplay=False, run_dir=tmp_path / "plain")
+    assert "Self-play pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
+
+
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
     from agents.ppo.selfplay import OpponentPool
     from agents.scripted_soccer import ScriptedSoccer
