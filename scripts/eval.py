@@ -4,15 +4,18 @@ python scripts/eval.py --env soccer-1v1 --policy scripted --opponent random --ep
 python scripts/eval.py --env soccer-2v2 --policy random --episodes 100 --json out.json
 python scripts/eval.py --checkpoint checkpoints/egopush-line-teacher-global --episodes 200
 python scripts/eval.py --checkpoint checkpoints/egopush-line-student-fov_gated --blank-camera
+python scripts/eval.py --checkpoint checkpoints/egopush-line-teacher-fov_gated --env-overrides '{"memory_seconds": 5}'
 
 A checkpoint is evaluated in the env it was trained on; a vision student's env renders its camera.
 ``--blank-camera`` replaces every camera image the policy is given with zeros: robustness to a
-failed camera, and a measure of how much a student relies on vision.
+failed camera, and a measure of how much a student relies on vision. ``--env-overrides`` changes
+the env's config over the checkpoint's (e.g. a memory teacher evaluated with a shorter memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -51,11 +54,24 @@ class EvalConfig:
     """Seed of the env and of random policies."""
     blank_camera: bool = False
     """Give the policy all-zero camera images (a failed camera)."""
+    env_overrides: str = "{}"
+    """More env config as JSON, over the checkpoint's, e.g. ``'{"memory_seconds": 5}'`` or ``'{"nthread": 1}'``."""
     json: Path | None = None
     """Write the results to this JSON file as well."""
 
 
+def _overrides(text: str) -> dict:
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--env-overrides must be a JSON object, e.g. '{{\"memory_seconds\": 5}}': {e}") from None
+    if not isinstance(extra, dict):
+        raise SystemExit(f"--env-overrides must be a JSON object of env config fields, got {text!r}")
+    return extra
+
+
 def main(cfg: EvalConfig) -> dict:
+    extra = _overrides(cfg.env_overrides)
     over: dict = {}
     if cfg.checkpoint is not None:
         name, config = checkpoint_env(cfg.checkpoint)
@@ -65,11 +81,17 @@ def main(cfg: EvalConfig) -> dict:
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     W = min(cfg.num_envs, cfg.episodes)
-    env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **over)
+    env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **{**over, **extra})
     policy = make_policy(cfg.policy, env, seed=cfg.seed)
     if cfg.blank_camera:
         policy = BlankCamera(policy)
-    head = {"env": cfg.env, "policy": cfg.policy, "seed": cfg.seed, "blank_camera": cfg.blank_camera}
+    head = {
+        "env": cfg.env,
+        "policy": cfg.policy,
+        "seed": cfg.seed,
+        "blank_camera": cfg.blank_camera,
+        "env_overrides": extra,
+    }
     blank = " (blank camera)" if cfg.blank_camera else ""
     if env.competitive:
         opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
