@@ -140,7 +140,21 @@ def _pool_table(pool: Any) -> str:
     )
 
 
-def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, pool: Any = None) -> None:
+def training_minutes(history: list[dict]) -> float:
+    """Minutes spent in training iterations over a run's whole history, every ``--resume`` segment
+    included (each row logs its env-steps and its env-steps/s, updates included)."""
+    total, prev = 0.0, 0
+    for h in history:
+        rate = h.get("perf/total_steps_per_s")
+        if rate:
+            total += (h["env_steps"] - prev) / rate
+        prev = h["env_steps"]
+    return total / 60
+
+
+def _model_card(
+    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, pool: Any = None, history: list = ()
+) -> None:
     """Evaluate the final policy and write MODEL_CARD.md beside it (with the self-play pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
 
@@ -174,7 +188,8 @@ def _model_card(cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overri
 PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
 
 - command: `{command}`
-- env-steps: {steps:,}; wall time: {wall / 60:.1f} min
+- env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(list(history)):.1f} min of
+  training iterations in this run directory, every `--resume` included
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
 - seed: {cfg.seed}; worlds: {cfg.num_envs}
 
@@ -243,7 +258,7 @@ def main(cfg: TrainConfig) -> Path:
     wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, opponent if cfg.selfplay else None)
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, opponent if cfg.selfplay else None, history)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

@@ -131,6 +131,14 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
     rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", pool, re.M))
     assert list(rows) == ["scripted", "snapshot@1", "snapshot@2", "snapshot@3"]
     assert int(rows["scripted"]) >= 4  # every world's first opponent, and 0.3 s games end often
+    assert re.search(r"\d+\.\d min of\n  training iterations in this run directory", card)
+    # The training minutes add every logged iteration's steps over its rate, resumed segments too.
+    rows = [
+        {"env_steps": 100, "perf/total_steps_per_s": 10.0},
+        {"env_steps": 200, "perf/total_steps_per_s": 20.0},
+        {"env_steps": 300},
+    ]
+    assert train_teacher.training_minutes(rows) == pytest.approx((100 / 10 + 100 / 20) / 60)
     # A run without self-play has no pool table.
     plain = dataclasses.replace(cfg, selfplay=False, run_dir=tmp_path / "plain")
     assert "Self-play pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
