@@ -67,7 +67,9 @@ class TrainConfig:
     observability: str | None = None
     """EgoPush: ``global``, ``fov`` or ``fov_gated`` teacher observations."""
     opponent: str = "scripted"
-    """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team."""
+    """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team; several,
+    comma-separated (``scripted,random``), make a pool each world draws its opponents from,
+    more often those not beaten yet (see ``agents/ppo/selfplay.py``)."""
     selfplay: bool = False
     """Competitive envs: play a pool of frozen snapshots of the learner plus ``--opponent``
     (see ``agents/ppo/selfplay.py`` for how opponents are drawn)."""
@@ -129,13 +131,13 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 
 
 def _pool_table(pool: Any) -> str:
-    """The self-play pool as the learner left it: games and recent score against each opponent."""
+    """The opponent pool as the learner left it: games and recent score against each opponent."""
     rows = [
         f"| {name} | {games} | {score:.2f} | {weight:.2f} |"
         for name, score, games, weight in zip(pool.names, pool.score, pool.games, pool.weights().tolist(), strict=True)
     ]
     return (
-        "\n\n## Self-play pool at the end of training\n\n"
+        "\n\n## Opponent pool at the end of training\n\n"
         "Recent score: exponential average of win 1, draw 0.5, loss 0; a world draws its next opponent "
         "with probability proportional to the weight (see `agents/ppo/selfplay.py`).\n\n"
         "| opponent | games | recent score | draw weight |\n|---|---:|---:|---:|\n" + "\n".join(rows)
@@ -157,7 +159,7 @@ def training_minutes(history: list[dict]) -> float:
 def _model_card(
     cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, pool: Any = None, history: list = ()
 ) -> None:
-    """Evaluate the final policy and write MODEL_CARD.md beside it (with the self-play pool's table, if any)."""
+    """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
 
     env = envs.make(
@@ -227,15 +229,20 @@ def main(cfg: TrainConfig) -> Path:
     if cfg.observability is not None:
         overrides["observability"] = cfg.observability
     env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
-    opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1) if env.competitive else None
-    if cfg.selfplay:
-        if not env.competitive:
-            raise SystemExit(f"--selfplay needs a competitive env; {cfg.env} is not")
-        from agents.ppo.selfplay import OpponentPool
+    if cfg.selfplay and not env.competitive:
+        raise SystemExit(f"--selfplay needs a competitive env; {cfg.env} is not")
+    names = [n.strip() for n in cfg.opponent.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise SystemExit(f"--opponent: one or more distinct names, comma-separated, got {cfg.opponent!r}")
+    opponent: Any = None
+    if env.competitive:
+        fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
+        opponent = fixed[names[0]]
+        if cfg.selfplay or len(fixed) > 1:
+            from agents.ppo.selfplay import OpponentPool
 
-        opponent = OpponentPool(
-            cfg.num_envs, {cfg.opponent: opponent}, snapshot_every=cfg.snapshot_every, seed=cfg.seed + 2
-        )
+            every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
+            opponent = OpponentPool(cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2)
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
     runner = Runner(learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +267,8 @@ def main(cfg: TrainConfig) -> Path:
     wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, opponent if cfg.selfplay else None, history)
+        pool = opponent if hasattr(opponent, "table") else None
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, pool, history)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

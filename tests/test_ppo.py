@@ -127,7 +127,7 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )
     card = (train_teacher.main(cfg) / "checkpoint" / "MODEL_CARD.md").read_text()
-    pool = card.split("## Self-play pool at the end of training")[1]
+    pool = card.split("## Opponent pool at the end of training")[1]
     rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", pool, re.M))
     assert list(rows) == ["scripted", "snapshot@1", "snapshot@2", "snapshot@3"]
     assert int(rows["scripted"]) >= 4  # every world's first opponent, and 0.3 s games end often
@@ -139,9 +139,15 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
         {"env_steps": 300},
     ]
     assert train_teacher.training_minutes(rows) == pytest.approx((100 / 10 + 100 / 20) / 60)
-    # A run without self-play has no pool table.
+    # Without self-play, several opponents make a pool of them alone; one opponent, no pool.
+    mixed = dataclasses.replace(cfg, selfplay=False, opponent="scripted,random", run_dir=tmp_path / "mixed")
+    card = (train_teacher.main(mixed) / "checkpoint" / "MODEL_CARD.md").read_text()
+    rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", card.split("## Opponent pool")[1], re.M))
+    assert list(rows) == ["scripted", "random"] and int(rows["scripted"]) + int(rows["random"]) >= 4
     plain = dataclasses.replace(cfg, selfplay=False, run_dir=tmp_path / "plain")
-    assert "Self-play pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert "Opponent pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
+    with pytest.raises(SystemExit, match="distinct names"):
+        train_teacher.main(dataclasses.replace(cfg, opponent="scripted,,random", run_dir=tmp_path / "bad"))
 
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
