@@ -138,9 +138,9 @@ def _pool_table(pool: Any) -> str:
     ]
     return (
         "\n\n## Opponent pool at the end of training\n\n"
-        "Recent score: exponential average of win 1, draw 0.5, loss 0; a world draws its next opponent "
+        "Recent score: exponential average of win 1, draw 0.5, loss 0; a world picks its next opponent "
         "with probability proportional to the weight (see `agents/ppo/selfplay.py`).\n\n"
-        "| opponent | games | recent score | draw weight |\n|---|---:|---:|---:|\n" + "\n".join(rows)
+        "| opponent | games | recent score | sampling weight |\n|---|---:|---:|---:|\n" + "\n".join(rows)
     )
 
 
