@@ -157,7 +157,7 @@ def training_minutes(history: list[dict]) -> float:
 
 
 def _model_card(
-    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, pool: Any = None, history: list = ()
+    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, history: list, pool: Any = None
 ) -> None:
     """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
@@ -192,7 +192,7 @@ def _model_card(
 PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
 
 - command: `{command}`
-- env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(list(history)):.1f} min of
+- env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(history):.1f} min of
   training iterations in this run directory, every `--resume` included
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
 - seed: {cfg.seed}; worlds: {cfg.num_envs}
@@ -235,6 +235,7 @@ def main(cfg: TrainConfig) -> Path:
     if not all(names) or len(set(names)) != len(names):
         raise SystemExit(f"--opponent: one or more distinct names, comma-separated, got {cfg.opponent!r}")
     opponent: Any = None
+    pool = None  # an OpponentPool when there is one: its table goes into the model card
     if env.competitive:
         fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
         opponent = fixed[names[0]]
@@ -242,7 +243,7 @@ def main(cfg: TrainConfig) -> Path:
             from agents.ppo.selfplay import OpponentPool
 
             every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
-            opponent = OpponentPool(cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2)
+            opponent = pool = OpponentPool(cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2)
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
     runner = Runner(learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -267,8 +268,7 @@ def main(cfg: TrainConfig) -> Path:
     wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        pool = opponent if hasattr(opponent, "table") else None
-        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, pool, history)
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, history, pool)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir
