@@ -1,12 +1,16 @@
 """Pieces every training runner shares: the atomic checkpoint-directory swap, optimiser state as
-safetensors tensors, and the per-iteration log (TensorBoard, ``metrics.jsonl``, progress bar)."""
+safetensors tensors, the per-iteration log (TensorBoard, ``metrics.jsonl``, progress bar), and
+stopping at the end of an iteration on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +62,54 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     optimizer.load_state_dict(opt)
 
 
+class StopRequest:
+    """Set by the first Ctrl-C or SIGTERM while ``stop_at_iteration_end`` is active."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_at_iteration_end() -> Iterator[StopRequest]:
+    """Within the block, the first Ctrl-C or SIGTERM (``kill PID``, a batch scheduler's stop,
+    ``docker stop``) only records a stop request, which ``IterationLog`` turns into
+    ``KeyboardInterrupt`` once the iteration is logged: the checkpoint then holds a whole iteration
+    (weights, counters, optimiser and generator state agree), so a resumed run ends as one never
+    stopped. A second signal raises ``KeyboardInterrupt`` at once. SIGINT is left alone where it is
+    ignored (a background job of a script) or handled by someone else; the previous handlers are
+    restored after. Outside the main thread (no signal handlers there) it records nothing."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.signum is not None:
+            raise KeyboardInterrupt
+        request.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping at the end of this iteration (again: stop now)", flush=True)
+
+    wanted = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        wanted.append(signal.SIGINT)
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 class IterationLog:
     """Log one iteration's stats: TensorBoard scalars at ``x``, a row of ``metrics.jsonl`` (kept in
-    ``history``), and the progress bar's postfix (keys starting with ``shown``) and advance."""
+    ``history``), and the progress bar's postfix (keys starting with ``shown``) and advance; then,
+    if a stop was requested during the iteration, raise ``KeyboardInterrupt``."""
 
-    def __init__(self, run_dir: Path, history: list[dict[str, float]], writer: Any, bar: Any) -> None:
+    def __init__(
+        self, run_dir: Path, history: list[dict[str, float]], writer: Any, bar: Any, stop: StopRequest | None = None
+    ) -> None:
         self.run_dir, self.history, self.writer, self.bar = run_dir, history, writer, bar
+        self.stop = stop or StopRequest()
 
     def __call__(
         self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
@@ -75,6 +121,8 @@ class IterationLog:
             f.write(json.dumps(self.history[-1]) + "\n")
         self.bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith(shown)}, False)
         self.bar.update(advance)
+        if self.stop.signum is not None:
+            raise KeyboardInterrupt
 
 
 def run_logged(
@@ -85,14 +133,16 @@ def run_logged(
     save: Callable[[], Any],
     purge_step: int | None = None,
 ) -> None:
-    """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C calls ``save`` and
-    re-raises; the writer and bar are closed in any case, and ``save`` runs at the end."""
+    """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C or SIGTERM stops it at
+    the end of the iteration (see ``stop_at_iteration_end``), calls ``save`` and raises
+    ``KeyboardInterrupt``; the writer and bar are closed in any case, and ``save`` runs at the end."""
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
     try:
-        body(IterationLog(run_dir, history, writer, bar))
+        with stop_at_iteration_end() as stop:
+            body(IterationLog(run_dir, history, writer, bar, stop))
     except KeyboardInterrupt:
         save()
         raise

@@ -392,7 +392,8 @@ class Distiller:
         return self.history
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
-        """Distil until ``total_frames``; Ctrl-C saves a checkpoint and re-raises."""
+        """Distil until ``total_frames``; Ctrl-C or SIGTERM saves a checkpoint at the end of the
+        iteration and raises ``KeyboardInterrupt``."""
         bar = tqdm(
             total=self.total_iters * self.frames_per_iter,
             initial=self.frames,

@@ -5,7 +5,8 @@ student sees only its camera (``depth_layers`` for EgoPush, RGB for soccer) and 
 Each run gets a directory (``runs/<env>-student[-<observability>]-s<seed>`` by default) with the
 resolved config, TensorBoard logs, ``metrics.jsonl``, ``checkpoint/`` (a policy ``eval.py
 --checkpoint`` evaluates) and, at the end, ``learning_curve.png`` and a ``MODEL_CARD.md``.
-Ctrl-C saves a checkpoint; ``--resume`` continues it (with an empty buffer: it refills).
+Ctrl-C or SIGTERM saves a checkpoint at the end of the iteration; ``--resume`` continues it (with
+an empty buffer: it refills).
 
     python scripts/distill_student.py --teacher checkpoints/egopush-line-teacher-fov_gated
     python scripts/distill_student.py --teacher checkpoints/egopush-line-teacher-global --student.memory gru

@@ -3,8 +3,8 @@
 Each run gets a directory (``runs/<env>-s<seed>`` by default) with the resolved config, the
 TensorBoard logs (every reward term, success or win rate, env-steps/s, losses), ``metrics.jsonl``,
 ``checkpoint/`` (the policy, loadable by ``eval.py --policy`` and ``replay.py --checkpoint``, and the
-training state) and, at the end, ``learning_curve.png``. Ctrl-C saves a checkpoint; ``--resume``
-continues it, and ends with the same weights as a run that was never interrupted.
+training state) and, at the end, ``learning_curve.png``. Ctrl-C or SIGTERM saves a checkpoint at the
+end of the iteration; ``--resume`` continues it, and ends with the same weights as a run that was never interrupted.
 
     python scripts/train_teacher.py --env egopush-goal --total-steps 300000
     python scripts/train_teacher.py --env egopush-line --observability fov_gated --num-envs 256

@@ -81,6 +81,53 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert torch.equal(_weights(whole), _weights(again))
 
 
+def test_sigterm_mid_update_stops_at_the_iteration_end_and_resumes_to_the_same_weights(tmp_path):
+    # SIGTERM (kill PID, a scheduler's stop) arrives in the middle of the second update: the run
+    # finishes that iteration, saves, and stops; resumed, it ends where an uninterrupted run does.
+    import os
+    import signal
+
+    whole = _runner(tmp_path, 5, name="whole")
+    whole.learn(progress=False)
+    cut = _runner(tmp_path, 5, name="cut")
+    update, calls = cut.ppo.update, []
+
+    def update_then_signal(*args):
+        calls.append(1)
+        out = update(*args)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    cut.ppo.update = update_then_signal
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        cut.learn(progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
+    assert len(calls) == 2 and cut.iteration == 2
+    again = _runner(tmp_path, 5, name="cut")
+    again.load()
+    assert again.iteration == 2
+    again.learn(progress=False)
+    assert torch.equal(_weights(whole), _weights(again))
+    assert not torch.equal(_weights(whole), _weights(_runner(tmp_path, 5, name="fresh")))
+
+
+def test_second_signal_stops_at_once():
+    import os
+    import signal
+
+    from agents.run_state import stop_at_iteration_end
+
+    with stop_at_iteration_end() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM  # first: only recorded
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+
+
 def test_train_teacher_script_smoke(tmp_path):
     import sys
     from pathlib import Path

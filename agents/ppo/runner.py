@@ -126,7 +126,8 @@ class Runner:
         return stats
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
-        """Train until ``total_steps``; Ctrl-C saves a checkpoint and re-raises."""
+        """Train until ``total_steps``; Ctrl-C or SIGTERM saves a checkpoint at the end of the
+        iteration and raises ``KeyboardInterrupt``."""
         bar = tqdm(
             total=self.total_updates * self.steps_per_update,
             initial=self.env_steps,
