@@ -62,6 +62,14 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     optimizer.load_state_dict(opt)
 
 
+def write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
+    """Rewrite ``run_dir/metrics.jsonl`` from a checkpoint's history (atomically): on resume, the rows
+    logged after that checkpoint (before a crash) would otherwise be there twice."""
+    tmp = run_dir / "metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+    os.replace(tmp, run_dir / "metrics.jsonl")
+
+
 class StopRequest:
     """Set by the first Ctrl-C or SIGTERM while ``stop_at_iteration_end`` is active."""
 
@@ -103,13 +111,22 @@ def stop_at_iteration_end() -> Iterator[StopRequest]:
 class IterationLog:
     """Log one iteration's stats: TensorBoard scalars at ``x``, a row of ``metrics.jsonl`` (kept in
     ``history``), and the progress bar's postfix (keys starting with ``shown``) and advance; then,
-    if a stop was requested during the iteration, raise ``KeyboardInterrupt``."""
+    if a stop was requested during the iteration, raise ``KeyboardInterrupt``, or else call ``save``
+    when ``head["iteration"]`` is a multiple of ``save_every`` (so a crash loses at most that many)."""
 
     def __init__(
-        self, run_dir: Path, history: list[dict[str, float]], writer: Any, bar: Any, stop: StopRequest | None = None
+        self,
+        run_dir: Path,
+        history: list[dict[str, float]],
+        writer: Any,
+        bar: Any,
+        stop: StopRequest | None = None,
+        save: Callable[[], Any] | None = None,
+        save_every: int = 0,
     ) -> None:
         self.run_dir, self.history, self.writer, self.bar = run_dir, history, writer, bar
         self.stop = stop or StopRequest()
+        self.save, self.save_every = save, save_every
 
     def __call__(
         self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
@@ -123,6 +140,8 @@ class IterationLog:
         self.bar.update(advance)
         if self.stop.signum is not None:
             raise KeyboardInterrupt
+        if self.save is not None and self.save_every > 0 and int(head.get("iteration", 0)) % self.save_every == 0:
+            self.save()
 
 
 def run_logged(
@@ -132,17 +151,19 @@ def run_logged(
     body: Callable[[IterationLog], None],
     save: Callable[[], Any],
     purge_step: int | None = None,
+    save_every: int = 0,
 ) -> None:
     """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C or SIGTERM stops it at
     the end of the iteration (see ``stop_at_iteration_end``), calls ``save`` and raises
-    ``KeyboardInterrupt``; the writer and bar are closed in any case, and ``save`` runs at the end."""
+    ``KeyboardInterrupt``; the writer and bar are closed in any case, and ``save`` runs at the end
+    and every ``save_every`` iterations (0: never between)."""
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
     try:
         with stop_at_iteration_end() as stop:
-            body(IterationLog(run_dir, history, writer, bar, stop))
+            body(IterationLog(run_dir, history, writer, bar, stop, save, save_every))
     except KeyboardInterrupt:
         save()
         raise

@@ -36,7 +36,16 @@ from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
 from agents.ppo.learner_env import Team
-from agents.run_state import IterationLog, existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in
+from agents.run_state import (
+    IterationLog,
+    existing,
+    fresh_dir,
+    load_optimizer,
+    optimizer_tensors,
+    run_logged,
+    swap_in,
+    write_metrics,
+)
 from distill.finetune import FinetuneConfig
 from distill.students import Student, StudentConfig
 from envs.base import torch_threads
@@ -208,6 +217,8 @@ class Distiller:
         seed: seeds the student, the sampling and the mixing.
         run_dir: logs and ``checkpoint/``.
         opponent: the other team's policy in competitive envs (``scripted``, ``random`` or a path).
+        save_every: iterations between checkpoints, so that a crash loses at most that many (0: save
+            only at the end and on Ctrl-C or SIGTERM).
     """
 
     def __init__(
@@ -220,8 +231,10 @@ class Distiller:
         seed: int,
         run_dir: str | Path,
         opponent: str = "scripted",
+        save_every: int = 0,
     ) -> None:
         self.env, self.cfg, self.seed, self.run_dir = env, cfg, seed, Path(run_dir)
+        self.save_every = save_every
         self.teacher_path = str(teacher_path)
         self.teacher, self.teacher_meta = load_teacher(teacher_path, getattr(env, "name", None))
         self.teacher = self.teacher.to(env.device)
@@ -388,7 +401,7 @@ class Distiller:
                 head = {"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0}
                 log(stats, head, self.frames, per_iter, ("episode/", "finetune/"))
 
-        run_logged(self.run_dir, self.history, bar, body, self.save)
+        run_logged(self.run_dir, self.history, bar, body, self.save, save_every=self.save_every)
         return self.history
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
@@ -420,7 +433,7 @@ class Distiller:
                 head = {"iteration": self.iteration, "frames": self.frames}
                 log(stats, head, self.frames, self.frames_per_iter, ("episode/", "loss/"))
 
-        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None)
+        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
         return self.history
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -463,6 +476,7 @@ class Distiller:
         self._state = self.student.init_state(self.slots, self.env.device)
         self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
         self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
+        write_metrics(self.run_dir, self.history)
 
 
 def make_distill_env(

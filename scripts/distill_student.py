@@ -64,6 +64,9 @@ class DistillConfig:
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
     eval_blank: bool = True
     """Also evaluate with a blank camera (``eval.py --blank-camera``) for the model card."""
+    save_every: int = 50
+    """DAgger iterations between checkpoints, so that a crash loses at most that many (0: save only at
+    the end and on Ctrl-C or SIGTERM); ``--resume`` continues from the last one."""
     student: StudentConfig = StudentConfig()
     """Student network."""
     dagger: DaggerConfig = DaggerConfig()
@@ -186,7 +189,9 @@ def main(cfg: DistillConfig) -> Path:
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, camera_resolution=tuple(cfg.resolution))
-    distiller = Distiller(env, cfg.teacher, cfg.student, cfg.dagger, cfg.total_frames, cfg.seed, run_dir, cfg.opponent)
+    distiller = Distiller(
+        env, cfg.teacher, cfg.student, cfg.dagger, cfg.total_frames, cfg.seed, run_dir, cfg.opponent, cfg.save_every
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         distiller.load()

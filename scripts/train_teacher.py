@@ -89,6 +89,9 @@ class TrainConfig:
     a new observability may need new exploration). Default: keep the source's."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
+    save_every: int = 100
+    """PPO updates between checkpoints, so that a crash loses at most that many (0: save only at the
+    end and on Ctrl-C or SIGTERM); ``--resume`` continues from the last one."""
     ppo: PPOConfig = PPOConfig()
     """PPO settings."""
 
@@ -245,7 +248,9 @@ def main(cfg: TrainConfig) -> Path:
             every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
             opponent = pool = OpponentPool(cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2)
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
-    runner = Runner(learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg))
+    runner = Runner(
+        learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg), save_every=cfg.save_every
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         runner.load()

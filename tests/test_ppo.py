@@ -113,6 +113,38 @@ def test_sigterm_mid_update_stops_at_the_iteration_end_and_resumes_to_the_same_w
     assert not torch.equal(_weights(whole), _weights(_runner(tmp_path, 5, name="fresh")))
 
 
+def test_crash_after_a_periodic_checkpoint_resumes_to_the_same_weights(tmp_path):
+    # A crash (not Ctrl-C: nothing is saved then) in the fourth of four updates: with a checkpoint
+    # every two updates the run resumes from update 2 and ends as one never stopped; the rows
+    # logged after that checkpoint are not left twice in metrics.jsonl.
+    import json
+
+    whole = _runner(tmp_path, 7, name="whole")
+    whole.learn(progress=False)
+    cut = _runner(tmp_path, 7, name="cut")
+    cut.save_every = 2
+    update, calls = cut.ppo.update, []
+
+    def update_or_crash(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("simulated crash")
+        return update(*args)
+
+    cut.ppo.update = update_or_crash
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cut.learn(progress=False)
+    rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["iteration"] for r in rows] == [1, 2, 3]
+    again = _runner(tmp_path, 7, name="cut")
+    again.load()
+    assert again.iteration == 2
+    again.learn(progress=False)
+    assert torch.equal(_weights(whole), _weights(again))
+    rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["iteration"] for r in rows] == [1, 2, 3, 4]
+
+
 def test_second_signal_stops_at_once():
     import os
     import signal

@@ -16,7 +16,16 @@ from agents.actor import GaussianActor
 from agents.ppo.algorithm import PPO, Critic, PPOConfig
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
-from agents.run_state import IterationLog, existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in
+from agents.run_state import (
+    IterationLog,
+    existing,
+    fresh_dir,
+    load_optimizer,
+    optimizer_tensors,
+    run_logged,
+    swap_in,
+    write_metrics,
+)
 
 CKPT = "checkpoint"
 
@@ -31,6 +40,8 @@ class Runner:
         seed: seeds the networks' initialisation, the action noise and the minibatch order.
         run_dir: where ``checkpoint/``, ``metrics.jsonl`` and TensorBoard logs go.
         env_name, env_config: stored in the checkpoint (the policy's env).
+        save_every: updates between checkpoints, so that a crash loses at most that many (0: save
+            only at the end and on Ctrl-C or SIGTERM).
     """
 
     def __init__(
@@ -42,8 +53,10 @@ class Runner:
         run_dir: Path,
         env_name: str,
         env_config: dict[str, Any],
+        save_every: int = 0,
     ) -> None:
         self.learner, self.cfg, self.seed = learner, cfg, seed
+        self.save_every = save_every
         self.run_dir = Path(run_dir)
         self.env_name, self.env_config = env_name, env_config
         dev = learner.env.device
@@ -155,7 +168,7 @@ class Runner:
                 head = {"iteration": self.iteration, "env_steps": self.env_steps}
                 log(stats, head, self.env_steps, self.steps_per_update, ("episode/",))
 
-        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None)
+        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
         return self.history
 
     # -- checkpoints ---------------------------------------------------------------------------------
@@ -256,3 +269,4 @@ class Runner:
         self._ep_return = tensors["ep_return"].to(dev)
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         self.history = state["history"]
+        write_metrics(self.run_dir, self.history)
