@@ -1,0 +1,100 @@
+"""Widen a soccer teacher to a larger team: a warm start for ``train_teacher.py --init-from``.
+
+Each player of the new team starts as the source teacher: the input columns the source had (ball,
+its opponent, the landmarks, its own motion) keep their weights and normaliser statistics; the new
+ones (teammates, further opponents) start with zero weight, so the widened policy first acts as the
+source does and PPO then learns to use them. The critic, when the source holds a training state, is
+widened the same way (own robot, first opponent, ball and pitch).
+
+    python scripts/experiments/soccer_widen.py runs/soccer-1v1-mixed-s0/checkpoint --team-size 2 \
+        --out runs/soccer-2v2-from-1v1-init
+    python scripts/train_teacher.py --env soccer-2v2 --init-from runs/soccer-2v2-from-1v1-init ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import envs  # noqa: E402
+from agents.actor import GaussianActor  # noqa: E402
+from agents.ppo.algorithm import Critic  # noqa: E402
+from envs.config import to_dict  # noqa: E402
+
+OTHER = 6  # features per other robot in the privileged group (ego position 2, velocity 2, cos/sin yaw)
+ROBOT = 7  # features per robot in the critic group (position 2, cos/sin yaw, velocity 2, yaw rate)
+
+
+def actor_columns(n_src: int, n_dst: int) -> list[int]:
+    """For each source privileged column, its column in the destination layout: ball (4), teammates,
+    opponents, landmarks (12), own velocity (3), previous action (3)."""
+    mates_src, mates_dst = OTHER * (n_src - 1), OTHER * (n_dst - 1)
+    cols = list(range(4))
+    cols += [4 + i for i in range(mates_src)]  # teammate k keeps slot k
+    cols += [4 + mates_dst + i for i in range(OTHER * n_src)]  # opponent k keeps slot k
+    tail = 4 + mates_src + OTHER * n_src
+    cols += [4 + mates_dst + OTHER * n_dst + i for i in range(12 + 6)]
+    assert len(cols) == tail + 18
+    return cols
+
+
+def critic_columns(n_src: int, n_dst: int) -> list[int]:
+    """Critic columns: robots in the order own, teammates, opponents (7 each), then ball (2), ball
+    velocity (2), pitch half length and width, time left."""
+    cols = list(range(ROBOT))  # own robot
+    cols += [ROBOT * (1 + i) + j for i in range(n_src - 1) for j in range(ROBOT)]
+    cols += [ROBOT * (n_dst + i) + j for i in range(n_src) for j in range(ROBOT)]
+    cols += [ROBOT * 2 * n_dst + i for i in range(7)]
+    return cols
+
+
+def _widen(net: torch.nn.Sequential, norm: torch.nn.Module, new_net, new_norm, cols: list[int]) -> None:
+    with torch.no_grad():
+        new_net.load_state_dict({k: v for k, v in net.state_dict().items() if k != "0.weight"}, strict=False)
+        new_net[0].weight.zero_()
+        new_net[0].weight[:, cols] = net[0].weight
+        new_norm.mean[cols] = norm.mean
+        new_norm.var[cols] = norm.var
+        new_norm.count.copy_(norm.count)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", type=Path, help="soccer teacher checkpoint (a run's checkpoint/ keeps its critic too)")
+    ap.add_argument("--team-size", type=int, required=True, help="players per team of the widened teacher")
+    ap.add_argument("--out", type=Path, required=True, help="directory to write the widened checkpoint to")
+    args = ap.parse_args()
+    actor, meta = GaussianActor.load(args.src)
+    n_src, n_dst = meta["env_config"]["team_size"], args.team_size
+    if not meta["env"].startswith("soccer") or n_dst <= n_src:
+        raise SystemExit(f"{args.src}: a soccer teacher with fewer than {n_dst} players per team is expected")
+    env_name = f"soccer-{n_dst}v{n_dst}"
+    env = envs.make(env_name, num_envs=1)
+    obs_dim, critic_dim = env.observation_spaces["privileged"].shape[-1], env.observation_spaces["critic"].shape[-1]
+    wide = GaussianActor(obs_dim, actor.act_dim, actor.hidden, actor.group)
+    _widen(actor.net, actor.norm, wide.net, wide.norm, actor_columns(n_src, n_dst))
+    with torch.no_grad():
+        wide.log_std.copy_(actor.log_std)
+    config = to_dict(env.cfg)
+    config["reward_scales"] = meta["env_config"].get("reward_scales", config["reward_scales"])
+    wide.save(args.out, env_name, config, widened_from=str(args.src))
+    state = args.src / "train_state.safetensors"
+    if state.is_file():
+        tensors = load_file(str(state))
+        src_dim = tensors["critic/norm.mean"].shape[0]
+        critic = Critic(src_dim, actor.hidden)
+        critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
+        wide_critic = Critic(critic_dim, actor.hidden)
+        _widen(critic.net, critic.norm, wide_critic.net, wide_critic.norm, critic_columns(n_src, n_dst))
+        save_file({f"critic/{k}": v.contiguous() for k, v in wide_critic.state_dict().items()}, str(args.out / "train_state.safetensors"))
+    print(f"wrote {args.out}: {env_name} teacher widened from {args.src} ({'with' if state.is_file() else 'no'} critic)")
+
+
+if __name__ == "__main__":
+    main()
