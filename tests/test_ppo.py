@@ -302,3 +302,49 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
     with pytest.raises(CheckpointError, match="hidden"):
         train_teacher.main(other)
+
+
+def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
+    # soccer_widen: a 1v1 teacher widened to 2v2 acts, for each player, as the 1v1 teacher does on
+    # the ball, its first opponent and the pitch; teammate and second opponent start unread.
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from agents.actor import GaussianActor
+    from agents.ppo.algorithm import Critic
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    import soccer_widen
+
+    one = envs.make("soccer-1v1", num_envs=1)
+    src = GaussianActor(one.observation_spaces["privileged"].shape[-1], 3, (16, 16))
+    with torch.no_grad():
+        for p in src.parameters():
+            p.normal_()
+        src.norm.mean.normal_()
+        src.norm.var.uniform_(0.5, 2.0)
+    src.save(tmp_path / "src", "soccer-1v1", {"team_size": 1})
+    critic = Critic(one.observation_spaces["critic"].shape[-1], (16, 16))
+    save_file(
+        {f"critic/{k}": v.contiguous() for k, v in critic.state_dict().items()},
+        str(tmp_path / "src" / "train_state.safetensors"),
+    )
+    monkeypatch.setattr(
+        sys, "argv", ["soccer_widen", str(tmp_path / "src"), "--team-size", "2", "--out", str(tmp_path / "wide")]
+    )
+    soccer_widen.main()
+    wide, meta = GaussianActor.load(tmp_path / "wide")
+    assert meta["env"] == "soccer-2v2"
+    two = envs.make("soccer-2v2", num_envs=3)
+    obs = two.reset(seed=0)["privileged"]  # [3, 4, 40]
+    # The 1v1 view of the same state: drop the teammate (cols 4:10) and the second opponent (16:22).
+    keep = [c for c in range(obs.shape[-1]) if not (4 <= c < 10 or 16 <= c < 22)]
+    assert torch.allclose(wide(obs), src(obs[..., keep]), atol=1e-6)
+    moved = obs.clone()
+    moved[..., 4:10] += 1.0  # the teammate elsewhere: no effect yet
+    assert torch.allclose(wide(moved), wide(obs), atol=1e-6)
+    moved[..., 10:12] += 1.0  # the first opponent elsewhere: it reads it
+    assert not torch.allclose(wide(moved), wide(obs), atol=1e-6)
+    assert (tmp_path / "wide" / "train_state.safetensors").is_file()

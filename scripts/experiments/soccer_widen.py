@@ -92,8 +92,13 @@ def main() -> None:
         critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
         wide_critic = Critic(critic_dim, actor.hidden)
         _widen(critic.net, critic.norm, wide_critic.net, wide_critic.norm, critic_columns(n_src, n_dst))
-        save_file({f"critic/{k}": v.contiguous() for k, v in wide_critic.state_dict().items()}, str(args.out / "train_state.safetensors"))
-    print(f"wrote {args.out}: {env_name} teacher widened from {args.src} ({'with' if state.is_file() else 'no'} critic)")
+        save_file(
+            {f"critic/{k}": v.contiguous() for k, v in wide_critic.state_dict().items()},
+            str(args.out / "train_state.safetensors"),
+        )
+    print(
+        f"wrote {args.out}: {env_name} teacher widened from {args.src} ({'with' if state.is_file() else 'no'} critic)"
+    )
 
 
 if __name__ == "__main__":
