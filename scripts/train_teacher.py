@@ -260,6 +260,11 @@ def main(cfg: TrainConfig) -> Path:
             src = runner.init_from(cfg.init_from, cfg.init_std)
             seen = src["env_config"].get("observability")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
+            if not (Path(cfg.init_from) / "train_state.safetensors").is_file():
+                print(
+                    f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "
+                    "learnt the values the actor's updates are noisy (a run's own checkpoint/ keeps its critic)"
+                )
         config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
         config_file.write_text(json.dumps(config, indent=1))
     start = time.time()
