@@ -71,9 +71,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="directory to write the widened checkpoint to")
     args = ap.parse_args()
     actor, meta = GaussianActor.load(args.src)
-    n_src, n_dst = meta["env_config"]["team_size"], args.team_size
-    if not meta["env"].startswith("soccer") or n_dst <= n_src:
-        raise SystemExit(f"{args.src}: a soccer teacher with fewer than {n_dst} players per team is expected")
+    n_src, n_dst = meta["env_config"].get("team_size"), args.team_size
+    if not meta["env"].startswith("soccer") or n_src is None or n_dst <= n_src:
+        raise SystemExit(
+            f"{args.src}: a soccer teacher with fewer than {n_dst} players per team is expected "
+            f"(it is a {meta['env']} teacher)"
+        )
     env_name = f"soccer-{n_dst}v{n_dst}"
     env = envs.make(env_name, num_envs=1)
     obs_dim, critic_dim = env.observation_spaces["privileged"].shape[-1], env.observation_spaces["critic"].shape[-1]
