@@ -75,7 +75,7 @@ def main() -> None:
     if not meta["env"].startswith("soccer") or n_src is None or n_dst <= n_src:
         raise SystemExit(
             f"{args.src}: a soccer teacher with fewer than {n_dst} players per team is expected "
-            f"(it is a {meta['env']} teacher)"
+            f"(this one was trained on {meta['env']})"
         )
     env_name = f"soccer-{n_dst}v{n_dst}"
     env = envs.make(env_name, num_envs=1)
