@@ -4,7 +4,8 @@ Each run gets a directory (``runs/<env>-s<seed>`` by default) with the resolved 
 TensorBoard logs (every reward term, success or win rate, env-steps/s, losses), ``metrics.jsonl``,
 ``checkpoint/`` (the policy, loadable by ``eval.py --policy`` and ``replay.py --checkpoint``, and the
 training state) and, at the end, ``learning_curve.png``. Ctrl-C or SIGTERM saves a checkpoint at the
-end of the iteration; ``--resume`` continues it, and ends with the same weights as a run that was never interrupted.
+end of the iteration, and one is written every ``--save-every`` updates; ``--resume`` continues it,
+and ends with the same weights as a run that was never interrupted.
 
     python scripts/train_teacher.py --env egopush-goal --total-steps 300000
     python scripts/train_teacher.py --env egopush-line --observability fov_gated --num-envs 256
@@ -257,10 +258,10 @@ def main(cfg: TrainConfig) -> Path:
         print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
     else:
         if cfg.init_from is not None:
-            src = runner.init_from(cfg.init_from, cfg.init_std)
+            src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
             seen = src["env_config"].get("observability")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
-            if not (Path(cfg.init_from) / "train_state.safetensors").is_file():
+            if not with_critic:
                 print(
                     f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "
                     "learnt the values the actor's updates are noisy (a run's own checkpoint/ keeps its critic)"

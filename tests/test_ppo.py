@@ -320,11 +320,12 @@ def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
 
     one = envs.make("soccer-1v1", num_envs=1)
     src = GaussianActor(one.observation_spaces["privileged"].shape[-1], 3, (16, 16))
-    with torch.no_grad():
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # seeded, and small enough that tanh does not saturate at +-1
         for p in src.parameters():
-            p.normal_()
-        src.norm.mean.normal_()
-        src.norm.var.uniform_(0.5, 2.0)
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+        src.norm.mean.copy_(torch.randn(src.norm.mean.shape, generator=gen))
+        src.norm.var.copy_(0.5 + 1.5 * torch.rand(src.norm.var.shape, generator=gen))
     src.save(tmp_path / "src", "soccer-1v1", {"team_size": 1})
     critic = Critic(one.observation_spaces["critic"].shape[-1], (16, 16))
     save_file(

@@ -206,11 +206,12 @@ class Runner:
         (tmp / "train_state.json").write_text(json.dumps(meta))
         return swap_in(tmp, self.run_dir / CKPT)
 
-    def init_from(self, path: str | Path, std: float | None = None) -> dict[str, Any]:
+    def init_from(self, path: str | Path, std: float | None = None) -> tuple[dict[str, Any], bool]:
         """Start from another run's weights (a warm start, e.g. an observability curriculum):
         the actor and its normaliser, and the critic when ``path`` holds a training state; ``std``
         resets the actor's action standard deviation. Optimiser, generators and counters start
-        fresh. Returns the source checkpoint's metadata."""
+        fresh. Returns the source checkpoint's metadata, and whether its critic was loaded (a
+        shipped checkpoint holds no training state: the critic then starts fresh)."""
         from agents.checkpoint import CheckpointError
 
         actor, meta = GaussianActor.load(path)
@@ -227,13 +228,14 @@ class Runner:
             with torch.no_grad():
                 self.actor.log_std.fill_(math.log(std))
         state = Path(path) / "train_state.safetensors"
-        if state.is_file():
-            critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
-            try:
-                self.critic.load_state_dict(critic)
-            except RuntimeError as err:
-                raise CheckpointError(f"--init-from {path}: its critic does not fit this run's: {err}") from err
-        return meta
+        if not state.is_file():
+            return meta, False
+        critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
+        try:
+            self.critic.load_state_dict(critic)
+        except RuntimeError as err:
+            raise CheckpointError(f"--init-from {path}: its critic does not fit this run's: {err}") from err
+        return meta, True
 
     def load(self) -> None:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""

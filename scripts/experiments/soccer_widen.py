@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
-from agents.actor import GaussianActor  # noqa: E402
+from agents.actor import GaussianActor, RunningNorm  # noqa: E402
 from agents.ppo.algorithm import Critic  # noqa: E402
 from envs.config import to_dict  # noqa: E402
 
@@ -38,9 +38,7 @@ def actor_columns(n_src: int, n_dst: int) -> list[int]:
     cols = list(range(4))
     cols += [4 + i for i in range(mates_src)]  # teammate k keeps slot k
     cols += [4 + mates_dst + i for i in range(OTHER * n_src)]  # opponent k keeps slot k
-    tail = 4 + mates_src + OTHER * n_src
     cols += [4 + mates_dst + OTHER * n_dst + i for i in range(12 + 6)]
-    assert len(cols) == tail + 18
     return cols
 
 
@@ -54,7 +52,13 @@ def critic_columns(n_src: int, n_dst: int) -> list[int]:
     return cols
 
 
-def _widen(net: torch.nn.Sequential, norm: torch.nn.Module, new_net, new_norm, cols: list[int]) -> None:
+def _widen(
+    net: torch.nn.Sequential, norm: RunningNorm, new_net: torch.nn.Sequential, new_norm: RunningNorm, cols: list[int]
+) -> None:
+    """Copy ``net`` into the wider ``new_net``: source input ``i`` goes to column ``cols[i]``, the
+    other columns of the first layer are zero; the normaliser's statistics follow the columns."""
+    if len(cols) != net[0].weight.shape[1]:
+        raise SystemExit(f"the source reads {net[0].weight.shape[1]} inputs, not the {len(cols)} of its soccer layout")
     with torch.no_grad():
         new_net.load_state_dict({k: v for k, v in net.state_dict().items() if k != "0.weight"}, strict=False)
         new_net[0].weight.zero_()
@@ -78,8 +82,11 @@ def main() -> None:
             f"(this one was trained on {meta['env']})"
         )
     env_name = f"soccer-{n_dst}v{n_dst}"
+    if env_name not in envs.registered():
+        raise SystemExit(f"--team-size {n_dst}: no registered env {env_name!r}; registered: {envs.registered()}")
     env = envs.make(env_name, num_envs=1)
     obs_dim, critic_dim = env.observation_spaces["privileged"].shape[-1], env.observation_spaces["critic"].shape[-1]
+    env.close()
     wide = GaussianActor(obs_dim, actor.act_dim, actor.hidden, actor.group)
     _widen(actor.net, actor.norm, wide.net, wide.norm, actor_columns(n_src, n_dst))
     with torch.no_grad():
