@@ -76,6 +76,9 @@ class TrainConfig:
     (see ``agents/ppo/selfplay.py`` for how opponents are drawn)."""
     snapshot_every: int = 20
     """Self-play: updates between snapshots joining the pool."""
+    fixed_share: float = 0.0
+    """Self-play: the least share of games played against the ``--opponent`` players (0 to 1);
+    the rest are drawn from the whole pool as usual (see ``agents/ppo/selfplay.py``)."""
     env_overrides: str = "{}"
     """More env config as JSON, e.g. ``'{"episode_seconds": 30}'`` (applied over the training shaping)."""
     actor_group: str = "privileged"
@@ -137,14 +140,18 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 def _pool_table(pool: Any) -> str:
     """The opponent pool as the learner left it: games and recent score against each opponent."""
     rows = [
-        f"| {name} | {games} | {score:.2f} | {weight:.2f} |"
-        for name, score, games, weight in zip(pool.names, pool.score, pool.games, pool.weights().tolist(), strict=True)
+        f"| {name} | {games} | {score:.2f} | {weight:.2f} | {prob:.3f} |"
+        for name, score, games, weight, prob in zip(
+            pool.names, pool.score, pool.games, pool.weights().tolist(), pool.probabilities().tolist(), strict=True
+        )
     ]
+    share = f" (at least {pool.fixed_share:.0%} of draws go to the fixed players)" if pool.fixed_share else ""
     return (
         "\n\n## Opponent pool at the end of training\n\n"
         "Recent score: exponential average of win 1, draw 0.5, loss 0; a world picks its next opponent "
-        "with probability proportional to the weight (see `agents/ppo/selfplay.py`).\n\n"
-        "| opponent | games | recent score | sampling weight |\n|---|---:|---:|---:|\n" + "\n".join(rows)
+        f"with the probability in the last column{share} (see `agents/ppo/selfplay.py`).\n\n"
+        "| opponent | games | recent score | sampling weight | draw probability |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
     )
 
 
@@ -247,7 +254,9 @@ def main(cfg: TrainConfig) -> Path:
             from agents.ppo.selfplay import OpponentPool
 
             every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
-            opponent = pool = OpponentPool(cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2)
+            opponent = pool = OpponentPool(
+                cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2, fixed_share=cfg.fixed_share
+            )
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
     runner = Runner(
         learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg), save_every=cfg.save_every

@@ -263,6 +263,29 @@ def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
     assert opp2.names == opp.names and opp2.score == opp.score
 
 
+def test_selfplay_fixed_share_keeps_a_floor_on_the_fixed_players():
+    from agents.ppo.selfplay import OpponentPool
+    from agents.scripted_soccer import ScriptedSoccer
+
+    def pool(share):
+        p = OpponentPool(20000, {"scripted": ScriptedSoccer(1)}, snapshot_every=1, seed=3, fixed_share=share)
+        p.maybe_snapshot(torch.nn.Linear(1, 1), 1)
+        p.maybe_snapshot(torch.nn.Linear(1, 1), 2)
+        p.score = [1.0, 0.5, 0.5]  # scripted beaten, snapshots drawn: weights 0.1, 0.6, 0.6
+        p.resample(torch.arange(20000))
+        return p
+
+    plain, floored = pool(0.0), pool(0.5)
+    torch.testing.assert_close(plain.probabilities(), torch.tensor([0.1, 0.6, 0.6]) / 1.3)
+    # half the draws go to the fixed players alone, half to the whole pool by weight
+    torch.testing.assert_close(floored.probabilities(), torch.tensor([0.5 + 0.05 / 1.3, 0.3 / 1.3, 0.3 / 1.3]))
+    for p in (plain, floored):
+        drawn = torch.bincount(p.assignment, minlength=3).float() / 20000
+        torch.testing.assert_close(drawn, p.probabilities(), atol=0.015, rtol=0)
+    with pytest.raises(ValueError, match="fixed_share"):
+        OpponentPool(2, {"scripted": ScriptedSoccer(1)}, fixed_share=1.5)
+
+
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     import sys
     from pathlib import Path

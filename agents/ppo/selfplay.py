@@ -6,6 +6,12 @@ world draws its next opponent with probability proportional to ``(1 - score) + f
 exponential average): opponents it does not yet beat come up more often, none ever vanishes
 (prioritised fictitious self-play). A snapshot of the learner joins the pool every
 ``snapshot_every`` updates, the oldest snapshot leaving past ``max_snapshots``.
+
+``fixed_share`` (default 0) keeps a floor on how often the fixed players (the scripted player, say)
+are drawn: with probability ``fixed_share`` a world draws among the fixed players alone (by the
+same weights), otherwise among the whole pool. Without it, snapshots that draw against the learner
+outweigh a fixed player it already beats and take nearly every game, and the learner's play
+against that fixed player drifts (see the README's soccer-2v2 results).
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ class OpponentPool:
         floor: float = 0.1,
         smoothing: float = 0.05,
         seed: int = 0,
+        fixed_share: float = 0.0,
     ) -> None:
         if not fixed:
             raise ValueError("the pool needs at least one fixed opponent (e.g. the scripted player)")
+        if not 0.0 <= fixed_share <= 1.0:
+            raise ValueError(f"fixed_share is a probability in [0, 1], got {fixed_share}")
+        self.fixed_share = fixed_share
         self.names: list[str] = list(fixed)
         self.policies: list[Policy] = list(fixed.values())
         self.score = [0.0] * len(self.names)  # start pessimistic: every opponent looks unbeaten
@@ -45,10 +55,19 @@ class OpponentPool:
     def weights(self) -> torch.Tensor:
         return torch.tensor([(1 - s) + self.floor for s in self.score])
 
-    def resample(self, worlds: torch.Tensor) -> None:
+    def probabilities(self) -> torch.Tensor:
+        """Probability that a world draws each opponent next (weights, then the fixed players' floor)."""
         w = self.weights()
+        p = w / w.sum()
+        if self.fixed_share > 0:
+            fixed = torch.tensor([not n.startswith("snapshot@") for n in self.names])
+            wf = torch.where(fixed, w, torch.zeros_like(w))
+            p = self.fixed_share * wf / wf.sum() + (1 - self.fixed_share) * p
+        return p
+
+    def resample(self, worlds: torch.Tensor) -> None:
         self.assignment[worlds] = torch.multinomial(
-            w / w.sum(), len(worlds), replacement=True, generator=self.generator
+            self.probabilities(), len(worlds), replacement=True, generator=self.generator
         )
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
