@@ -10,7 +10,11 @@ of recent on-policy data that the student is then trained on:
 - relational alignment (EgoPush, ``align_coef``): the student's per-role image embeddings and
   the teacher's per-role embeddings should have the same pairwise cosine-similarity matrix.
   The teacher is an MLP over a flat keypoint vector, so its embedding of a role is that role's
-  contribution to the first hidden layer, ``W1[:, cols(role)] @ norm(obs)[cols(role)]``.
+  contribution to the first hidden layer, ``W1[:, cols(role)] @ norm(obs)[cols(role)]``;
+- privileged prediction (``aux_coef``, off by default): a linear head on the student's features
+  (after its memory) predicts the teacher's normalised observation, a denser signal than the
+  action alone for learning where the things the teacher reads are. The head is used in training
+  only; it is not part of the saved student (its weights go with the training state).
 
 Everything is tensors on the env's device. ``Distiller`` is the runner: run directory,
 TensorBoard, ``metrics.jsonl``, progress bar, checkpoints (Ctrl-C saves) and ``resume``.
@@ -87,6 +91,9 @@ class DaggerConfig:
     """Gradient clipping."""
     augment_shift: int = 0
     """Random shift augmentation: pad by this many pixels and crop back (0: off)."""
+    aux_coef: float = 0.0
+    """Weight of the privileged-prediction loss: a linear head on the student's features predicts
+    the teacher's normalised observation (MSE, clipped to +-5 standard deviations; 0: off)."""
 
 
 # -- losses -----------------------------------------------------------------------------------------
@@ -256,7 +263,14 @@ class Distiller:
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
         if self.align > 0 and not self.student.roles:
             raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
-        self.optimizer = torch.optim.Adam(self.student.parameters(), lr=cfg.lr)
+        if cfg.aux_coef < 0:
+            raise ValueError(f"aux_coef must be >= 0, got {cfg.aux_coef}")
+        self.aux_head: torch.nn.Linear | None = None
+        if cfg.aux_coef > 0:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed + 3)
+                self.aux_head = torch.nn.Linear(self.student.feat_dim, self.teacher.obs_dim).to(env.device)
+        self.optimizer = torch.optim.Adam(self._trained_parameters(), lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(seed)
         if student_cfg.memory == "none":
             self.seq_len = student_cfg.frame_stack
@@ -290,6 +304,10 @@ class Distiller:
         self._obs: dict[str, torch.Tensor] | None = None
         self._state: Any = None
         self._first = torch.ones(self.slots, dtype=torch.bool, device=env.device)
+
+    def _trained_parameters(self) -> list[torch.nn.Parameter]:
+        aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
+        return list(self.student.parameters()) + aux
 
     def beta(self) -> float:
         if self.cfg.beta_frames <= 0:
@@ -346,7 +364,8 @@ class Distiller:
         if self.cfg.augment_shift > 0:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
         h0 = batch["hidden"][:, 0] if self._stores_state else None
-        mu_s, roles_s = self.student(img, batch["proprio"], batch["first"], h0)
+        feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], h0)
+        mu_s = torch.tanh(self.student.head(feats))
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)
         total, terms = act, {f"loss/{self.cfg.loss}": float(act.detach())}
@@ -356,6 +375,12 @@ class Distiller:
             al = alignment_loss(roles_s.flatten(0, 1), roles_t)
             total = total + self.align * al
             terms["loss/align"] = float(al.detach())
+        if self.aux_head is not None:
+            with torch.no_grad():
+                target = self.teacher.norm(batch["teacher_obs"].float()).clamp(-5, 5)
+            aux = ((self.aux_head(feats) - target) ** 2).mean()
+            total = total + self.cfg.aux_coef * aux
+            terms["loss/aux"] = float(aux.detach())
         return total, terms
 
     def update(self) -> dict[str, float]:
@@ -366,7 +391,7 @@ class Distiller:
             total, terms = self.loss(self.buffer.sample(seqs, length, self.generator))
             self.optimizer.zero_grad()
             total.backward()
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self._trained_parameters(), self.cfg.max_grad_norm)
             self.optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v / self.cfg.updates_per_iter
@@ -452,6 +477,8 @@ class Distiller:
             seed=self.seed,
         )
         tensors = optimizer_tensors(self.optimizer)
+        if self.aux_head is not None:
+            tensors.update({f"aux/{k}": v for k, v in self.aux_head.state_dict().items()})
         tensors["rng/runner"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
@@ -468,6 +495,11 @@ class Distiller:
         self.student.load_state_dict(student.state_dict())
         tensors = load_file(str(path / "train_state.safetensors"))
         state = json.loads((path / "train_state.json").read_text())
+        if self.aux_head is not None:
+            aux = {k[4:]: v for k, v in tensors.items() if k.startswith("aux/")}
+            if not aux:
+                raise CheckpointError(f"{path} holds no privileged-prediction head, but aux_coef > 0")
+            self.aux_head.load_state_dict(aux)
         load_optimizer(self.optimizer, tensors, self.env.device)
         self.generator.set_state(tensors["rng/runner"])
         torch.set_rng_state(tensors["rng/torch"])

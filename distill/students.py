@@ -115,6 +115,7 @@ class Student(nn.Module):
             feat = cfg.hidden
         else:
             raise ValueError(f"memory must be 'none', 'gru' or 'transformer', got {cfg.memory!r}")
+        self.feat_dim = feat
         self.head = mlp(feat, (cfg.hidden,), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
 
@@ -160,6 +161,14 @@ class Student(nn.Module):
         and role embeddings ``[B, T, R, embed]`` (None for RGB). ``memory=gru`` only: ``h0``
         ``[B, hidden]``, the state the sequence starts from (as ``step`` received it), instead of
         an empty memory: training on stored states reaches further back than the sequence."""
+        h, roles = self.features(img, proprio, first, h0)
+        return torch.tanh(self.head(h)), roles
+
+    def features(
+        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor, h0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``forward``, but the features the action head reads ``[B, T, feat_dim]`` (after the
+        memory) in place of the action means."""
         B, T = img.shape[:2]
         f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1))
         f = f.view(B, T, -1)
@@ -178,8 +187,7 @@ class Student(nn.Module):
             h = torch.cat(outs, 1)
         else:
             h = self.memory(self.inp(f), first)
-        mean = torch.tanh(self.head(h))
-        return mean, None if roles is None else roles.view(B, T, *roles.shape[1:])
+        return h, None if roles is None else roles.view(B, T, *roles.shape[1:])
 
     # -- one step at a time (acting) ---------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:

@@ -219,6 +219,46 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     assert b.iteration == 4 and [h["iteration"] for h in b.history] == [1, 2, 3, 4]
 
 
+def test_privileged_prediction_head_trains_the_student_and_resumes(tmp_path: Path) -> None:
+    def distiller(aux: float, run: str) -> Distiller:
+        env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+        cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32, aux_coef=aux)
+        student = StudentConfig(embed=16, hidden=32, memory="gru")
+        return Distiller(env, GOAL_TEACHER, student, cfg, 4 * 4 * 4, 0, tmp_path / run)
+
+    assert distiller(0.0, "off").aux_head is None
+    a = distiller(0.5, "on")
+    a.total_iters = 2
+    history = a.learn(progress=False)
+    assert "loss/aux" in history[-1]
+    batch = a.buffer.sample(4, 4, torch.Generator().manual_seed(0))
+    feats, _ = a.student.features(batch["img"], batch["proprio"], batch["first"], batch["hidden"][:, 0])
+    target = a.teacher.norm(batch["teacher_obs"]).clamp(-5, 5)
+    aux = ((a.aux_head(feats) - target) ** 2).mean()
+    a.generator.manual_seed(1)
+    _, terms = a.loss(batch)
+    assert math.isclose(terms["loss/aux"], float(aux), rel_tol=1e-5)
+    # The prediction loss alone trains the camera encoder, not only its own head.
+    a.student.zero_grad()
+    aux.backward()
+    assert a.student.encoder.fc.weight.grad.abs().sum() > 0 and a.student.memory.weight_hh_l0.grad.abs().sum() > 0
+    assert all(p.grad is None for p in a.student.head.parameters())  # the action head is not involved
+    # The head is training state: not in the student a policy loads, restored on resume.
+    student, _ = Student.load(tmp_path / "on" / "checkpoint")
+    assert set(student.state_dict()) == set(a.student.state_dict())
+    head = {k: v.clone() for k, v in a.aux_head.state_dict().items()}
+    b = distiller(0.5, "on")
+    b.load()
+    assert all(torch.equal(head[k], v) for k, v in b.aux_head.state_dict().items())
+    plain = distiller(0.0, "plain")
+    plain.total_iters = 1
+    plain.learn(progress=False)
+    with pytest.raises(CheckpointError, match="privileged-prediction"):
+        distiller(0.5, "plain").load()
+    with pytest.raises(ValueError, match="aux_coef"):
+        distiller(-1.0, "bad")
+
+
 def test_blank_camera_zeroes_images_only() -> None:
     seen = {}
 
