@@ -112,6 +112,7 @@ class BatchRenderer:
                     self._shards.append(_Shard(m, d, rc, int(lo), int(hi), owns_data=True))
         self._static = torch.as_tensor(static_geoms(model))
         self._pool = ThreadPoolExecutor(len(self._shards)) if len(self._shards) > 1 else None
+        self._warm = False
         self.segmentation_classes: torch.Tensor | None = None
 
     def _render_shard(self, s: _Shard) -> None:
@@ -140,8 +141,13 @@ class BatchRenderer:
             ``segmentation``: int32 geom id per pixel, -1 for background, ``[W, C, 1, H, Wd]``.
             C is the number of cameras, in the order given.
         """
-        if self._pool is None:
-            self._render_shard(self._shards[0])
+        if self._pool is None or not self._warm:
+            # The first render runs the shards one after another: Warp loads the render kernels
+            # on first use, and two threads doing that at once left one shard drawing wrong
+            # images for the whole process (about one process in three; tested).
+            for s in self._shards:
+                self._render_shard(s)
+            self._warm = True
         else:
             list(self._pool.map(self._render_shard, self._shards))
         self._wp.synchronize_device(self._device)
