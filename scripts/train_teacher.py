@@ -242,6 +242,10 @@ def main(cfg: TrainConfig) -> Path:
     env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
     if cfg.selfplay and not env.competitive:
         raise SystemExit(f"--selfplay needs a competitive env; {cfg.env} is not")
+    if not 0.0 <= cfg.fixed_share <= 1.0:
+        raise SystemExit(f"--fixed-share is a share of games in [0, 1], got {cfg.fixed_share}")
+    if cfg.fixed_share and not cfg.selfplay:
+        raise SystemExit("--fixed-share keeps a floor on the fixed players' games in self-play: add --selfplay")
     names = [n.strip() for n in cfg.opponent.split(",")]
     if not all(names) or len(set(names)) != len(names):
         raise SystemExit(f"--opponent: one or more distinct names, comma-separated, got {cfg.opponent!r}")

@@ -227,6 +227,10 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
     assert "Opponent pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
     with pytest.raises(SystemExit, match="distinct names"):
         train_teacher.main(dataclasses.replace(cfg, opponent="scripted,,random", run_dir=tmp_path / "bad"))
+    with pytest.raises(SystemExit, match=r"--fixed-share .*\[0, 1\]"):
+        train_teacher.main(dataclasses.replace(cfg, fixed_share=1.5, run_dir=tmp_path / "bad"))
+    with pytest.raises(SystemExit, match="add --selfplay"):
+        train_teacher.main(dataclasses.replace(cfg, selfplay=False, fixed_share=0.5, run_dir=tmp_path / "bad"))
 
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
