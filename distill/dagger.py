@@ -365,7 +365,7 @@ class Distiller:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
         h0 = batch["hidden"][:, 0] if self._stores_state else None
         feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], h0)
-        mu_s = torch.tanh(self.student.head(feats))
+        mu_s = self.student.action_mean(feats)
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)
         total, terms = act, {f"loss/{self.cfg.loss}": float(act.detach())}

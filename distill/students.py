@@ -162,7 +162,11 @@ class Student(nn.Module):
         ``[B, hidden]``, the state the sequence starts from (as ``step`` received it), instead of
         an empty memory: training on stored states reaches further back than the sequence."""
         h, roles = self.features(img, proprio, first, h0)
-        return torch.tanh(self.head(h)), roles
+        return self.action_mean(h), roles
+
+    def action_mean(self, h: torch.Tensor) -> torch.Tensor:
+        """Features ``[..., feat_dim]`` (from ``features`` or ``step``'s memory) -> action means."""
+        return torch.tanh(self.head(h))
 
     def features(
         self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor, h0: torch.Tensor | None = None
@@ -221,7 +225,7 @@ class Student(nn.Module):
                 state = torch.cat((state[:, 1:], f[:, None]), 1)
             else:
                 h = f
-        return torch.tanh(self.head(h)), state
+        return self.action_mean(h), state
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:

@@ -22,6 +22,12 @@ import torch
 
 from agents.policies import Policy
 
+SNAPSHOT = "snapshot@"  # prefix of a snapshot's name in the pool; fixed players have other names
+
+
+def is_snapshot(name: str) -> bool:
+    return name.startswith(SNAPSHOT)
+
 
 class OpponentPool:
     """The opponent policy of a ``LearnerEnv`` in self-play (a callable over ``[W, K', ...]`` groups)."""
@@ -60,7 +66,7 @@ class OpponentPool:
         w = self.weights()
         p = w / w.sum()
         if self.fixed_share > 0:
-            fixed = torch.tensor([not n.startswith("snapshot@") for n in self.names])
+            fixed = torch.tensor([not is_snapshot(n) for n in self.names])
             wf = torch.where(fixed, w, torch.zeros_like(w))
             p = self.fixed_share * wf / wf.sum() + (1 - self.fixed_share) * p
         return p
@@ -98,14 +104,14 @@ class OpponentPool:
         frozen = copy.deepcopy(actor).eval()
         for p in frozen.parameters():
             p.requires_grad_(False)
-        snaps = [i for i, n in enumerate(self.names) if n.startswith("snapshot@")]
+        snaps = [i for i, n in enumerate(self.names) if is_snapshot(n)]
         if len(snaps) >= self.max_snapshots:
             old = snaps[0]
             for lst in (self.names, self.policies, self.score, self.games):
                 del lst[old]
             self.assignment[self.assignment == old] = 0
             self.assignment[self.assignment > old] -= 1
-        self.names.append(f"snapshot@{update}")
+        self.names.append(f"{SNAPSHOT}{update}")
         self.policies.append(frozen)
         self.score.append(0.0)
         self.games.append(0)
@@ -120,16 +126,16 @@ class OpponentPool:
         """(tensors, JSON-able metadata) that ``load`` turns back into this pool."""
         tensors = {"generator": self.generator.get_state(), "assignment": self.assignment.clone()}
         for name, policy in zip(self.names, self.policies, strict=True):
-            if name.startswith("snapshot@"):
+            if is_snapshot(name):
                 tensors.update({f"{name}/{k}": v for k, v in policy.state_dict().items()})
         return tensors, {"names": self.names, "score": self.score, "games": self.games}
 
     def load(self, tensors: dict[str, torch.Tensor], meta: dict, make_actor) -> None:  # noqa: ANN001
         """Restore ``state()``; ``make_actor()`` builds an empty actor for each snapshot."""
-        fixed = {n: p for n, p in zip(self.names, self.policies, strict=True) if not n.startswith("snapshot@")}
+        fixed = {n: p for n, p in zip(self.names, self.policies, strict=True) if not is_snapshot(n)}
         self.names, self.policies = [], []
         for name in meta["names"]:
-            if name.startswith("snapshot@"):
+            if is_snapshot(name):
                 actor = make_actor()
                 actor.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")})
                 actor.eval()
