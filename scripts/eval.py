@@ -25,6 +25,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
+from agents.checkpoint import CheckpointError  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
 from agents.policies import BlankCamera, checkpoint_env, make_policy  # noqa: E402
 from envs.io import write_json  # noqa: E402
@@ -74,7 +75,10 @@ def main(cfg: EvalConfig) -> dict:
     extra = _overrides(cfg.env_overrides)
     over: dict = {}
     if cfg.checkpoint is not None:
-        name, config = checkpoint_env(cfg.checkpoint)
+        try:
+            name, config = checkpoint_env(cfg.checkpoint)
+        except CheckpointError as err:
+            raise SystemExit(f"--checkpoint: {err}") from None
         # The checkpoint's world and observations; the task's own rewards for the returns.
         over = {k: v for k, v in config.items() if k != "reward_scales"}
         cfg = dataclasses.replace(cfg, env=name, policy=str(cfg.checkpoint))
@@ -82,7 +86,11 @@ def main(cfg: EvalConfig) -> dict:
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     W = min(cfg.num_envs, cfg.episodes)
     env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **{**over, **extra})
-    policy = make_policy(cfg.policy, env, seed=cfg.seed)
+    try:
+        policy = make_policy(cfg.policy, env, seed=cfg.seed)
+    except ValueError as err:  # CheckpointError included: a file that is not a policy, or one for another env
+        env.close()
+        raise SystemExit(f"{'--checkpoint' if cfg.checkpoint is not None else '--policy'}: {err}") from None
     if cfg.blank_camera:
         policy = BlankCamera(policy)
     head = {
@@ -94,7 +102,11 @@ def main(cfg: EvalConfig) -> dict:
     }
     blank = " (blank camera)" if cfg.blank_camera else ""
     if env.competitive:
-        opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
+        try:
+            opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
+        except ValueError as err:
+            env.close()
+            raise SystemExit(f"--opponent: {err}") from None
         result = {**head, "opponent": cfg.opponent, **play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)}
         lo, hi = result["win_rate_ci95"]
         print(

@@ -252,7 +252,10 @@ def main(cfg: TrainConfig) -> Path:
     opponent: Any = None
     pool = None  # an OpponentPool when there is one: its table goes into the model card
     if env.competitive:
-        fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
+        try:
+            fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
+        except ValueError as err:  # CheckpointError included: a path that is not a policy of this env
+            raise SystemExit(f"--opponent: {err}") from None
         opponent = fixed[names[0]]
         if cfg.selfplay or len(fixed) > 1:
             from agents.ppo.selfplay import OpponentPool
@@ -271,7 +274,11 @@ def main(cfg: TrainConfig) -> Path:
         print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
     else:
         if cfg.init_from is not None:
-            src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
+            try:
+                src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
+            except ValueError as err:
+                msg = str(err)
+                raise SystemExit(msg if msg.startswith("--init-from") else f"--init-from: {msg}") from None
             seen = src["env_config"].get("observability")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
             if not with_critic:

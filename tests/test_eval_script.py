@@ -54,3 +54,14 @@ def test_bad_env_overrides_fail_with_the_expected_form(bad):
 def test_unknown_override_field_is_named():
     with pytest.raises(Exception, match="memory_secs"):
         eval_script.main(eval_script.EvalConfig(env="egopush-line", episodes=1, env_overrides='{"memory_secs": 5}'))
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_named_without_a_traceback(tmp_path):
+    empty = tmp_path / "not-a-checkpoint"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=r"--checkpoint: .*not-a-checkpoint is not a policy checkpoint"):
+        eval_script.main(eval_script.EvalConfig(checkpoint=empty, episodes=1, num_envs=1))
+    with pytest.raises(SystemExit, match=r"--policy: .*not-a-checkpoint is not a policy checkpoint"):
+        eval_script.main(eval_script.EvalConfig(env="soccer-1v1", policy=str(empty), episodes=1, num_envs=1))
+    with pytest.raises(SystemExit, match=r"--opponent: .*not-a-checkpoint is not a policy checkpoint"):
+        eval_script.main(eval_script.EvalConfig(env="soccer-1v1", opponent=str(empty), episodes=1, num_envs=1))

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import envs
-from agents.checkpoint import CheckpointError
 from agents.ppo.algorithm import PPOConfig, gaussian_kl, surrogate_loss, value_loss
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.runner import Runner
@@ -231,6 +230,12 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
         train_teacher.main(dataclasses.replace(cfg, fixed_share=1.5, run_dir=tmp_path / "bad"))
     with pytest.raises(SystemExit, match="add --selfplay"):
         train_teacher.main(dataclasses.replace(cfg, selfplay=False, fixed_share=0.5, run_dir=tmp_path / "bad"))
+    # A folder that is not a checkpoint is named, as an opponent or as a warm start, without a traceback.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"--opponent: .*empty is not a policy checkpoint"):
+        train_teacher.main(dataclasses.replace(cfg, opponent=str(tmp_path / "empty"), run_dir=tmp_path / "bad"))
+    with pytest.raises(SystemExit, match=r"--init-from: .*empty is not a policy checkpoint"):
+        train_teacher.main(dataclasses.replace(cfg, init_from=tmp_path / "empty", run_dir=tmp_path / "bad"))
 
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
@@ -327,7 +332,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     with pytest.raises(SystemExit, match="init-std"):
         train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "std", init_std=0.3))
     other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
-    with pytest.raises(CheckpointError, match="hidden"):
+    with pytest.raises(SystemExit, match=r"^--init-from .*hidden"):  # the CLI's message, said once
         train_teacher.main(other)
 
 
