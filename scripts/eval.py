@@ -71,6 +71,16 @@ def _overrides(text: str) -> dict:
     return extra
 
 
+def _policy(spec: str, env: object, seed: int, flag: str) -> object:
+    """``make_policy``, with a bad ``spec`` (CheckpointError included: a folder that is not a policy, or
+    one for another env) an exit naming ``flag`` instead of a traceback."""
+    try:
+        return make_policy(spec, env, seed=seed)
+    except ValueError as err:
+        env.close()
+        raise SystemExit(f"{flag}: {err}") from None
+
+
 def main(cfg: EvalConfig) -> dict:
     extra = _overrides(cfg.env_overrides)
     over: dict = {}
@@ -86,11 +96,7 @@ def main(cfg: EvalConfig) -> dict:
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     W = min(cfg.num_envs, cfg.episodes)
     env = envs.make(cfg.env, num_envs=W, backend=cfg.backend, device=cfg.device, **{**over, **extra})
-    try:
-        policy = make_policy(cfg.policy, env, seed=cfg.seed)
-    except ValueError as err:  # CheckpointError included: a file that is not a policy, or one for another env
-        env.close()
-        raise SystemExit(f"{'--checkpoint' if cfg.checkpoint is not None else '--policy'}: {err}") from None
+    policy = _policy(cfg.policy, env, cfg.seed, "--checkpoint" if cfg.checkpoint is not None else "--policy")
     if cfg.blank_camera:
         policy = BlankCamera(policy)
     head = {
@@ -102,11 +108,7 @@ def main(cfg: EvalConfig) -> dict:
     }
     blank = " (blank camera)" if cfg.blank_camera else ""
     if env.competitive:
-        try:
-            opponent = make_policy(cfg.opponent, env, seed=cfg.seed + 1)
-        except ValueError as err:
-            env.close()
-            raise SystemExit(f"--opponent: {err}") from None
+        opponent = _policy(cfg.opponent, env, cfg.seed + 1, "--opponent")
         result = {**head, "opponent": cfg.opponent, **play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)}
         lo, hi = result["win_rate_ci95"]
         print(
