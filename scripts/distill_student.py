@@ -90,6 +90,11 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     axes[0].set_yscale("log")
     axes[0].set_xlabel("student frames")
     axes[0].legend()
+    lr = [(x, h["dagger/lr"]) for x, h in zip(xs, history, strict=True) if "dagger/lr" in h]
+    if len({v for _, v in lr}) > 1:  # a decaying --dagger.lr-schedule
+        right = axes[0].twinx()
+        right.plot([p[0] for p in lr], [p[1] for p in lr], "k:", label="learning rate")
+        right.set_ylabel("learning rate (dotted)")
     axes[0].grid(alpha=0.3)
     for k in ("episode/success_rate", "episode/win_rate"):
         rows = [(x, h[k], h.get("episode/count", 1.0)) for x, h in zip(xs, history, strict=True) if k in h]

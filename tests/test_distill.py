@@ -348,3 +348,34 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
         distill_student.main(distill_student.DistillConfig(teacher=tmp_path / "teacher", env="egopush-line"))
     with pytest.raises(SystemExit, match="needs a teacher"):
         distill_student.main(distill_student.DistillConfig())
+
+
+def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: Path) -> None:
+    env = make_distill_env(GOAL_TEACHER, num_envs=2, camera_resolution=(32, 32))
+
+    def run(**kw) -> list[float]:
+        cfg = DaggerConfig(steps_per_iter=2, buffer_steps=4, updates_per_iter=1, batch_frames=4, lr=1e-3, **kw)
+        d = Distiller(env, GOAL_TEACHER, StudentConfig(embed=16, hidden=32), cfg, 2 * 2 * 5, 0, tmp_path)
+        seen = []
+        step = d.optimizer.step
+
+        def recording_step(*a, **k):
+            seen.append(d.optimizer.param_groups[0]["lr"])
+            return step(*a, **k)
+
+        d.optimizer.step = recording_step
+        d.learn(progress=False)
+        assert [h["dagger/lr"] for h in d.history] == pytest.approx(seen)
+        return seen
+
+    try:
+        # five updates: fractions 0, 1/4, 1/2, 3/4, 1 of the way from lr to lr_final
+        assert run() == pytest.approx([1e-3] * 5)
+        assert run(lr_schedule="linear", lr_final=2e-4) == pytest.approx([1e-3, 8e-4, 6e-4, 4e-4, 2e-4])
+        half = 2e-4 + 8e-4 * 0.5 * (1 + math.cos(math.pi / 4))
+        assert run(lr_schedule="cosine", lr_final=2e-4) == pytest.approx([1e-3, half, 6e-4, 1.2e-3 - half, 2e-4])
+        for bad in (dict(lr_final=2e-3), dict(lr_final=-1.0), dict(lr_schedule="step")):
+            with pytest.raises(ValueError, match="lr"):
+                Distiller(env, GOAL_TEACHER, StudentConfig(), DaggerConfig(**bad), 64, 0, tmp_path)
+    finally:
+        env.close()
