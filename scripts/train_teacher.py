@@ -277,8 +277,7 @@ def main(cfg: TrainConfig) -> Path:
             try:
                 src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
             except ValueError as err:
-                msg = str(err)
-                raise SystemExit(msg if msg.startswith("--init-from") else f"--init-from: {msg}") from None
+                raise SystemExit(f"--init-from: {err}") from None
             seen = src["env_config"].get("observability")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
             if not with_critic:

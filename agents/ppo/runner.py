@@ -216,13 +216,11 @@ class Runner:
 
         actor, meta = GaussianActor.load(path)
         if meta["env"] != self.env_name:
-            raise CheckpointError(f"--init-from {path}: trained on {meta['env']!r}, not {self.env_name!r}")
+            raise CheckpointError(f"{path}: trained on {meta['env']!r}, not {self.env_name!r}")
         mine = (self.actor.obs_dim, self.actor.act_dim, self.actor.hidden, self.actor.group)
         theirs = (actor.obs_dim, actor.act_dim, actor.hidden, actor.group)
         if mine != theirs:
-            raise CheckpointError(
-                f"--init-from {path}: its actor (obs, act, hidden, group) is {theirs}, this run's is {mine}"
-            )
+            raise CheckpointError(f"{path}: its actor (obs, act, hidden, group) is {theirs}, this run's is {mine}")
         self.actor.load_state_dict(actor.state_dict())
         if std is not None:
             with torch.no_grad():
@@ -234,7 +232,7 @@ class Runner:
         try:
             self.critic.load_state_dict(critic)
         except RuntimeError as err:
-            raise CheckpointError(f"--init-from {path}: its critic does not fit this run's: {err}") from err
+            raise CheckpointError(f"{path}: its critic does not fit this run's: {err}") from err
         return meta, True
 
     def load(self) -> None:
