@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -33,3 +34,15 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any], where: str = "config")
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain JSON-ready data."""
     return dataclasses.asdict(cfg)
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """The env config fields a script's ``--env-overrides`` names, as a dict (a ``ValueError`` for
+    anything but a JSON object; the env itself rejects unknown fields)."""
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"must be a JSON object, e.g. '{{\"memory_seconds\": 5}}': {e}") from None
+    if not isinstance(extra, dict):
+        raise ValueError(f"must be a JSON object of env config fields, got {text!r}")
+    return extra

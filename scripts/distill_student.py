@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
 from distill.finetune import FinetuneConfig  # noqa: E402
 from distill.students import StudentConfig  # noqa: E402
+from envs.config import parse_overrides  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,9 @@ class DistillConfig:
     """Seed of the worlds, the student and the sampling."""
     opponent: str = "scripted"
     """Competitive envs: the other team (``scripted``, ``random`` or a checkpoint)."""
+    env_overrides: str = "{}"
+    """JSON object of env config fields over the teacher's, e.g. ``'{"memory_seconds": 5}'`` to
+    distil from the teacher with a shorter keypoint memory (saved with the student)."""
     resume: bool = False
     """Continue the run in ``run_dir`` from its checkpoint."""
     run_dir: Path | None = None
@@ -193,7 +197,12 @@ def main(cfg: DistillConfig) -> Path:
             raise SystemExit(f"--resume: {run_dir} is a run of teacher {saved['teacher']} seed {saved['seed']}")
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, camera_resolution=tuple(cfg.resolution))
+    try:
+        extra = parse_overrides(cfg.env_overrides)
+    except ValueError as err:
+        raise SystemExit(f"--env-overrides {err}") from None
+    extra["camera_resolution"] = tuple(cfg.resolution)
+    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, **extra)
     distiller = Distiller(
         env, cfg.teacher, cfg.student, cfg.dagger, cfg.total_frames, cfg.seed, run_dir, cfg.opponent, cfg.save_every
     )

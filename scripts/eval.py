@@ -15,7 +15,6 @@ the env's config over the checkpoint's (e.g. a memory teacher evaluated with a s
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,7 @@ import envs  # noqa: E402
 from agents.checkpoint import CheckpointError  # noqa: E402
 from agents.evaluate import play_matches, run_episodes  # noqa: E402
 from agents.policies import BlankCamera, checkpoint_env, make_policy  # noqa: E402
+from envs.config import parse_overrides  # noqa: E402
 from envs.io import write_json  # noqa: E402
 
 
@@ -63,12 +63,9 @@ class EvalConfig:
 
 def _overrides(text: str) -> dict:
     try:
-        extra = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"--env-overrides must be a JSON object, e.g. '{{\"memory_seconds\": 5}}': {e}") from None
-    if not isinstance(extra, dict):
-        raise SystemExit(f"--env-overrides must be a JSON object of env config fields, got {text!r}")
-    return extra
+        return parse_overrides(text)
+    except ValueError as err:
+        raise SystemExit(f"--env-overrides {err}") from None
 
 
 def _policy(spec: str, env: object, seed: int, flag: str) -> object:

@@ -34,7 +34,7 @@ from agents.policies import make_policy  # noqa: E402
 from agents.ppo.algorithm import PPOConfig  # noqa: E402
 from agents.ppo.learner_env import LearnerEnv  # noqa: E402
 from agents.ppo.runner import Runner  # noqa: E402
-from envs.config import to_dict  # noqa: E402
+from envs.config import parse_overrides, to_dict  # noqa: E402
 
 # Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
 # Soccer's goal is worth 10 in training: summed over a 20 s match the dense terms reach +-20 or
@@ -236,7 +236,11 @@ def main(cfg: TrainConfig) -> Path:
             raise SystemExit(f"--resume: {run_dir} is a run of {saved['train']['env']} seed {saved['train']['seed']}")
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-    overrides = _merge(TRAINING_SHAPING.get(cfg.env.split("-")[0], {}), json.loads(cfg.env_overrides))
+    try:
+        extra = parse_overrides(cfg.env_overrides)
+    except ValueError as err:
+        raise SystemExit(f"--env-overrides {err}") from None
+    overrides = _merge(TRAINING_SHAPING.get(cfg.env.split("-")[0], {}), extra)
     if cfg.observability is not None:
         overrides["observability"] = cfg.observability
     env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)

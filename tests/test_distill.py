@@ -348,6 +348,17 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
         distill_student.main(distill_student.DistillConfig(teacher=tmp_path / "teacher", env="egopush-line"))
     with pytest.raises(SystemExit, match="needs a teacher"):
         distill_student.main(distill_student.DistillConfig())
+    # --env-overrides changes the teacher's env for the run, and the student's checkpoint keeps it.
+    import dataclasses
+
+    short = dataclasses.replace(
+        cfg, run_dir=tmp_path / "short", eval_episodes=0, env_overrides='{"episode_seconds": 1.5, "goal_width": 0.9}'
+    )
+    saved = json.loads((distill_student.main(short) / "checkpoint" / "policy.json").read_text())
+    assert saved["env_config"]["episode_seconds"] == 1.5 and saved["env_config"]["goal_width"] == 0.9
+    for bad in ("[1.5]", "{episode_seconds: 1}"):
+        with pytest.raises(SystemExit, match="--env-overrides must be a JSON object"):
+            distill_student.main(dataclasses.replace(short, run_dir=tmp_path / "bad", env_overrides=bad))
 
 
 def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: Path) -> None:
