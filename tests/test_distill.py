@@ -1,6 +1,8 @@
 """DAgger distillation: losses by hand, students' sequence and step paths agree, the runner
 refuses bad teachers, the teacher labels (and with beta = 1 drives), and a short run learns."""
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -338,8 +340,6 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
     run = distill_student.main(cfg)
     card = (run / "checkpoint" / "MODEL_CARD.md").read_text()
     assert "blank camera" in card and (run / "learning_curve.png").exists() and any((run / "tb").iterdir())
-    import json
-
     results = json.loads((run / "eval.json").read_text())
     assert results["blank_camera"]["blank_camera"] is True and results["eval"]["episodes"] == 4
     with pytest.raises(SystemExit, match="already holds a run"):
@@ -349,8 +349,6 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
     with pytest.raises(SystemExit, match="needs a teacher"):
         distill_student.main(distill_student.DistillConfig())
     # --env-overrides changes the teacher's env for the run, and the student's checkpoint keeps it.
-    import dataclasses
-
     short = dataclasses.replace(
         cfg, run_dir=tmp_path / "short", eval_episodes=0, env_overrides='{"episode_seconds": 1.5, "goal_width": 0.9}'
     )

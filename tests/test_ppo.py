@@ -236,6 +236,8 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
         train_teacher.main(dataclasses.replace(cfg, opponent=str(tmp_path / "empty"), run_dir=tmp_path / "bad"))
     with pytest.raises(SystemExit, match=r"--init-from: .*empty is not a policy checkpoint"):
         train_teacher.main(dataclasses.replace(cfg, init_from=tmp_path / "empty", run_dir=tmp_path / "bad"))
+    with pytest.raises(SystemExit, match="--env-overrides must be a JSON object"):
+        train_teacher.main(dataclasses.replace(cfg, env_overrides="[1]", run_dir=tmp_path / "bad"))
 
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
