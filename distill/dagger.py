@@ -261,9 +261,15 @@ class Distiller:
         self.K, self.slots = team.K, team.num_slots
         img_shape = env.observation_spaces[self.image_group].shape
         prop_dim = env.observation_spaces["proprio"].shape[0]
+        geometry = None
+        if student_cfg.memory == "map":
+            if not hasattr(env, "camera_geometry"):
+                raise ValueError(f"memory 'map' needs an env with a camera geometry (EgoPush), not {env.name!r}")
+            geometry = env.camera_geometry()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.student = Student(self.image_group, img_shape, prop_dim, env.act_dim, student_cfg).to(env.device)
+            self.student = Student(self.image_group, img_shape, prop_dim, env.act_dim, student_cfg, geometry)
+            self.student = self.student.to(env.device)
         with torch.no_grad():
             self.student.log_std.copy_(self.teacher.log_std)
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
@@ -284,6 +290,8 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(seed)
         if student_cfg.memory == "none":
             self.seq_len = student_cfg.frame_stack
+        elif student_cfg.memory == "map":
+            self.seq_len = 1  # the map is stored with each step: nothing to unroll
         else:
             self.seq_len = cfg.seq_len
         if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
@@ -293,6 +301,8 @@ class Distiller:
             )
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         self._stores_state = student_cfg.memory == "gru" and cfg.stored_state
+        self._stores_map = student_cfg.memory == "map"
+        n_map = student_cfg.map_cells
         self.buffer = SequenceBuffer(
             cfg.buffer_steps,
             self.slots,
@@ -303,6 +313,7 @@ class Distiller:
                 "teacher_mu": ((env.act_dim,), torch.float32),
                 "first": ((), torch.bool),
                 **({"hidden": ((student_cfg.hidden,), torch.float32)} if self._stores_state else {}),
+                **({"egomap": ((img_shape[0], n_map, n_map), torch.float16)} if self._stores_map else {}),
             },
             env.device,
         )
@@ -358,6 +369,8 @@ class Distiller:
             self.student.proprio_norm.update(prop)
             extra = {"hidden": self._state[0]} if self._stores_state else {}
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
+            if self._stores_map:
+                extra["egomap"] = self._state.view  # the window the student read at this step
             gap += float(((s_mu - t_mu) ** 2).sum(-1).mean())
             self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first, **extra)
             teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
@@ -385,7 +398,7 @@ class Distiller:
         if self.cfg.augment_shift > 0:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
         h0 = batch["hidden"][:, 0] if self._stores_state else None
-        feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], h0)
+        feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], h0, batch.get("egomap"))
         mu_s = self.student.action_mean(feats)
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)

@@ -4,8 +4,9 @@
   embedding per role, the embeddings the relational alignment loss compares) or ``camera``
   (soccer: uint8 RGB, one CNN over the three channels);
 - memory: ``none`` (a stack of the last ``frame_stack`` frames' features; 1 = reactive, like the
-  EgoPush student), ``gru``, or ``transformer`` (causal, over the last ``window`` frames, stepped
-  with the ``KVCache`` of ``distill.kv_cache``);
+  EgoPush student), ``gru``, ``transformer`` (causal, over the last ``window`` frames, stepped
+  with the ``KVCache`` of ``distill.kv_cache``), or ``map`` (``depth_layers`` only: a top-down map
+  of the boxes seen, kept in place by wheel odometry, ``distill.egomap``, read by a second CNN);
 - head: a tanh-squashed Gaussian mean and a state-independent log standard deviation, the same
   action distribution as the teachers (``agents.actor.GaussianActor``).
 
@@ -26,6 +27,7 @@ from torch import nn
 
 from agents import checkpoint
 from agents.actor import RunningNorm, mlp
+from distill.egomap import EgoMap, MapState
 from distill.kv_cache import CausalTransformer, KVCache
 
 IMAGE_GROUPS = ("depth_layers", "camera")
@@ -35,8 +37,9 @@ IMAGE_GROUPS = ("depth_layers", "camera")
 class StudentConfig:
     """Student network."""
 
-    memory: Literal["none", "gru", "transformer"] = "none"
-    """``none`` (frame stack), ``gru``, or ``transformer`` (causal, KV-cached when acting)."""
+    memory: Literal["none", "gru", "transformer", "map"] = "none"
+    """``none`` (frame stack), ``gru``, ``transformer`` (causal, KV-cached when acting), or ``map``
+    (EgoPush: a top-down map of what the camera saw, moved by wheel odometry; ``distill.egomap``)."""
     frame_stack: int = 1
     """``memory=none``: frames whose features are concatenated (1: reactive)."""
     window: int = 16
@@ -51,6 +54,12 @@ class StudentConfig:
     """Memory width and hidden size of the action head."""
     depth_scale: float = 3.0
     """Depth images are divided by this (metres; the EgoPush camera range)."""
+    map_cells: int = 48
+    """``memory=map``: cells per side of the robot-centred window the student reads."""
+    map_cell: float = 0.1
+    """``memory=map``: cell size (m)."""
+    map_tau: float = 30.0
+    """``memory=map``: seconds over which a mark fades to 1/e."""
 
 
 class ConvEncoder(nn.Module):
@@ -83,10 +92,18 @@ class Student(nn.Module):
         image_shape: ``(C, H, W)`` of that group.
         proprio_dim, act_dim: sizes of ``proprio`` and of the action.
         cfg: network settings.
+        geometry: ``memory=map`` only: the robot's camera and wheel geometry
+            (``EgoPushEnv.camera_geometry()``), saved with the student.
     """
 
     def __init__(
-        self, image_group: str, image_shape: tuple[int, int, int], proprio_dim: int, act_dim: int, cfg: StudentConfig
+        self,
+        image_group: str,
+        image_shape: tuple[int, int, int],
+        proprio_dim: int,
+        act_dim: int,
+        cfg: StudentConfig,
+        geometry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if image_group not in IMAGE_GROUPS:
@@ -103,7 +120,16 @@ class Student(nn.Module):
         self.encoder = ConvEncoder(1 if self.roles else C, (H, W), cfg.embed)
         self.proprio_norm = RunningNorm(proprio_dim)
         frame = cfg.embed * max(1, self.roles) + proprio_dim
-        if cfg.memory == "none":
+        self.geometry, self.egomap = geometry, None
+        if cfg.memory == "map":
+            if not self.roles:
+                raise ValueError("memory 'map' needs role-layered depth images (depth_layers), not RGB")
+            if geometry is None:
+                raise ValueError("memory 'map' needs the robot's camera geometry (EgoPushEnv.camera_geometry())")
+            self.egomap = EgoMap(geometry, (H, W), C, cfg.map_cells, cfg.map_cell, cfg.map_tau)
+            self.map_encoder = ConvEncoder(C, (cfg.map_cells, cfg.map_cells), cfg.embed)
+            frame += cfg.embed
+        if cfg.memory in ("none", "map"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack
         elif cfg.memory == "gru":
@@ -114,7 +140,7 @@ class Student(nn.Module):
             self.memory = CausalTransformer(cfg.hidden, cfg.layers, cfg.heads, cfg.window)
             feat = cfg.hidden
         else:
-            raise ValueError(f"memory must be 'none', 'gru' or 'transformer', got {cfg.memory!r}")
+            raise ValueError(f"memory must be 'none', 'gru', 'transformer' or 'map', got {cfg.memory!r}")
         self.feat_dim = feat
         self.head = mlp(feat, (cfg.hidden,), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
@@ -130,15 +156,23 @@ class Student(nn.Module):
         N, R = img.shape[:2]
         return self.encoder(self.image_input(img).reshape(N * R, 1, *img.shape[2:])).view(N, R, -1)
 
-    def frame_features(self, img: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images ``[N, C, H, W]`` and proprio ``[N, P]`` -> features ``[N, F]`` and, for
-        ``depth_layers``, the role embeddings ``[N, R, embed]``."""
+    def frame_features(
+        self, img: torch.Tensor, proprio: torch.Tensor, egomap: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images ``[N, C, H, W]`` and proprio ``[N, P]`` (and, ``memory=map``, the map window
+        ``[N, C, cells, cells]``) -> features ``[N, F]`` and, for ``depth_layers``, the role
+        embeddings ``[N, R, embed]``."""
         if self.roles:
             roles = self.role_embeddings(img)
             emb = roles.flatten(1)
         else:
             roles, emb = None, self.encoder(self.image_input(img))
-        return torch.cat((emb, self.proprio_norm(proprio.float())), -1), roles
+        parts = [emb, self.proprio_norm(proprio.float())]
+        if self.egomap is not None:
+            if egomap is None:
+                raise ValueError("a memory 'map' student needs the map window of each step (egomap)")
+            parts.append(self.map_encoder(egomap.float()))
+        return torch.cat(parts, -1), roles
 
     def _stack(self, f: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """Frame stack over a sequence ``[B, T, F]``: each step concatenates itself and the
@@ -154,14 +188,21 @@ class Student(nn.Module):
 
     # -- sequences (training) ----------------------------------------------------------------------
     def forward(
-        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor, h0: torch.Tensor | None = None
+        self,
+        img: torch.Tensor,
+        proprio: torch.Tensor,
+        first: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        egomap: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sequences ``img`` ``[B, T, C, H, W]``, ``proprio`` ``[B, T, P]``, ``first`` ``[B, T]``
         (episode starts; the memory starts empty at step 0 as well) -> action means ``[B, T, A]``
         and role embeddings ``[B, T, R, embed]`` (None for RGB). ``memory=gru`` only: ``h0``
         ``[B, hidden]``, the state the sequence starts from (as ``step`` received it), instead of
-        an empty memory: training on stored states reaches further back than the sequence."""
-        h, roles = self.features(img, proprio, first, h0)
+        an empty memory: training on stored states reaches further back than the sequence.
+        ``memory=map`` only: ``egomap`` ``[B, T, C, cells, cells]``, the map window ``step`` read at
+        each step (the map has no learnt parameters, so stored windows are all it needs)."""
+        h, roles = self.features(img, proprio, first, h0, egomap)
         return self.action_mean(h), roles
 
     def action_mean(self, h: torch.Tensor) -> torch.Tensor:
@@ -169,18 +210,26 @@ class Student(nn.Module):
         return torch.tanh(self.head(h))
 
     def features(
-        self, img: torch.Tensor, proprio: torch.Tensor, first: torch.Tensor, h0: torch.Tensor | None = None
+        self,
+        img: torch.Tensor,
+        proprio: torch.Tensor,
+        first: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        egomap: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, but the features the action head reads ``[B, T, feat_dim]`` (after the
         memory) in place of the action means."""
         B, T = img.shape[:2]
-        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1))
+        maps = None if egomap is None else egomap.flatten(0, 1)
+        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1), maps)
         f = f.view(B, T, -1)
         first = first.clone()
         if h0 is None or self.cfg.memory != "gru":
             first[:, 0] = True
         if self.cfg.memory == "none":
             h = self._stack(f, first)
+        elif self.cfg.memory == "map":
+            h = f
         elif self.cfg.memory == "gru":
             hx = torch.zeros(1, B, self.cfg.hidden, device=f.device) if h0 is None else h0[None].to(f)
             outs = []
@@ -199,6 +248,8 @@ class Student(nn.Module):
             return torch.zeros(1, batch, self.cfg.hidden, device=device)
         if self.cfg.memory == "transformer":
             return self.memory.new_cache(batch, device)
+        if self.egomap is not None:
+            return self.egomap.init_state(batch, device)
         return torch.zeros(batch, max(0, self.cfg.frame_stack - 1), 0, device=device)  # filled on first use
 
     @torch.no_grad()
@@ -207,6 +258,11 @@ class Student(nn.Module):
     ) -> tuple[torch.Tensor, Any]:
         """One frame per row: ``img`` ``[N, C, H, W]``, ``proprio`` ``[N, P]``, ``first`` ``[N]``
         (rows whose episode starts now) -> action means ``[N, A]`` and the new state."""
+        if self.egomap is not None:
+            assert isinstance(state, MapState)
+            state = self.egomap.step(img.float(), proprio, state, first)
+            f, _ = self.frame_features(img, proprio, state.view)
+            return self.action_mean(f), state
         f, _ = self.frame_features(img, proprio)
         if self.cfg.memory == "gru":
             state = state * (~first).float()[None, :, None]
@@ -238,6 +294,7 @@ class Student(nn.Module):
             "proprio_dim": self.proprio_dim,
             "act_dim": self.act_dim,
             "student": dataclasses.asdict(self.cfg),
+            **({"egomap_geometry": self.geometry} if self.egomap is not None else {}),
             **extra,
         }
         return checkpoint.save(path, self.state_dict(), meta)
@@ -246,7 +303,14 @@ class Student(nn.Module):
     def load(cls, path: str | Path) -> tuple[Student, dict[str, Any]]:
         tensors, meta = checkpoint.load(path, "student")
         cfg = StudentConfig(**meta["student"])
-        student = cls(meta["image_group"], tuple(meta["image_shape"]), meta["proprio_dim"], meta["act_dim"], cfg)
+        student = cls(
+            meta["image_group"],
+            tuple(meta["image_shape"]),
+            meta["proprio_dim"],
+            meta["act_dim"],
+            cfg,
+            meta.get("egomap_geometry"),
+        )
         checkpoint.fill(student, tensors, path)
         return student, meta
 

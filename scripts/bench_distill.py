@@ -48,7 +48,7 @@ class BenchConfig:
     """Worlds of the throughput part."""
     iterations: int = 6
     """Timed DAgger iterations per world count (after one warm-up)."""
-    memory: Literal["none", "gru", "transformer"] = "none"
+    memory: Literal["none", "gru", "transformer", "map"] = "none"
     """Student memory in the throughput part."""
     contexts: tuple[int, ...] = (16, 64, 256)
     """Contexts (frames) of the inference part."""

@@ -224,6 +224,19 @@ class EgoPushEnv(BatchedEnv):
         self._cam_mat = torch.as_tensor(mat.reshape(3, 3), dtype=torch.float32, device=self.device)  # columns: axes
         self._tan_half = math.tan(math.radians(float(cam.fovy[0])) / 2)
 
+    def camera_geometry(self) -> dict[str, Any]:
+        """What a robot knows of its own body, for a student's map memory (``distill.egomap``): the
+        head camera's position ``cam_pos`` and axes ``cam_mat`` (columns) in the robot frame, the
+        tangent of half its field of view, its range, the control step (s) and half the wheel track."""
+        return {
+            "cam_pos": self._cam_pos.tolist(),
+            "cam_mat": self._cam_mat.tolist(),
+            "tan_half": self._tan_half,
+            "camera_range": self.cfg.camera_range,
+            "control_dt": self.control_dt,
+            "half_track": scene.ROBOT_HALF[1],
+        }
+
     def _reward_scales(self) -> dict[str, float]:
         return dataclasses.asdict(self.cfg.reward_scales)
 

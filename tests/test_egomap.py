@@ -1,0 +1,149 @@
+"""The map memory of depth-layer students (``distill.egomap``): a box the robot turns away from
+stays in the map where it is, seen free ground is cleared while ground hidden behind a box is not,
+an episode start forgets, and a ``memory=map`` student trains on stored maps and reloads."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs
+from agents.policies import make_policy
+from distill.dagger import DaggerConfig, Distiller, make_distill_env
+from distill.egomap import EgoMap
+from distill.students import Student, StudentConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
+
+
+def _geometry() -> dict:
+    env = envs.make("egopush-line", num_envs=1)  # no camera rendered: only its pose is read
+    try:
+        return env.camera_geometry()
+    finally:
+        env.close()
+
+
+def _value_at(em: EgoMap, view: torch.Tensor, xy: torch.Tensor, radius: float = 0.15) -> torch.Tensor:
+    """Largest map value (over roles) within ``radius`` of robot-frame points ``xy`` ``[N, P, 2]``."""
+    d = (em.window_xy[None, :, None] - xy[:, None]).norm(dim=-1)  # [N, cells^2, P]
+    v = view.amax(1).flatten(1)[..., None]  # [N, cells^2, 1]
+    return (v * (d < radius)).amax(1)
+
+
+def test_a_box_the_robot_turned_away_from_stays_where_it_is() -> None:
+    W = 8
+    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",))
+    em = EgoMap(env.camera_geometry(), env.cfg.camera_resolution[::-1])
+    obs = env.reset(seed=2)
+    state = em.init_state(W)
+    first = torch.ones(W, dtype=torch.bool)
+    seen = torch.zeros(W, env.cfg.n_boxes, dtype=torch.bool)
+    turn = torch.tensor([0.0, 1.0]).expand(W, 1, 2)
+    for t in range(32):  # turning in place at 2 rad/s: about 3.2 rad, so what was ahead is behind
+        state = em.step(obs["depth_layers"][:, 0], obs["proprio"][:, 0], state, first)
+        s = env._state()
+        box_r = env._to_robot(s, s["box_pos"])  # [W, B, 2] true positions in the robot frame
+        u, v, depth = env.project(box_r, 0.1)
+        in_view = (u.abs() < 0.8) & (v.abs() < 0.8) & (depth > 0.3) & (depth < 2.0)
+        if t == 0:
+            seen = in_view
+        first = torch.zeros(W, dtype=torch.bool)
+        obs, *_ = env.step(turn)
+    state = em.step(obs["depth_layers"][:, 0], obs["proprio"][:, 0], state, first)
+    s = env._state()
+    box_r = env._to_robot(s, s["box_pos"])
+    u, _, _ = env.project(box_r, 0.1)
+    env.close()
+    gone = seen & (u.abs() > 1.2)  # seen at the start, out of view now
+    assert gone.sum() >= 3, "the scene should have boxes that were seen and then left the view"
+    value = _value_at(em, state.view, box_r)
+    assert (value[gone] > 0.5).float().mean() >= 0.8, value[gone]
+    # Nowhere else: marks more than 0.3 m from every box are a small share of the map.
+    d = (em.window_xy[None, :, None] - box_r[:, None]).norm(dim=-1).amin(-1)  # [W, cells^2]
+    mass = state.view.sum(1).flatten(1)
+    assert (mass * (d > 0.3)).sum() < 0.05 * mass.sum()
+
+
+def test_seen_free_ground_is_cleared_and_ground_behind_a_box_is_kept() -> None:
+    em = EgoMap(_geometry(), (32, 32), roles=3, cells=40, cell=0.1, tau=10.0)
+    ahead, behind = torch.tensor([[1.0, 0.05]]), torch.tensor([[-1.0, 0.05]])
+
+    def marked() -> "object":
+        state = em.init_state(2)
+        for xy in (ahead, behind):  # pose 0: the start frame is the robot frame
+            i, _ = em._cell_index(xy)
+            state.grid.view(2, 3, -1)[:, 2, i] = 1.0
+        return state
+
+    still = torch.zeros(2, 4)
+    depth = torch.zeros(2, 3, 32, 32)
+    depth[1, 1] = 0.3  # row 1: a box (anchor role) fills the view 0.3 m ahead, hiding the ground
+    state = em.step(depth, still, marked(), torch.zeros(2, dtype=torch.bool))
+    at_ahead = _value_at(em, state.view, ahead.expand(2, 1, 2), 0.06)[:, 0]
+    at_behind = _value_at(em, state.view, behind.expand(2, 1, 2), 0.06)[:, 0]
+    decay = math.exp(-em.dt / em.tau)
+    assert at_ahead[0] == 0  # nothing in view: the mark ahead is cleared
+    assert at_ahead[1] == pytest.approx(decay, abs=0.05)  # hidden behind the box: kept, faded
+    assert at_behind.tolist() == pytest.approx([decay, decay], abs=0.05)  # out of view: kept
+    assert state.view[1, 1].sum() > 0 and state.view[0, 1].sum() == 0  # the box is marked, as anchor
+    # An episode start forgets everything but what is seen now.
+    state = em.step(depth, still, marked(), torch.ones(2, dtype=torch.bool))
+    assert state.view[:, 2].sum() == 0 and state.view[1, 1].sum() > 0
+
+
+def test_odometry_follows_the_wheels() -> None:
+    em = EgoMap(_geometry(), (8, 8))
+    state = em.init_state(1)
+    ht = em.half_track
+    for t in range(20):  # 0.5 m/s straight for 1 s, then turning left in place at 1 rad/s for 1 s
+        fwd, turn = (0.5, 0.0) if t < 10 else (0.0, 1.0)
+        wheels = torch.tensor([[fwd - turn * ht, fwd + turn * ht, 0.0, 0.0]])
+        state = em.step(torch.zeros(1, 3, 8, 8), wheels, state, torch.tensor([t == 0]))
+    # The first step only starts the episode's frame; 9 steps straight, the switch step averages
+    # the two motions (trapezoidal rule), then 9 steps turning.
+    x, y, yaw = state.pose[0].tolist()
+    assert x == pytest.approx(0.5 * 0.05 * 9.5, abs=1e-3)
+    assert y == pytest.approx(0.0, abs=0.01)
+    assert yaw == pytest.approx(1.0 * 0.05 * 9.5, abs=1e-3)
+
+
+def test_map_student_trains_on_stored_maps_and_reloads(tmp_path: Path) -> None:
+    W, steps = 4, 8
+    env = make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=steps, buffer_steps=steps, updates_per_iter=2)
+    d = Distiller(env, GOAL_TEACHER, StudentConfig(memory="map", map_cells=24), cfg, W * steps * 2, 0, tmp_path)
+    views, step = [], d.student.step
+
+    def recording_step(img, proprio, state, first):
+        a, state = step(img, proprio, state, first)
+        views.append(state.view.clone())
+        return a, state
+
+    d.student.step = recording_step
+    d.collect()
+    assert torch.allclose(d.buffer.data["egomap"].float(), torch.stack(views), atol=1e-3)  # stored as float16
+    assert d.buffer.data["egomap"].float().sum() > 0  # the goal region and box were mapped
+    # Trained on the stored maps: the sequence path on them gives the step path's actions.
+    b = d.buffer.data
+    with torch.no_grad():
+        seq, _ = d.student(
+            b["img"][None, :, 0], b["proprio"][None, :, 0], b["first"][None, :, 0], None, b["egomap"][None, :, 0]
+        )
+    d.student.step = step
+    d.learn(progress=False)
+    env.close()
+    assert seq.shape == (1, steps, 2)
+    # Reloaded with its geometry, as eval.py loads it; without a map it refuses.
+    student, meta = Student.load(tmp_path / "checkpoint")
+    assert meta["egomap_geometry"] == d.student.geometry
+    eval_env = make_distill_env(GOAL_TEACHER, num_envs=2, camera_resolution=(32, 32))
+    policy = make_policy(tmp_path / "checkpoint", eval_env)
+    assert policy(eval_env.reset(seed=0)).shape == (2, 1, 2)
+    eval_env.close()
+    with pytest.raises(ValueError, match="map window"):
+        student(b["img"][None, :, 0], b["proprio"][None, :, 0], b["first"][None, :, 0])
+    with pytest.raises(ValueError, match="depth_layers"):
+        Student("camera", (3, 32, 32), 4, 2, StudentConfig(memory="map"), _geometry())
