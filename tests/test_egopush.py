@@ -196,3 +196,25 @@ def test_scripted_controller_solves_the_goal_task():
     result = run_episodes(env, ScriptedEgoPush(env.n_slots), episodes=16, progress=False)
     assert result["success_rate"] >= 0.8 and result["reach_rate"] >= 0.8, result
     assert result["path_length"] > 0.5
+
+
+@pytest.mark.parametrize("marker", [False, True])
+def test_only_the_anchor_marker_shows_which_side_the_formation_is_on(marker):
+    # World 1 is world 0 with the anchor turned a quarter: its targets move to another side, yet
+    # a plain cube looks the same; with the marker, its role layer shows the turn.
+    env = envs.make("egopush-line", num_envs=2, cameras=("depth_layers",), anchor_marker=marker)
+    env.reset(seed=0)
+    for w, yaw in ((0, 0.3), (1, 0.3 + math.pi / 2)):
+        place_push(env, w, robot=(0.0, 0.0, 0.0), boxes={0: (1.2, 0.0, yaw), 1: (-1.4, 1.0, 0.0), 2: (-1.4, -1.0, 0.0)})
+    obs = env._observe()
+    anchor = obs["depth_layers"][:, 0, 1]
+    assert (anchor[0] > 0).sum() > 50
+    differs = (anchor[0] - anchor[1]).abs().max() > 0.05
+    assert bool(differs) == marker
+    names = [env.mj_model.geom(i).name for i in range(env.mj_model.ngeom)]
+    assert ("anchor_marker" in names) == marker
+    # The targets did move (the teacher's reference keypoints), and the physics is the marker-free one.
+    s = env._state()
+    assert (s["targets"][0] - s["targets"][1]).norm(dim=-1).min() > 0.2
+    plain = envs.make("egopush-line", num_envs=1)
+    assert torch.equal(torch.as_tensor(plain.mj_model.body_mass), torch.as_tensor(env.mj_model.body_mass))

@@ -92,6 +92,10 @@ class EgoPushConfig:
     """(width, height) of the egocentric images."""
     nthread: int = 0
     """Physics threads for the ``cpu`` backend (0: all cores)."""
+    anchor_marker: bool = False
+    """Formations: a post on the anchor's top at its +y edge, the side the formation extends to. The
+    anchor is a cube, so without it no image tells which of its four sides the targets are on
+    (only the teachers' reference keypoints do); visual only, the physics is unchanged."""
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -141,7 +145,14 @@ class EgoPushEnv(BatchedEnv):
         self.cfg = cfg
         self.name = name
         model = mujoco.MjModel.from_xml_string(
-            scene.build_xml(cfg.n_boxes, cfg.arena_half, cfg.timestep, cfg.max_speed, cfg.max_turn)
+            scene.build_xml(
+                cfg.n_boxes,
+                cfg.arena_half,
+                cfg.timestep,
+                cfg.max_speed,
+                cfg.max_turn,
+                cfg.anchor_marker and cfg.task != "goal",
+            )
         )
         self.agents = ["robot"]
         self.max_episode_steps = max(1, round(cfg.episode_seconds / (cfg.timestep * cfg.n_substeps)))
@@ -209,6 +220,8 @@ class EgoPushEnv(BatchedEnv):
         obj = torch.full((m.ngeom + 1,), -1, dtype=torch.long)
         for i in range(B):
             obj[m.geom(f"box{i}").id + 1] = i
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "anchor_marker") >= 0:
+            obj[m.geom("anchor_marker").id + 1] = 0  # part of the anchor in the role layers
         obj[self._region_geom + 1] = B
         self._geom_object = obj.to(self.device)
         self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=self.device)

@@ -25,8 +25,12 @@ GOAL_HALF = 0.2  # the marked region of egopush-goal, 0.4 m square
 _SOLID = 'contype="1" conaffinity="1"'
 
 
-def build_xml(n_boxes: int, arena_half: float, timestep: float, max_speed: float, max_turn: float) -> str:
-    """Room of ``2 arena_half`` metres square with ``n_boxes`` boxes (box 0 is the anchor)."""
+def build_xml(
+    n_boxes: int, arena_half: float, timestep: float, max_speed: float, max_turn: float, anchor_marker: bool = False
+) -> str:
+    """Room of ``2 arena_half`` metres square with ``n_boxes`` boxes (box 0 is the anchor). With
+    ``anchor_marker``, a post on the anchor's top at its +y edge (the side the formations extend
+    to) makes its yaw visible to a camera; it has no mass and touches nothing."""
     rx, ry = ROBOT_HALF
     h = ROBOT_HEIGHT
     px, py = PUSHER_HALF
@@ -38,13 +42,19 @@ def build_xml(n_boxes: int, arena_half: float, timestep: float, max_speed: float
         # Box 0 (the anchor of the formations) drags ANCHOR_DRAG times harder on the floor: it
         # defines the formation, and a brush of the robot should not carry it away.
         drag = ANCHOR_DRAG if i == 0 else 1.0
+        marker = ""
+        if i == 0 and anchor_marker:
+            marker = (
+                f'\n      <geom name="anchor_marker" type="box" size="0.03 0.03 0.05" pos="0 {BOX_HALF - 0.03} '
+                f'{BOX_HALF + 0.05}" rgba="0.95 0.9 0.1 1" contype="0" conaffinity="0" mass="0"/>'
+            )
         boxes.append(f"""
     <body name="box{i}" pos="0 0 {BOX_HALF}">
       <joint name="box{i}_x" type="slide" axis="1 0 0" frictionloss="{drag * slide_loss:.4f}" damping="0.5"/>
       <joint name="box{i}_y" type="slide" axis="0 1 0" frictionloss="{drag * slide_loss:.4f}" damping="0.5"/>
       <joint name="box{i}_yaw" type="hinge" axis="0 0 1" frictionloss="{drag * yaw_loss:.4f}" damping="0.05"/>
       <geom name="box{i}" type="box" size="{BOX_HALF} {BOX_HALF} {BOX_HALF}" mass="{BOX_MASS}"
-            rgba="{BOX_RGBA[i % len(BOX_RGBA)]}" {_SOLID} friction="0.5 0.005 0.0001"/>
+            rgba="{BOX_RGBA[i % len(BOX_RGBA)]}" {_SOLID} friction="0.5 0.005 0.0001"/>{marker}
     </body>""")
     a = arena_half
     t = WALL_THICK / 2
