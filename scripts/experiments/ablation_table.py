@@ -1,6 +1,8 @@
 """Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
 
-python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer]
+python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer|map] [--tag -TAG]
+
+Runs are read from runs/egopush-TASK-student[TAG]-OBS-sSEED; the tag is "-MEMORY" unless --tag is given.
 """
 
 import json
@@ -14,6 +16,8 @@ def main() -> None:
     task = sys.argv[sys.argv.index("--task") + 1] if "--task" in sys.argv else "line"
     memory = sys.argv[sys.argv.index("--memory") + 1] if "--memory" in sys.argv else "none"
     tag = "" if memory == "none" else f"-{memory}"
+    if "--tag" in sys.argv:
+        tag = sys.argv[sys.argv.index("--tag") + 1]
     rows = ["| teacher | teacher success | seed | student success [95% CI] | student reach | final action gap |"]
     rows.append("|---|---|---:|---|---:|---:|")
     for obs in ("global", "fov", "fov_gated"):
