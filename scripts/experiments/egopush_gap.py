@@ -1,0 +1,80 @@
+"""Where an EgoPush student acts unlike its teacher: the action gap (sum over the two action
+dimensions of the squared difference of the action means) on the student's own states, split by
+what the teacher knows of the active box and of the reference (in view now, only remembered, or
+unknown) and by stage, with the mean actions of both in each split.
+
+    python scripts/experiments/egopush_gap.py runs/egopush-line-student-map-fov_gated-s0/checkpoint \
+        --teacher checkpoints/egopush-line-teacher-fov_gated --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import envs  # noqa: E402
+from agents.policies import episode_done, make_policy  # noqa: E402
+from distill.dagger import load_teacher  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="an EgoPush student checkpoint")
+    ap.add_argument("--teacher", type=Path, required=True, help="the teacher it was distilled from")
+    ap.add_argument("--steps", type=int, default=300, help="control steps of every world")
+    ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=1000)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    if meta.get("kind") != "student" or not meta["env"].startswith("egopush"):
+        raise SystemExit(f"{args.checkpoint}: expected an EgoPush student checkpoint")
+    env = envs.make(meta["env"], num_envs=args.num_envs, **meta["env_config"])
+    student = make_policy(args.checkpoint, env)
+    teacher, _ = load_teacher(args.teacher, meta["env"])
+    obs = env.reset(seed=args.seed)
+    gap_sum: dict[str, float] = collections.defaultdict(float)
+    acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(5))
+    for _ in range(args.steps):
+        s = env._state()
+        kp, _ = env._keypoint_groups(s)
+        in_view = env._visibility(env._to_robot(s, kp)).any(-1)  # [W, G]
+        G = kp.shape[1]
+        shown = obs["privileged"][:, 0, : 12 * G].view(-1, G, 4, 3)[..., 2].amax(-1) > 0  # [W, G]
+        a_s = student(obs)[:, 0]
+        a_t = teacher(obs["privileged"][:, 0].float())
+        gap = ((a_s - a_t) ** 2).sum(-1)
+        for w in range(env.num_envs):
+            know = {
+                g: "in view" if in_view[w, i] else ("remembered" if shown[w, i] else "unknown")
+                for g, i in (("active box", 0), ("reference", -1))
+            }
+            stage = ("reach", "place")[int(env.stage[w]) % 2]
+            for key in ("all", f"stage {stage}", f"active box {know['active box']}", f"reference {know['reference']}"):
+                gap_sum[key] += float(gap[w])
+                acts[key] += torch.cat((a_t[w], a_s[w], torch.ones(1)))
+        obs, _, term, trunc, _ = env.step(a_s[:, None])
+        episode_done(student, term | trunc)
+    env.close()
+    total = acts["all"][4]
+    print(f"{args.checkpoint} against {args.teacher}: {args.num_envs} worlds x {args.steps} steps, seed {args.seed}")
+    print("| teacher knows | share of steps | action gap | teacher's mean action (fwd, turn) | student's |")
+    print("|---|---:|---:|---|---|")
+    for key in sorted(acts, key=lambda k: (k != "all", k)):
+        n = acts[key][4]
+        m = (acts[key][:4] / n).tolist()
+        print(
+            f"| {key} | {float(n / total):.3f} | {gap_sum[key] / float(n):.3f} | "
+            f"{m[0]:+.2f}, {m[1]:+.2f} | {m[2]:+.2f}, {m[3]:+.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
