@@ -26,8 +26,11 @@ def main() -> None:
             card = ROOT / "checkpoints" / f"egopush-{task}-teacher" / "MODEL_CARD.md"
         teacher = "?"
         if card.exists():
-            line = next((ln for ln in card.read_text().splitlines() if ln.startswith("| 200 |")), None)
-            teacher = line.split("|")[2].strip() if line else "?"
+            for ln in card.read_text().splitlines():  # "| 200 | success |" or "| 1000 (seed) | 200 | success |"
+                cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+                if cells[0] == "200" or cells[:2] == ["1000", "200"]:
+                    teacher = cells[1] if cells[0] == "200" else cells[2]
+                    break
         for seed in (0, 1):
             run = ROOT / "runs" / f"egopush-{task}-student{tag}-{obs}-s{seed}"
             if not (run / "eval.json").exists():
