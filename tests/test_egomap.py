@@ -11,7 +11,7 @@ import torch
 import envs
 from agents.policies import make_policy
 from distill.dagger import DaggerConfig, Distiller, make_distill_env
-from distill.egomap import EgoMap
+from distill.egomap import EgoMap, MapState
 from distill.students import Student, StudentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_seen_free_ground_is_cleared_and_ground_behind_a_box_is_kept() -> None:
     em = EgoMap(_geometry(), (32, 32), roles=3, cells=40, cell=0.1, tau=10.0)
     ahead, behind = torch.tensor([[1.0, 0.05]]), torch.tensor([[-1.0, 0.05]])
 
-    def marked() -> "object":
+    def marked() -> MapState:
         state = em.init_state(2)
         for xy in (ahead, behind):  # pose 0: the start frame is the robot frame
             i, _ = em._cell_index(xy)
