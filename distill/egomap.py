@@ -77,7 +77,6 @@ class EgoMap:
         missing = {"cam_pos", "cam_mat", "tan_half", "camera_range", "control_dt", "half_track"} - set(geometry)
         if missing:
             raise ValueError(f"egomap geometry lacks {sorted(missing)}")
-        self.geometry = geometry
         self.roles, self.cells, self.cell, self.tau, self.extent = roles, cells, cell, tau, extent
         self.G = 2 * math.ceil(extent / cell)  # stored grid, cells per side
         self.half = self.G * cell / 2  # its half-width (m), extent rounded up to whole cells
@@ -146,27 +145,20 @@ class EgoMap:
         episode starts now (their map and pose start empty) -> the new state; its ``view`` is what
         the student reads at this step."""
         dev = depth.device
-        for k in ("ray", "cam_xy", "clear_xy", "clear_pix", "clear_depth", "window_xy"):
-            setattr(self, k, getattr(self, k).to(dev))
+        if self.ray.device != dev:  # the constant tables follow the images, once
+            for k in ("ray", "cam_xy", "clear_xy", "clear_pix", "clear_depth", "window_xy"):
+                setattr(self, k, getattr(self, k).to(dev))
         N, R = depth.shape[:2]
-        keep = (~first).float()
-        grid = state.grid * (keep * self.decay)[:, None, None, None]
+        grid = state.grid * ((~first).float() * self.decay)[:, None, None, None]
         wheels = proprio[:, :2].float()
         fwd, turn = (wheels[:, 0] + wheels[:, 1]) / 2, (wheels[:, 1] - wheels[:, 0]) / (2 * self.half_track)
         vel = torch.stack((fwd, turn), -1)
         prev = torch.where(first[:, None], vel, state.vel)
         mv, mw = ((prev + vel) / 2 * self.dt).unbind(-1)
-        yaw0 = state.pose[:, 2] * keep
-        mid = yaw0 + mw / 2
-        pose = torch.stack(
-            (
-                state.pose[:, 0] * keep + mv * torch.cos(mid),
-                state.pose[:, 1] * keep + mv * torch.sin(mid),
-                yaw0 + mw,
-            ),
-            -1,
-        )
-        pose = torch.where(first[:, None], torch.zeros_like(pose), pose)
+        x, y, yaw = state.pose.unbind(-1)
+        mid = yaw + mw / 2
+        pose = torch.stack((x + mv * torch.cos(mid), y + mv * torch.sin(mid), yaw + mw), -1)
+        pose = torch.where(first[:, None], torch.zeros_like(pose), pose)  # an episode starts at its own origin
         flat = grid.view(N, R, -1)
         # Clear what the camera sees free of boxes up to the lattice point (all roles).
         seen = depth.flatten(2).amax(1)  # [N, H*W] depth of whatever box the pixel shows, 0 if none
@@ -189,7 +181,7 @@ class EgoMap:
     def read(self, grid: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """The robot-centred window ``[N, R, cells, cells]`` of ``grid`` at ``pose`` (bilinear)."""
         N = grid.shape[0]
-        xy = self._to_start(self.window_xy.to(grid.device), pose)  # [N, cells^2, 2]
+        xy = self._to_start(self.window_xy, pose)  # [N, cells^2, 2]
         norm = (xy + self.half) / self.half - 1  # grid_sample: x indexes columns (y here)
         g = norm.flip(-1).view(N, self.cells, self.cells, 2)
         return F.grid_sample(grid, g, mode="bilinear", padding_mode="zeros", align_corners=False)
