@@ -1,7 +1,7 @@
 """Where an EgoPush student acts unlike its teacher: the action gap (sum over the two action
 dimensions of the squared difference of the action means) on the student's own states, split by
 what the teacher knows of the active box and of the reference (in view now, only remembered, or
-unknown) and by stage, with the mean actions of both in each split.
+unknown), by stage, and by which box is being placed, with the mean actions of both in each split.
 
     python scripts/experiments/egopush_gap.py runs/egopush-line-student-map-fov_gated-s0/checkpoint \
         --teacher checkpoints/egopush-line-teacher-fov_gated --steps 300
@@ -57,7 +57,9 @@ def main() -> None:
                 for g, i in (("active box", 0), ("reference", -1))
             }
             stage = ("reach", "place")[int(env.stage[w]) % 2]
-            for key in ("all", f"stage {stage}", f"active box {know['active box']}", f"reference {know['reference']}"):
+            box = f"box {int(s['kc'][w]) + 1} to place, active box {know['active box']}"
+            keys = ("all", f"stage {stage}", f"active box {know['active box']}", f"reference {know['reference']}", box)
+            for key in keys:
                 gap_sum[key] += float(gap[w])
                 acts[key] += torch.cat((a_t[w], a_s[w], torch.ones(1)))
         obs, _, term, trunc, _ = env.step(a_s[:, None])
