@@ -4,6 +4,7 @@ refuses bad teachers, the teacher labels (and with beta = 1 drives), and a short
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,39 @@ def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: 
                 Distiller(env, GOAL_TEACHER, StudentConfig(), DaggerConfig(**bad), 64, 0, tmp_path)
     finally:
         env.close()
+
+
+def test_ablation_table_pools_the_seeds_episodes(tmp_path):
+    """The ablation table's pooled row sums successes over the seeds (Wilson interval over all
+    episodes), and is left out while a seed has not run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    import ablation_table
+
+    from agents.evaluate import wilson_interval
+
+    card = "| episodes | success [95% CI] |\n|---:|---|\n| 200 | 0.900 [0.851, 0.934] |\n"
+    results = {"global": (0.03, 0.05), "fov": (0.12, 0.06), "fov_gated": (0.2, None)}
+    for obs, rates in results.items():
+        (tmp_path / "checkpoints" / f"egopush-line-teacher-{obs}").mkdir(parents=True)
+        (tmp_path / "checkpoints" / f"egopush-line-teacher-{obs}" / "MODEL_CARD.md").write_text(card)
+        for seed, rate in enumerate(rates):
+            if rate is None:
+                continue
+            run = tmp_path / "runs" / f"egopush-line-student-map-{obs}-s{seed}"
+            run.mkdir(parents=True)
+            ci = wilson_interval(round(rate * 100), 100)
+            res = {"episodes": 100, "success_rate": rate, "success_rate_ci95": ci, "reach_rate": 1.0}
+            (run / "eval.json").write_text(json.dumps({"eval": res}))
+            (run / "metrics.jsonl").write_text(json.dumps({"dagger/action_gap": 0.5}) + "\n")
+    table = ablation_table.table(tmp_path, "line", "-map")
+    rows = {}
+    for ln in table.splitlines()[2:]:
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        assert cells[1] == "0.900 [0.851, 0.934]"  # the teacher's success, from its card
+        rows[cells[0], cells[2]] = cells[3]
+    lo, hi = wilson_interval(8, 200)
+    assert rows["global", "pooled"] == f"0.040 [{lo:.3f}, {hi:.3f}] (200 ep.)"
+    assert rows["fov", "pooled"].startswith("0.090 [")
+    assert rows["fov", "1"].startswith("0.060 [")
+    assert rows["fov_gated", "1"] == "(not run)"
+    assert ("fov_gated", "pooled") not in rows
