@@ -232,6 +232,8 @@ class Distiller:
         opponent: the other team's policy in competitive envs (``scripted``, ``random`` or a path).
         save_every: iterations between checkpoints, so that a crash loses at most that many (0: save
             only at the end and on Ctrl-C or SIGTERM).
+        init_from: a student checkpoint (of this env, with ``student_cfg``) whose weights the student
+            starts from, to go on distilling a trained student (a fresh optimiser, buffer and beta).
     """
 
     def __init__(
@@ -245,6 +247,7 @@ class Distiller:
         run_dir: str | Path,
         opponent: str = "scripted",
         save_every: int = 0,
+        init_from: str | Path | None = None,
     ) -> None:
         self.env, self.cfg, self.seed, self.run_dir = env, cfg, seed, Path(run_dir)
         self.save_every = save_every
@@ -272,6 +275,9 @@ class Distiller:
             self.student = self.student.to(env.device)
         with torch.no_grad():
             self.student.log_std.copy_(self.teacher.log_std)
+        self.init_from = None if init_from is None else str(init_from)
+        if init_from is not None:
+            self._init_student(Path(init_from), student_cfg)
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
         if self.align > 0 and not self.student.roles:
             raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
@@ -325,6 +331,25 @@ class Distiller:
         self._obs: dict[str, torch.Tensor] | None = None
         self._state: Any = None
         self._first = torch.ones(self.slots, dtype=torch.bool, device=env.device)
+
+    def _init_student(self, path: Path, student_cfg: StudentConfig) -> None:
+        try:
+            start, meta = Student.load(path)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"init_from: {err}") from None
+        if meta["env"] != self.env.name:
+            raise ValueError(f"init_from: {path} is a student of {meta['env']!r}, not of {self.env.name!r}")
+        want, have = dataclasses.asdict(student_cfg), dataclasses.asdict(start.cfg)  # older: defaults filled
+        differ = sorted(k for k in want if want[k] != have.get(k))
+        if differ:
+            got = ", ".join(f"{k} {have.get(k)!r} (asked {want[k]!r})" for k in differ)
+            raise ValueError(f"init_from: {path} has another student network: {got}")
+        if tuple(meta["image_shape"]) != tuple(self.student.image_shape) or meta["image_group"] != self.image_group:
+            raise ValueError(
+                f"init_from: {path} reads {meta['image_group']} {meta['image_shape']}, "
+                f"this env renders {self.image_group} {list(self.student.image_shape)}"
+            )
+        self.student.load_state_dict(start.state_dict())
 
     def _trained_parameters(self) -> list[torch.nn.Parameter]:
         aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
@@ -513,6 +538,7 @@ class Distiller:
             iteration=self.iteration,
             frames=self.frames,
             seed=self.seed,
+            **({"init_from": self.init_from} if self.init_from else {}),
         )
         tensors = optimizer_tensors(self.optimizer)
         if self.aux_head is not None:

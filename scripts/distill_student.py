@@ -62,6 +62,10 @@ class DistillConfig:
     distil from the teacher with a shorter keypoint memory (saved with the student)."""
     resume: bool = False
     """Continue the run in ``run_dir`` from its checkpoint."""
+    init_from: Path | None = None
+    """Start the student from this student checkpoint's weights (and its network config), e.g. to go
+    on distilling a shipped student at a lower learning rate. The optimiser, buffer and beta start
+    afresh: pass ``--dagger.beta 0`` to let the student drive from the first step."""
     run_dir: Path | None = None
     """Run directory (default ``runs/<env>-student[-<observability>]-s<seed>``)."""
     eval_episodes: int = 200
@@ -156,12 +160,13 @@ def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, tea
     else:
         row += "(not run) |"
     obs = teacher_meta["env_config"].get("observability")
+    init = f"\n- initialised from the student `{cfg.init_from}`" if cfg.init_from else ""
     card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
 
 Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +
 `proprio`), distilled by DAgger from `{cfg.teacher}` ({teacher_meta.get("env_steps", 0):,} teacher env-steps).
 
-- command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`
+- command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`{init}
 - student: {json.dumps(dataclasses.asdict(cfg.student))}
 - dagger: {json.dumps(dataclasses.asdict(cfg.dagger))}
 - RL fine-tuning: {json.dumps(dataclasses.asdict(cfg.finetune)) if cfg.finetune.frames else "none"}
@@ -181,6 +186,23 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
     print(card)
 
 
+def _student_of(cfg: DistillConfig) -> DistillConfig:
+    """``cfg`` with the student network of its ``init_from`` checkpoint (an error if ``--student.*``
+    flags asked for another one)."""
+    meta_file = Path(cfg.init_from) / "policy.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        saved = StudentConfig(**meta["student"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"--init-from: {cfg.init_from} is not a student checkpoint ({err!r})") from None
+    if cfg.student not in (StudentConfig(), saved):
+        raise SystemExit(
+            f"--init-from: {cfg.init_from} holds the student {dataclasses.asdict(saved)}; "
+            "drop the --student.* flags or make them match"
+        )
+    return dataclasses.replace(cfg, student=saved)
+
+
 def main(cfg: DistillConfig) -> Path:
     try:
         _, meta = load_teacher(cfg.teacher, cfg.env)
@@ -197,15 +219,30 @@ def main(cfg: DistillConfig) -> Path:
             raise SystemExit(f"--resume: {run_dir} is a run of teacher {saved['teacher']} seed {saved['seed']}")
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    if cfg.init_from is not None:
+        cfg = _student_of(cfg)
     try:
         extra = parse_overrides(cfg.env_overrides)
     except ValueError as err:
         raise SystemExit(f"--env-overrides {err}") from None
     extra["camera_resolution"] = tuple(cfg.resolution)
     env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, **extra)
-    distiller = Distiller(
-        env, cfg.teacher, cfg.student, cfg.dagger, cfg.total_frames, cfg.seed, run_dir, cfg.opponent, cfg.save_every
-    )
+    try:
+        distiller = Distiller(
+            env,
+            cfg.teacher,
+            cfg.student,
+            cfg.dagger,
+            cfg.total_frames,
+            cfg.seed,
+            run_dir,
+            cfg.opponent,
+            cfg.save_every,
+            cfg.init_from,
+        )
+    except ValueError as err:  # a student that does not fit this env or network
+        env.close()
+        raise SystemExit(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         distiller.load()

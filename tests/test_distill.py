@@ -222,6 +222,37 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     assert b.iteration == 4 and [h["iteration"] for h in b.history] == [1, 2, 3, 4]
 
 
+def test_init_from_starts_from_a_trained_students_weights(tmp_path: Path) -> None:
+    env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32)
+    small = StudentConfig(embed=16, hidden=32)
+    trained = Distiller(env, GOAL_TEACHER, small, cfg, 4 * 4 * 2, 0, tmp_path / "a")
+    trained.learn(progress=False)
+    weights = trained.student.state_dict()
+    # Another seed would start elsewhere; from the checkpoint it starts exactly where "a" ended.
+    fresh = Distiller(env, GOAL_TEACHER, small, cfg, 64, 1, tmp_path / "b")
+    assert not all(torch.equal(weights[k], v) for k, v in fresh.student.state_dict().items())
+    warm = Distiller(env, GOAL_TEACHER, small, cfg, 64, 1, tmp_path / "c", init_from=tmp_path / "a" / "checkpoint")
+    assert all(torch.equal(weights[k], v) for k, v in warm.student.state_dict().items())
+    assert warm.iteration == 0 and warm.frames == 0  # a new run: only the weights carry over
+    warm.learn(progress=False)
+    assert json.loads((tmp_path / "c" / "checkpoint" / "policy.json").read_text())["init_from"].endswith("checkpoint")
+    with pytest.raises(ValueError, match="hidden 32 \\(asked 128\\)"):
+        Distiller(
+            env,
+            GOAL_TEACHER,
+            StudentConfig(embed=16),
+            cfg,
+            64,
+            1,
+            tmp_path / "d",
+            init_from=tmp_path / "a" / "checkpoint",
+        )
+    with pytest.raises(CheckpointError, match="init_from"):
+        Distiller(env, GOAL_TEACHER, small, cfg, 64, 1, tmp_path / "e", init_from=GOAL_TEACHER)
+    env.close()
+
+
 def test_privileged_prediction_head_trains_the_student_and_resumes(tmp_path: Path) -> None:
     def distiller(aux: float, run: str) -> Distiller:
         env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
@@ -358,6 +389,20 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
     for bad in ("[1.5]", "{episode_seconds: 1}"):
         with pytest.raises(SystemExit, match="--env-overrides must be a JSON object"):
             distill_student.main(dataclasses.replace(short, run_dir=tmp_path / "bad", env_overrides=bad))
+    # --init-from: the student network comes from the checkpoint (no --student.* flags needed).
+    warm = dataclasses.replace(
+        cfg, run_dir=tmp_path / "warm", init_from=run / "checkpoint", student=StudentConfig(), eval_episodes=1
+    )
+    warm_run = distill_student.main(warm)
+    assert json.loads((warm_run / "config.json").read_text())["distill"]["student"]["hidden"] == 32
+    assert (
+        f"initialised from the student `{run / 'checkpoint'}`"
+        in (warm_run / "checkpoint" / "MODEL_CARD.md").read_text()
+    )
+    with pytest.raises(SystemExit, match="drop the --student"):
+        distill_student.main(dataclasses.replace(warm, run_dir=tmp_path / "w2", student=StudentConfig(hidden=64)))
+    with pytest.raises(SystemExit, match="not a student checkpoint"):
+        distill_student.main(dataclasses.replace(warm, run_dir=tmp_path / "w3", init_from=tmp_path / "teacher"))
 
 
 def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: Path) -> None:
