@@ -149,6 +149,25 @@ def test_stage_rewards_match_the_formula():
     assert info["reward_terms"]["stage"][0, 0] == 0 and info["stage"][0] == 1
 
 
+def test_pushing_the_anchor_costs_its_displacement_and_driving_past_it_costs_nothing():
+    env = envs.make("egopush-line", num_envs=2, reward_scales={"anchor": 2.0})
+    env.reset(seed=0)
+    boxes = {0: (0.0, 0.0, 0.0), 1: (0.0, 1.2, 0.0), 2: (1.2, 1.2, 0.0)}
+    place_push(env, 0, robot=(-0.4, 0.0, 0.0), boxes=boxes)  # the anchor right ahead of the robot
+    place_push(env, 1, robot=(-1.5, -1.5, 0.0), boxes=boxes)  # open floor ahead
+    start = env._state()["anchor_pos"].clone()
+    cost = torch.zeros(2)
+    for _ in range(30):
+        _, _, term, trunc, info = env.step(torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]))
+        assert not (term | trunc).any()
+        cost += info["reward_terms"]["anchor"][:, 0]
+    moved = (env._state()["anchor_pos"] - start).norm(dim=-1)
+    assert moved[0] > 0.2 and moved[1] < 1e-3, moved
+    # Scaled by 2: at least twice the straight-line displacement (the path is not shorter).
+    assert cost[0] <= -2 * 0.95 * moved[0] and cost[0] >= -2 * 1.5 * moved[0], (cost, moved)
+    assert abs(float(cost[1])) < 2e-3
+
+
 def test_student_groups_hold_no_world_coordinates():
     # World 1 is world 0 turned a quarter about the room's centre and then shifted with its walls:
     # the same scene seen from the robot. Every group a student reads must be identical.

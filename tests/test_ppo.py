@@ -338,6 +338,30 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         train_teacher.main(other)
 
 
+def test_critic_warmup_leaves_the_actor_alone_then_trains_it(tmp_path):
+    learner = LearnerEnv(envs.make("egopush-goal", num_envs=4), "privileged", "critic")
+    cfg = PPOConfig(steps_per_env=16, hidden=(16, 16), critic_warmup=2)
+    runner = Runner(learner, cfg, 4 * 16 * 3, 0, tmp_path, "egopush-goal", {})
+    # Parameters only: the actor's observation normaliser (a buffer) moves with every rollout.
+    actor = {k: v.clone() for k, v in runner.actor.named_parameters()}
+    critic = {k: v.clone() for k, v in runner.critic.named_parameters()}
+    lr = runner.ppo.lr
+
+    def same(a, b):
+        return all(torch.equal(a[k], v) for k, v in b.items())
+
+    for _ in range(2):
+        runner._rollout()
+        runner.ppo.update(runner.storage, runner.generator)
+    assert same(actor, dict(runner.actor.named_parameters())) and not same(
+        critic, dict(runner.critic.named_parameters())
+    )
+    assert runner.ppo.lr == lr  # the adaptive schedule waits for the actor
+    runner._rollout()
+    runner.ppo.update(runner.storage, runner.generator)
+    assert not same(actor, dict(runner.actor.named_parameters()))
+
+
 def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
     # soccer_widen: a 1v1 teacher widened to 2v2 acts, for each player, as the 1v1 teacher does on
     # the ball, its first opponent and the pitch; teammate and second opponent start unread.

@@ -45,6 +45,10 @@ class PPOConfig:
     """Hidden layers of actor and critic."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the actions."""
+    critic_warmup: int = 0
+    """Updates at the start of a run that train only the critic (the actor's loss terms left out,
+    the learning rate held): a fresh critic beside a trained actor (``--init-from`` a checkpoint
+    that holds no critic) first learns the values instead of steering the actor with noise."""
 
 
 def surrogate_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
@@ -113,12 +117,13 @@ class PPO:
         cfg = self.cfg
         sums = {"surrogate": 0.0, "value": 0.0, "entropy": 0.0, "kl": 0.0}
         n = 0
+        warmup = self.updates < cfg.critic_warmup  # the critic only
         for mb in storage.minibatches(cfg.minibatches, cfg.epochs, generator):
             dist = self.distribution(mb["obs"])
             log_prob = dist.log_prob(mb["actions"]).sum(-1)
             entropy = dist.entropy().sum(-1).mean()
             kl = gaussian_kl(mb["mu"], mb["sigma"], dist.mean, dist.stddev).mean()
-            if cfg.schedule == "adaptive":
+            if cfg.schedule == "adaptive" and not warmup:
                 if kl > 2 * cfg.desired_kl:
                     self.lr = max(1e-5, self.lr / 1.5)
                 elif kl < cfg.desired_kl / 2:
@@ -129,7 +134,9 @@ class PPO:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             surr = surrogate_loss(log_prob, mb["log_probs"], adv, cfg.clip)
             vloss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
-            loss = surr + cfg.value_coef * vloss - cfg.entropy_coef * entropy
+            loss = cfg.value_coef * vloss
+            if not warmup:
+                loss = loss + surr - cfg.entropy_coef * entropy
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)

@@ -41,6 +41,10 @@ class RewardScales:
     """Dense: decrease (m) of the active box's distance to its target this step, in the place stage."""
     time: float = 0.0
     """-1 every step (a time penalty when scaled > 0)."""
+    anchor: float = 0.0
+    """Dense: minus the distance (m) the anchor moved this step. In the line and cross tasks the anchor
+    is a box the robot can push, and the targets move with it: pushed against a wall, it leaves
+    targets no box can reach (0 in the goal task, whose anchor is a fixed region)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,6 +417,7 @@ class EgoPushEnv(BatchedEnv):
     def _apply_actions(self, actions: torch.Tensor) -> None:
         before = self.sim.qpos[:, self._robot_q : self._robot_q + 2].float().clone()
         self._pos_before = before
+        self._anchor_before = self._state()["anchor_pos"].clone()
         self.prev_action = actions
         ctrl = (actions[:, 0] * self._act_scale).to(self.sim.ctrl)
         self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl
@@ -458,6 +463,7 @@ class EgoPushEnv(BatchedEnv):
             "approach": approach[:, None],
             "progress": progress[:, None],
             "time": -torch.ones(self.num_envs, 1, device=self.device),
+            "anchor": -(s["anchor_pos"] - self._anchor_before).norm(dim=-1)[:, None],
         }
         info = {
             "success": success.clone(),
