@@ -1,0 +1,122 @@
+"""Where an EgoPush policy's failed episodes went: one top-down panel per failed episode (the
+robot's path, each box's path from its start, the targets where they were at the end) and, over
+all episodes, how far the anchor was pushed in failures and in successes.
+
+Every world plays one episode from ``--seed`` (the first episode of each world in ``eval.py``'s
+evaluation with the same seed and worlds).
+
+    python scripts/experiments/egopush_paths.py checkpoints/egopush-line-teacher-fov --num-envs 256 \\
+        --out docs/egopush-fov-failures.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import envs  # noqa: E402
+from agents.policies import episode_done, make_policy  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="an EgoPush teacher or student checkpoint")
+    ap.add_argument("--num-envs", type=int, default=256, help="worlds, one episode each")
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--anchor-moved", type=float, default=0.3, help="metres that count as 'anchor pushed'")
+    ap.add_argument("--panels", type=int, default=12, help="failed episodes drawn (0: no figure)")
+    ap.add_argument("--out", type=Path, default=Path("egopush-failures.png"))
+    args = ap.parse_args()
+    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    if not meta["env"].startswith("egopush"):
+        raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {meta['env']!r}")
+    cfg = {k: v for k, v in meta["env_config"].items() if k != "reward_scales"}
+    if cfg.get("task") not in ("line", "cross"):
+        raise SystemExit(
+            f"{args.checkpoint}: a line or cross task is expected (its anchor is box 0), not {cfg.get('task')!r}"
+        )
+    env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
+    policy = make_policy(str(args.checkpoint), env)
+    W = env.num_envs
+    obs = env.reset(seed=args.seed)
+    robot, boxes, targets = [], [], []
+    length = torch.zeros(W, dtype=torch.long)
+    success = torch.zeros(W, dtype=torch.bool)
+    placed = torch.zeros(W, dtype=torch.long)
+    last_targets = torch.zeros(W, *env._state()["targets"].shape[1:])
+    with torch.no_grad():
+        while bool((length == 0).any()):
+            s = env._state()
+            robot.append(s["pos"].cpu().clone())
+            boxes.append(s["box_pos"].cpu().clone())
+            targets.append(s["targets"].cpu().clone())
+            obs, _, term, trunc, info = env.step(policy(obs))
+            done = (term | trunc).cpu() & (length == 0)
+            episode_done(policy, term | trunc)
+            length[done] = len(robot)
+            success[done] = info["success"].cpu()[done]
+            placed[done] = info["placed"].cpu()[done]
+            last_targets[done] = targets[-1][done]
+    env.close()
+    robot_t, boxes_t = torch.stack(robot), torch.stack(boxes)  # [T, W, 2], [T, W, B, 2]
+    idx = (length - 1).clamp(min=0)
+    w_all = torch.arange(W)
+    anchor_end = boxes_t[idx, w_all, 0]  # box 0 is the anchor (line and cross)
+    moved = (anchor_end - boxes_t[0, :, 0]).norm(dim=-1)
+    fails = (~success).nonzero().flatten().tolist()
+    print(f"{args.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {args.seed})")
+    for name, mask in (("failed", ~success), ("succeeded", success)):
+        n = int(mask.sum())
+        if n:
+            pushed = int((moved[mask] > args.anchor_moved).sum())
+            print(
+                f"  {name}: {n}; anchor moved > {args.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
+                f"median {float(moved[mask].median()):.2f} m"
+            )
+    for p in sorted(set(placed[~success].tolist())):
+        print(f"  failed with {p} box(es) in place: {int(((~success) & (placed == p)).sum())}")
+    if not fails or args.panels <= 0:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = fails[: args.panels]
+    cols = min(4, len(shown))
+    rows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    half = float(cfg.get("arena_half", 2.0))
+    for ax in axes.flat[len(shown) :]:
+        ax.axis("off")
+    for ax, w in zip(axes.flat, shown, strict=False):
+        L = int(length[w])
+        ax.plot(robot_t[:L, w, 0], robot_t[:L, w, 1], "k-", lw=0.5, label="robot")
+        ax.plot(robot_t[0, w, 0], robot_t[0, w, 1], "ko", ms=4)
+        for b in range(boxes_t.shape[2]):
+            label = "anchor" if b == 0 else f"box {b}"
+            ax.plot(boxes_t[:L, w, b, 0], boxes_t[:L, w, b, 1], "-", lw=1.5, color=f"C{b}", label=label)
+            ax.plot(boxes_t[0, w, b, 0], boxes_t[0, w, b, 1], "s", ms=6, color=f"C{b}")
+        t = last_targets[w].reshape(-1, 2)
+        ax.plot(t[:, 0], t[:, 1], "rx", label="targets at the end")
+        ax.set_xlim(-half, half)
+        ax.set_ylim(-half, half)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"world {w}: {int(placed[w])} placed, anchor {float(moved[w]):.2f} m", fontsize=8)
+    axes.flat[0].legend(fontsize=6, loc="lower left")
+    fig.suptitle(f"{meta['env']} {cfg.get('observability', '')}: failed episodes (squares: starts)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=80)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
