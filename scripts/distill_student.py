@@ -240,7 +240,7 @@ def main(cfg: DistillConfig) -> Path:
             cfg.save_every,
             cfg.init_from,
         )
-    except ValueError as err:  # a student that does not fit this env or network
+    except ValueError as err:  # bad settings, or an --init-from student that does not fit
         env.close()
         raise SystemExit(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
