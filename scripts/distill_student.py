@@ -29,6 +29,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.checkpoint import read_meta  # noqa: E402
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
 from distill.finetune import FinetuneConfig  # noqa: E402
 from distill.students import StudentConfig  # noqa: E402
@@ -189,11 +190,9 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
 def _student_of(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with the student network of its ``init_from`` checkpoint (an error if ``--student.*``
     flags asked for another one)."""
-    meta_file = Path(cfg.init_from) / "policy.json"
     try:
-        meta = json.loads(meta_file.read_text())
-        saved = StudentConfig(**meta["student"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        saved = StudentConfig(**read_meta(cfg.init_from)["student"])
+    except (ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"--init-from: {cfg.init_from} is not a student checkpoint ({err!r})") from None
     if cfg.student not in (StudentConfig(), saved):
         raise SystemExit(

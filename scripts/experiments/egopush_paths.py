@@ -12,7 +12,6 @@ evaluation with the same seed and worlds).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
-from agents.policies import episode_done, make_policy  # noqa: E402
+from agents.policies import checkpoint_env, episode_done, make_policy  # noqa: E402
 
 
 def main() -> None:
@@ -33,15 +32,14 @@ def main() -> None:
     ap.add_argument("--panels", type=int, default=12, help="failed episodes drawn (0: no figure)")
     ap.add_argument("--out", type=Path, default=Path("egopush-failures.png"))
     args = ap.parse_args()
-    meta = json.loads((args.checkpoint / "policy.json").read_text())
-    if not meta["env"].startswith("egopush"):
-        raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {meta['env']!r}")
-    cfg = {k: v for k, v in meta["env_config"].items() if k != "reward_scales"}
+    name, cfg = checkpoint_env(args.checkpoint)
+    if not name.startswith("egopush"):
+        raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {name!r}")
     if cfg.get("task") not in ("line", "cross"):
         raise SystemExit(
             f"{args.checkpoint}: a line or cross task is expected (its anchor is box 0), not {cfg.get('task')!r}"
         )
-    env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
+    env = envs.make(name, num_envs=args.num_envs, **cfg)
     policy = make_policy(str(args.checkpoint), env)
     W = env.num_envs
     obs = env.reset(seed=args.seed)
@@ -112,7 +110,7 @@ def main() -> None:
         ax.set_yticks([])
         ax.set_title(f"world {w}: {int(placed[w])} placed, anchor {float(moved[w]):.2f} m", fontsize=8)
     axes.flat[0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(f"{meta['env']} {cfg.get('observability', '')}: failed episodes (squares: starts)", fontsize=9)
+    fig.suptitle(f"{name} {cfg.get('observability', '')}: failed episodes (squares: starts)", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
