@@ -70,6 +70,35 @@ def write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
     os.replace(tmp, run_dir / "metrics.jsonl")
 
 
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of ``run_dir/metrics.jsonl``, one per logged iteration."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (expected a train_teacher.py or distill_student.py run)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def episode_rate(
+    history: list[dict[str, float]], key: str, x_key: str, episodes: int = 100
+) -> tuple[list[float], list[float]]:
+    """A per-episode rate (``episode/success_rate``, ``episode/win_rate``) over the last ~``episodes``
+    finished episodes at each logged iteration: the iterations' rates weighted by the episodes each
+    finished (``episode/count``), so an iteration where one short, successful episode ended does not
+    read as a 100% spike. Returns the ``x_key`` values (env-steps, frames) and the rates."""
+    xs: list[float] = []
+    ys: list[float] = []
+    window: list[tuple[float, float]] = []
+    for h in history:
+        if key not in h:
+            continue
+        window.append((h[key], h.get("episode/count", 1.0)))
+        while sum(c for _, c in window) - window[0][1] >= episodes:
+            window.pop(0)
+        xs.append(h[x_key])
+        ys.append(sum(v * c for v, c in window) / sum(c for _, c in window))
+    return xs, ys
+
+
 class StopRequest:
     """Set by the first Ctrl-C or SIGTERM while ``stop_at_iteration_end`` is active."""
 

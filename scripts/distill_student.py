@@ -30,6 +30,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.checkpoint import read_meta  # noqa: E402
+from agents.run_state import episode_rate  # noqa: E402
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
 from distill.finetune import FinetuneConfig  # noqa: E402
 from distill.students import StudentConfig  # noqa: E402
@@ -106,16 +107,9 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
         right.set_ylabel("learning rate (dotted)")
     axes[0].grid(alpha=0.3)
     for k in ("episode/success_rate", "episode/win_rate"):
-        rows = [(x, h[k], h.get("episode/count", 1.0)) for x, h in zip(xs, history, strict=True) if k in h]
-        if not rows:
+        sx, sy = episode_rate(history, k, "frames")
+        if not sx:
             continue
-        sx, sy, window = [], [], []
-        for x, v, n in rows:  # over the last ~100 episodes
-            window.append((v, n))
-            while sum(c for _, c in window) - window[0][1] >= 100:
-                window.pop(0)
-            sx.append(x)
-            sy.append(sum(v * c for v, c in window) / sum(c for _, c in window))
         axes[1].plot(sx, sy, label=k.split("/")[1] + " (student driving, beta mixing)")
     axes[1].plot(xs, [h["dagger/beta"] for h in history], "--", label="beta")
     axes[1].set_xlabel("student frames")

@@ -34,6 +34,7 @@ from agents.policies import make_policy  # noqa: E402
 from agents.ppo.algorithm import PPOConfig  # noqa: E402
 from agents.ppo.learner_env import LearnerEnv  # noqa: E402
 from agents.ppo.runner import Runner  # noqa: E402
+from agents.run_state import episode_rate  # noqa: E402
 from envs.config import parse_overrides, to_dict  # noqa: E402
 
 # Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
@@ -113,21 +114,10 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [h["env_steps"] for h in history]
     keys = [k for k in ("episode/return", "episode/success_rate", "episode/win_rate") if any(k in h for h in history)]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 3.5))
     for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=False):
-        rows = [(s, h[key], h.get("episode/count", 1.0)) for s, h in zip(steps, history, strict=True) if key in h]
-        # Weighted by the episodes each iteration finished, over the last ~100 episodes: an
-        # iteration where one short (successful) episode ended does not read as a 100% spike.
-        xs, ys, window = [], [], []
-        for s, v, n in rows:
-            window.append((v, n))
-            while sum(c for _, c in window) - window[0][1] >= 100:
-                window.pop(0)
-            xs.append(s)
-            ys.append(sum(v * c for v, c in window) / sum(c for _, c in window))
-        ax.plot(xs, ys)
+        ax.plot(*episode_rate(history, key, "env_steps"))
         ax.set_xlabel("env-steps")
         ax.set_ylabel(key.split("/")[-1] + " (last ~100 episodes)")
         ax.grid(alpha=0.3)

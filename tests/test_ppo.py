@@ -159,6 +159,24 @@ def test_second_signal_stops_at_once():
                 pass
 
 
+def test_learning_curve_weights_iterations_by_their_episodes_and_forgets_old_ones(tmp_path):
+    from agents.run_state import episode_rate, read_metrics, write_metrics
+
+    history = [
+        {"env_steps": 10, "episode/success_rate": 0.0, "episode/count": 99.0},
+        {"env_steps": 20, "loss/value": 1.0},  # no episode ended: no point
+        {"env_steps": 30, "episode/success_rate": 1.0, "episode/count": 1.0},  # one short success
+        {"env_steps": 40, "episode/success_rate": 1.0, "episode/count": 100.0},
+    ]
+    write_metrics(tmp_path, history)
+    xs, ys = episode_rate(read_metrics(tmp_path), "episode/success_rate", "env_steps", episodes=100)
+    assert xs == [10, 30, 40]
+    # 1 success among 100 episodes, not 100%; then the 100 new episodes push the 99 failures out.
+    assert ys == pytest.approx([0.0, 0.01, 1.0])
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        read_metrics(tmp_path / "elsewhere")
+
+
 def test_train_teacher_script_smoke(tmp_path):
     import sys
     from pathlib import Path

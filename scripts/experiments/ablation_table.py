@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agents.evaluate import wilson_interval  # noqa: E402
+from agents.run_state import read_metrics  # noqa: E402
 
 
 def table(root: Path, task: str, tag: str, seeds: tuple[int, ...] = (0, 1)) -> str:
@@ -39,7 +40,7 @@ def table(root: Path, task: str, tag: str, seeds: tuple[int, ...] = (0, 1)) -> s
                 rows.append(f"| {obs} | {teacher} | {seed} | (not run) | | |")
                 continue
             res = json.loads((run / "eval.json").read_text())["eval"]
-            hist = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+            hist = read_metrics(run)
             gaps = [h["dagger/action_gap"] for h in hist if "dagger/action_gap" in h][-10:]
             lo, hi = res["success_rate_ci95"]
             wins += round(res["success_rate"] * res["episodes"])
