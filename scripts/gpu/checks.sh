@@ -5,7 +5,7 @@
 #   2. scripts/bench_train.py on warp/CUDA, 4096 worlds (PPO env-steps/s including updates);
 #   3. scripts/bench_distill.py on warp/CUDA, 1024 and 4096 worlds (student frames/s, KV cache);
 #   4. optionally (TRAIN_SECONDS > 0) a fov_gated EgoPush teacher on 4096 worlds, warm-started from the
-#      shipped one and stopped with Ctrl-C after TRAIN_SECONDS: its checkpoint comes back for --resume.
+#      shipped one and stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
 # Everything lands in $OUT/gpu-checks.tar.gz (the JSON results, logs, run directory) and $OUT/summary.txt.
 #
 # How to run it (the wheels travel in four calls because Warp's alone is about 143 MiB and a call carries
@@ -36,7 +36,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, note th
     shift 2
     local t0=$SECONDS
     say "== $name (limit ${limit}s): $*"
-    timeout -s INT -k 60 "$limit" "$@" > "$work/logs/$name.log" 2>&1
+    timeout -s TERM -k 60 "$limit" "$@" > "$work/logs/$name.log" 2>&1
     local rc=$?
     say "   exit $rc after $((SECONDS - t0))s; last lines:"
     tail -n 6 "$work/logs/$name.log" | tr '\r' '\n' | tail -n 6 | sed 's/^/   | /' | tee -a "$summary"
@@ -96,7 +96,7 @@ step bench-train 150 python3 scripts/bench_train.py --backend "$BACKEND" --devic
 # --- 3. distillation throughput and KV-cache inference on the device ---
 step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
     "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
-# --- 4. optional: a fov_gated teacher on the device, stopped with Ctrl-C (which saves its checkpoint) ---
+# --- 4. optional: a fov_gated teacher on the device, stopped by SIGTERM (which saves its checkpoint) ---
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
     run="$work/results/egopush-line-fov_gated-gpu"
     step train-fov_gated "$TRAIN_SECONDS" python3 scripts/train_teacher.py --env egopush-line \
