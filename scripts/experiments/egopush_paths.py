@@ -69,12 +69,12 @@ def main() -> None:
     moved = (anchor_end - boxes_t[0, :, 0]).norm(dim=-1)
     fails = (~success).nonzero().flatten().tolist()
     print(f"{args.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {args.seed})")
-    for name, mask in (("failed", ~success), ("succeeded", success)):
+    for label, mask in (("failed", ~success), ("succeeded", success)):
         n = int(mask.sum())
         if n:
             pushed = int((moved[mask] > args.anchor_moved).sum())
             print(
-                f"  {name}: {n}; anchor moved > {args.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
+                f"  {label}: {n}; anchor moved > {args.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
                 f"median {float(moved[mask].median()):.2f} m"
             )
     for p in sorted(set(placed[~success].tolist())):
