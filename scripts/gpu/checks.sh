@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of the teachers and students issues, as one script for the `device` tool's machine (one
-# H200; its image has CUDA PyTorch but no MuJoCo or Warp, and no internet). About 8 minutes:
+# The GPU checks of the teachers and students issues, as one script for a lent GPU machine (here the
+# `device` tool's: one H200; its image has CUDA PyTorch but no MuJoCo or Warp, and no internet). About 8 minutes:
 #   1. pytest -m gpu (MuJoCo Warp on CUDA: stepping, rendering, CPU/GPU agreement, DAgger on the device);
 #   2. scripts/bench_train.py on warp/CUDA, 4096 worlds (PPO env-steps/s including updates);
 #   3. scripts/bench_distill.py on warp/CUDA, 1024 and 4096 worlds (student frames/s, KV cache);
@@ -15,7 +15,9 @@
 #   device run:   carry [".gpu-wheels/b"], command "ls .gpu-wheels"
 #   device run:   carry [".gpu-wheels/c"], command "ls .gpu-wheels"
 #   device run:   carry [".gpu-wheels/d"], command "bash scripts/gpu/checks.sh", timeout_s 590
-# (with TRAIN_SECONDS=120 in front of the last command if the session has the time).
+# That is about 12 of a session's 15 device minutes (start, transfers, checks). The training (4.) needs a
+# call of its own, e.g. command "CHECKS=0 TRAIN_SECONDS=500 bash scripts/gpu/checks.sh" on the warm machine:
+# one command may run at most 10 minutes.
 # Where Warp and MuJoCo Warp import already, it uses the current Python environment: DEVICE=cpu BACKEND=cpu QUICK=1
 # runs the same steps on a laptop, small, to check the script itself.
 set -uo pipefail
@@ -23,6 +25,7 @@ cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda:0}
 BACKEND=${BACKEND:-warp}
 TRAIN_SECONDS=${TRAIN_SECONDS:-0}
+CHECKS=${CHECKS:-1}  # 0: skip steps 1-3 (a training-only call)
 QUICK=${QUICK:-0}
 OUT=${OUT:-$PWD/gpu-checks-out}
 mkdir -p "$OUT"
@@ -45,6 +48,7 @@ finish() {
     cp -r benchmarks/results "$work/results/benchmarks" 2>/dev/null
     tar -czf "$OUT/gpu-checks.tar.gz" -C "$work" logs results
     say "wrote $OUT/gpu-checks.tar.gz ($(du -h "$OUT/gpu-checks.tar.gz" | cut -f1))"
+    rm -rf "$work"
 }
 trap finish EXIT
 
@@ -86,16 +90,18 @@ else
     distill_args=(--num-envs 1024 4096)
 fi
 
-# --- 1. the gpu-marked tests (the first one compiles Warp's kernels for CUDA) ---
-if [ "${DEVICE%%:*}" = cuda ]; then
-    step pytest-gpu 200 python3 -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py
+if [ "$CHECKS" = 1 ]; then
+    # --- 1. the gpu-marked tests (the first one compiles Warp's kernels for CUDA) ---
+    if [ "${DEVICE%%:*}" = cuda ]; then
+        step pytest-gpu 200 python3 -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py
+    fi
+    # --- 2. PPO training throughput on the device ---
+    step bench-train 150 python3 scripts/bench_train.py --backend "$BACKEND" --device "$DEVICE" --no-sb3 \
+        "${train_args[@]}" --json "$work/results/bench_train_gpu.json"
+    # --- 3. distillation throughput and KV-cache inference on the device ---
+    step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
+        "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
 fi
-# --- 2. PPO training throughput on the device ---
-step bench-train 150 python3 scripts/bench_train.py --backend "$BACKEND" --device "$DEVICE" --no-sb3 \
-    "${train_args[@]}" --json "$work/results/bench_train_gpu.json"
-# --- 3. distillation throughput and KV-cache inference on the device ---
-step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
-    "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
 # --- 4. optional: a fov_gated teacher on the device, stopped by SIGTERM (which saves its checkpoint) ---
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
     run="$work/results/egopush-line-fov_gated-gpu"
