@@ -81,8 +81,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
 def episode_rate(
     history: list[dict[str, float]], key: str, x_key: str, episodes: int = 100
 ) -> tuple[list[float], list[float]]:
-    """A per-episode rate (``episode/success_rate``, ``episode/win_rate``) over the last ~``episodes``
-    finished episodes at each logged iteration: the iterations' rates weighted by the episodes each
+    """A per-episode mean (``episode/success_rate``, ``episode/win_rate``, ``episode/return``) over the
+    last ~``episodes`` finished episodes at each logged iteration: the iterations' rates weighted by the episodes each
     finished (``episode/count``), so an iteration where one short, successful episode ended does not
     read as a 100% spike. Returns the ``x_key`` values (env-steps, frames) and the rates."""
     xs: list[float] = []
