@@ -188,6 +188,13 @@ def _model_card(
     command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
     flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
     pool_part = _pool_table(pool) if pool is not None else ""
+    ema = ""
+    if cfg.ppo.actor_ema > 0:
+        ema = (
+            f"\n- policy: the moving average of the actor's weights (`--ppo.actor-ema {cfg.ppo.actor_ema}`, per "
+            "update); the actor that collected the data is in `actor_raw/`\n  "
+            "(`eval.py --checkpoint <this folder>/actor_raw`)"
+        )
     card = f"""# {cfg.env} teacher{f" ({cfg.observability})" if cfg.observability else ""}
 
 PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
@@ -196,7 +203,7 @@ PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`)
 - env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(history):.1f} min of
   training iterations in this run directory, every `--resume` included
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
-- seed: {cfg.seed}; worlds: {cfg.num_envs}
+- seed: {cfg.seed}; worlds: {cfg.num_envs}{ema}
 
 ## Evaluation (deterministic policy, the task's own rewards, seed 1000)
 

@@ -201,6 +201,13 @@ def test_train_teacher_script_smoke(tmp_path):
 
     env = envs.make("soccer-1v1", num_envs=2)
     assert make_policy(str(run / "checkpoint"), env)(env.reset(seed=0)).shape == (2, 2, 3)
+    # With a moving average of the actor, the card says so and the raw actor is a policy too.
+    ema = dataclasses.replace(
+        cfg, run_dir=tmp_path / "ema", eval_episodes=2, ppo=PPOConfig(steps_per_env=16, hidden=(16, 16), actor_ema=0.9)
+    )
+    run = train_teacher.main(ema)
+    assert "`actor_raw/`" in (run / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert make_policy(str(run / "checkpoint" / "actor_raw"), env)(env.reset(seed=0)).shape == (2, 2, 3)
 
 
 def test_selfplay_run_card_tables_the_pool(tmp_path):
@@ -425,3 +432,55 @@ def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
     moved[..., 10:12] += 1.0  # the first opponent elsewhere: it reads it
     assert not torch.allclose(wide(moved), wide(obs), atol=1e-6)
     assert (tmp_path / "wide" / "train_state.safetensors").is_file()
+
+
+def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
+    from agents.actor import GaussianActor
+    from agents.ppo.algorithm import average_into
+
+    # One step by hand: decay 0.75 takes a quarter of the way to the current weights; buffers copy.
+    avg, cur = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    avg.register_buffer("b", torch.zeros(1))
+    cur.register_buffer("b", torch.ones(1))
+    with torch.no_grad():
+        avg.weight.fill_(2.0), avg.bias.fill_(0.0), cur.weight.fill_(6.0), cur.bias.fill_(-4.0)
+    average_into(avg, cur, 0.75)
+    assert (avg.weight.item(), avg.bias.item(), avg.b.item()) == (3.0, -1.0, 1.0)
+
+    def make(name, total=4 * 8 * 4):
+        env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
+        cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16), actor_ema=0.5, critic_warmup=1)
+        return Runner(LearnerEnv(env, "privileged", "critic"), cfg, total, 3, tmp_path / name, env.name, {})
+
+    def params(actor):
+        return torch.cat([p.detach().flatten() for p in actor.parameters()])
+
+    # Followed by hand: the average starts at the weights the first actor update starts from (the
+    # critic warm-up leaves them alone), then takes half the way to the actor after each update.
+    whole = make("whole")
+    expect = params(whole.actor)
+    for i in range(4):
+        whole._rollout()
+        whole.ppo.update(whole.storage, whole.generator)
+        if i >= 1:
+            expect = 0.5 * expect + 0.5 * params(whole.actor)
+    torch.testing.assert_close(params(whole.ppo.actor_avg), expect)
+    assert not torch.allclose(params(whole.ppo.actor_avg), params(whole.actor))
+    # The checkpoint's policy is the average, the raw actor beside it; a run cut after two updates
+    # and resumed ends with the same average and actor as one never stopped.
+    whole = make("whole2")
+    whole.learn(progress=False)
+    policy, meta = GaussianActor.load(tmp_path / "whole2" / "checkpoint")
+    raw, _ = GaussianActor.load(tmp_path / "whole2" / "checkpoint" / "actor_raw")
+    assert meta["actor_ema"] == 0.5
+    assert torch.equal(params(policy), params(whole.ppo.actor_avg)) and torch.equal(params(raw), params(whole.actor))
+    cut = make("cut")
+    cut.total_updates = 2
+    cut.learn(progress=False)
+    again = make("cut")
+    again.load()
+    again.learn(progress=False)
+    assert torch.equal(params(again.ppo.actor_avg), params(whole.ppo.actor_avg))
+    assert torch.equal(_weights(again), _weights(whole))
+    with pytest.raises(ValueError, match=r"actor_ema must be in \[0, 1\)"):
+        Runner(whole.learner, PPOConfig(actor_ema=1.0), 8, 0, tmp_path / "bad", "egopush-goal", {})

@@ -3,6 +3,7 @@ minibatches and epochs, adaptive-KL or linear learning rate."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -49,6 +50,11 @@ class PPOConfig:
     """Updates at the start of a run that train only the critic (the actor's loss terms left out,
     the learning rate held): a fresh critic beside a trained actor (``--init-from`` a checkpoint
     that holds no critic) first learns the values instead of steering the actor with noise."""
+    actor_ema: float = 0.0
+    """Decay per update of an exponential moving average of the actor's weights (0: off; e.g.
+    0.99 averages over about the last 100 updates). With it the checkpoint's policy is the
+    average, which evens out the wander that noisy updates give a policy near its best (a
+    fine-tune); rollouts still use the current actor, saved beside it in ``actor_raw/``."""
 
 
 def surrogate_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
@@ -68,6 +74,16 @@ def gaussian_kl(mu0: torch.Tensor, sigma0: torch.Tensor, mu1: torch.Tensor, sigm
     return (torch.log(sigma1 / sigma0) + (sigma0**2 + (mu0 - mu1) ** 2) / (2 * sigma1**2) - 0.5).sum(-1)
 
 
+@torch.no_grad()
+def average_into(avg: nn.Module, current: nn.Module, decay: float) -> None:
+    """One step of an exponential moving average of weights: ``avg = decay avg + (1 - decay)
+    current`` for every parameter; buffers (the observation normaliser) are copied from ``current``."""
+    for a, p in zip(avg.parameters(), current.parameters(), strict=True):
+        a.lerp_(p, 1 - decay)
+    for a, b in zip(avg.buffers(), current.buffers(), strict=True):
+        a.copy_(b)
+
+
 class Critic(nn.Module):
     """Value of the ``critic`` observation group, with its own running normaliser."""
 
@@ -84,12 +100,16 @@ class PPO:
     """Actor (``GaussianActor``), critic and their optimiser."""
 
     def __init__(self, actor: GaussianActor, critic: Critic, cfg: PPOConfig, total_updates: int) -> None:
+        if not 0.0 <= cfg.actor_ema < 1.0:
+            raise ValueError(f"actor_ema must be in [0, 1), got {cfg.actor_ema}")
         self.actor, self.critic, self.cfg = actor, critic, cfg
         self.params = list(actor.parameters()) + list(critic.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
         self.lr = cfg.lr
         self.total_updates = max(1, total_updates)
         self.updates = 0
+        self.actor_avg: GaussianActor | None = None
+        """The moving average of the actor (``actor_ema`` > 0), from the first update that moves it."""
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         mu = self.actor.forward(obs)
@@ -118,6 +138,8 @@ class PPO:
         sums = {"surrogate": 0.0, "value": 0.0, "entropy": 0.0, "kl": 0.0}
         n = 0
         warmup = self.updates < cfg.critic_warmup  # the critic only
+        if cfg.actor_ema > 0 and not warmup and self.actor_avg is None:
+            self.actor_avg = copy.deepcopy(self.actor)
         for mb in storage.minibatches(cfg.minibatches, cfg.epochs, generator):
             dist = self.distribution(mb["obs"])
             log_prob = dist.log_prob(mb["actions"]).sum(-1)
@@ -145,6 +167,8 @@ class PPO:
                 sums[k] += float(v.detach())
             n += 1
         self.updates += 1
+        if self.actor_avg is not None and not warmup:
+            average_into(self.actor_avg, self.actor, cfg.actor_ema)
         if cfg.schedule == "linear":
             self.lr = cfg.lr * max(0.0, 1 - self.updates / self.total_updates)
             for g in self.optimizer.param_groups:

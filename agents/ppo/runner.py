@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from agents.actor import GaussianActor
-from agents.ppo.algorithm import PPO, Critic, PPOConfig
+from agents.ppo.algorithm import PPO, Critic, PPOConfig, average_into
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
 from agents.run_state import (
@@ -28,6 +28,7 @@ from agents.run_state import (
 )
 
 CKPT = "checkpoint"
+RAW = "actor_raw"  # with ``actor_ema``: the actor that collects data, beside the averaged policy
 
 
 class Runner:
@@ -176,9 +177,14 @@ class Runner:
         """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``), and the
         training state (critic, optimiser, generators, env snapshot) for ``--resume``."""
         tmp = fresh_dir(self.run_dir, CKPT)
-        self.actor.save(
-            tmp, self.env_name, self.env_config, iteration=self.iteration, env_steps=self.env_steps, seed=self.seed
-        )
+        counters = {"iteration": self.iteration, "env_steps": self.env_steps, "seed": self.seed}
+        avg = self.ppo.actor_avg
+        if avg is None:
+            self.actor.save(tmp, self.env_name, self.env_config, **counters)
+        else:  # the policy is the average; the actor that collects data goes beside it
+            average_into(avg, self.actor, 1.0)  # the current normaliser, weights unchanged
+            avg.save(tmp, self.env_name, self.env_config, actor_ema=self.cfg.actor_ema, **counters)
+            self.actor.save(tmp / RAW, self.env_name, self.env_config, **counters)
         tensors: dict[str, torch.Tensor] = {f"critic/{k}": v for k, v in self.critic.state_dict().items()}
         tensors.update(optimizer_tensors(self.ppo.optimizer))
         tensors["rng/runner"] = self.generator.get_state()
@@ -239,6 +245,9 @@ class Runner:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""
         path = existing(self.run_dir / CKPT)
         actor, _ = GaussianActor.load(path)
+        if (path / RAW).is_dir():  # the policy is an average (``actor_ema``); the raw actor beside it
+            self.ppo.actor_avg = actor.to(self.learner.env.device)
+            actor, _ = GaussianActor.load(path / RAW)
         self.actor.load_state_dict(actor.state_dict())
         tensors = load_file(str(path / "train_state.safetensors"))
         state = json.loads((path / "train_state.json").read_text())
