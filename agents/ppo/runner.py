@@ -174,8 +174,9 @@ class Runner:
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save(self) -> Path:
-        """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``), and the
-        training state (critic, optimiser, generators, env snapshot) for ``--resume``."""
+        """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``; with
+        ``actor_ema``, the averaged actor, and the raw one in ``actor_raw/``), and the training
+        state (critic, optimiser, generators, env snapshot) for ``--resume``."""
         tmp = fresh_dir(self.run_dir, CKPT)
         counters = {"iteration": self.iteration, "env_steps": self.env_steps, "seed": self.seed}
         avg = self.ppo.actor_avg
