@@ -484,3 +484,40 @@ def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
     assert torch.equal(_weights(again), _weights(whole))
     with pytest.raises(ValueError, match=r"actor_ema must be in \[0, 1\)"):
         Runner(whole.learner, PPOConfig(actor_ema=1.0), 8, 0, tmp_path / "bad", "egopush-goal", {})
+
+
+def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    import ship_critic
+
+    src = _runner(tmp_path, 0, name="src")
+    src.learn(progress=False)
+    teacher = tmp_path / "teacher"  # as shipped: the policy alone
+    shutil.copytree(src.run_dir / "checkpoint", teacher, ignore=shutil.ignore_patterns("train_state*"))
+
+    def from_teacher(name, warmup):
+        env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
+        cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16), critic_warmup=warmup)
+        r = Runner(LearnerEnv(env, "privileged", "critic"), cfg, 2 * 8 * 4, 5, tmp_path / name, env.name, {})
+        assert r.init_from(teacher)[1] is (name == "warm")  # a critic only once one is shipped
+        return r
+
+    fit = from_teacher("fit", warmup=2)  # the actor stays as it is: only the critic trains
+    fit.learn(progress=False)
+    moved = from_teacher("moved", warmup=0)
+    moved.learn(progress=False)
+    with pytest.raises(SystemExit, match="is not .*teacher's"):
+        ship_critic.ship(moved.run_dir / "checkpoint", teacher)
+    assert not (teacher / "train_state.safetensors").exists()
+    assert "value loss over its last 2 updates" in ship_critic.ship(fit.run_dir / "checkpoint", teacher)
+    warm = from_teacher("warm", warmup=0)  # a fine-tune from the teacher now starts with that critic
+    for a, b in zip(warm.critic.state_dict().values(), fit.critic.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    bare = tmp_path / "bare"
+    shutil.copytree(teacher, bare, ignore=shutil.ignore_patterns("train_state*"))
+    with pytest.raises(SystemExit, match="bare holds no training state"):
+        ship_critic.ship(bare, teacher)

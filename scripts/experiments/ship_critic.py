@@ -1,0 +1,76 @@
+"""Put a critic beside a shipped teacher, so that a fine-tune from it (``train_teacher.py
+--init-from``) starts with learnt values instead of a fresh critic, which pulls a trained actor
+down for millions of env-steps (README, "Training teachers").
+
+The critic comes from a run that trained only its critic from that very teacher, e.g.:
+
+    python scripts/train_teacher.py --env egopush-line --observability fov \\
+        --init-from checkpoints/egopush-line-teacher-fov --ppo.critic-warmup 1000 --total-steps 8192000 \\
+        --env-overrides '{"memory_seconds": 60.0}' --run-dir runs/critic-fov
+    python scripts/experiments/ship_critic.py runs/critic-fov/checkpoint checkpoints/egopush-line-teacher-fov
+
+It refuses unless the run's actor weights equal the teacher's (a critic warm-up leaves them alone;
+only the observation normaliser moves), so the critic is the one for that actor. Writes
+``TEACHER/train_state.safetensors`` with the critic alone, atomically; the policy is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agents.actor import GaussianActor  # noqa: E402
+from agents.checkpoint import CheckpointError  # noqa: E402
+
+
+def ship(run_checkpoint: Path, teacher: Path) -> str:
+    """Copy the critic of ``run_checkpoint`` into ``teacher``; returns a one-line summary."""
+    try:
+        run_actor, run_meta = GaussianActor.load(run_checkpoint)
+        actor, meta = GaussianActor.load(teacher)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    state = run_checkpoint / "train_state.safetensors"
+    if not state.is_file():
+        raise SystemExit(f"{run_checkpoint} holds no training state (expected a run's checkpoint/)")
+    if (run_meta["env"], run_meta["obs_group"]) != (meta["env"], meta["obs_group"]):
+        raise SystemExit(f"{run_checkpoint} is a {run_meta['env']} policy, {teacher} a {meta['env']} one")
+    mine, theirs = dict(run_actor.named_parameters()), dict(actor.named_parameters())
+    if mine.keys() != theirs.keys() or not all(torch.equal(mine[k], theirs[k]) for k in mine):
+        raise SystemExit(
+            f"the actor in {run_checkpoint} is not {teacher}'s: ship the critic of a run that trained only "
+            "its critic from that teacher (--init-from it, --ppo.critic-warmup covering the whole run)"
+        )
+    critic = {k: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
+    tmp = teacher / "train_state.safetensors.tmp"
+    save_file(critic, str(tmp))
+    os.replace(tmp, teacher / "train_state.safetensors")
+    steps = run_meta.get("env_steps", 0)
+    history = run_checkpoint.parent / "metrics.jsonl"
+    fit = ""
+    if history.is_file():
+        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()][-100:]
+        losses = [r["loss/value"] for r in rows if "loss/value" in r]
+        if losses:
+            fit = f"; value loss over its last {len(losses)} updates {sum(losses) / len(losses):.4f}"
+    return f"wrote {teacher / 'train_state.safetensors'}: the critic of {run_checkpoint} ({steps:,} env-steps{fit})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_checkpoint", type=Path, help="a run's checkpoint/ that trained only its critic")
+    parser.add_argument("teacher", type=Path, help="the shipped teacher folder it started from")
+    args = parser.parse_args()
+    print(ship(args.run_checkpoint, args.teacher))
+
+
+if __name__ == "__main__":
+    main()
