@@ -102,7 +102,8 @@ if [ "$CHECKS" = 1 ]; then
     step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
         "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
 fi
-# --- 4. optional: a fov_gated teacher on the device, stopped by SIGTERM (which saves its checkpoint) ---
+# --- 4. optional: the shipped fov_gated teacher fine-tuned on the device (its shipped critic loaded by
+#        --init-from), stopped by SIGTERM (which saves its checkpoint) ---
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
     run="$work/results/egopush-line-fov_gated-gpu"
     step train-fov_gated "$TRAIN_SECONDS" python3 scripts/train_teacher.py --env egopush-line \
