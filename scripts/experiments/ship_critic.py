@@ -4,14 +4,16 @@ down for millions of env-steps (README, "Training teachers").
 
 The critic comes from a run that trained only its critic from that very teacher, e.g.:
 
-    python scripts/train_teacher.py --env egopush-line --observability fov \\
+    python scripts/train_teacher.py --env egopush-line --observability fov --num-envs 256 \\
         --init-from checkpoints/egopush-line-teacher-fov --ppo.critic-warmup 1000 --total-steps 8192000 \\
         --env-overrides '{"memory_seconds": 60.0}' --run-dir runs/critic-fov
     python scripts/experiments/ship_critic.py runs/critic-fov/checkpoint checkpoints/egopush-line-teacher-fov
 
-It refuses unless the run's actor weights equal the teacher's (a critic warm-up leaves them alone;
-only the observation normaliser moves), so the critic is the one for that actor. Writes
-``TEACHER/train_state.safetensors`` with the critic alone, atomically; the policy is untouched.
+(1000 updates of 256 worlds x 32 steps are the whole 8,192,000 env-steps: the total must not exceed
+warm-up updates x worlds x ``--ppo.steps-per-env``, or the actor moves.) It refuses unless the run's
+actor weights equal the teacher's (a critic warm-up leaves them alone; only the observation
+normaliser moves), so the critic is the one for that actor. Writes ``TEACHER/train_state.safetensors``
+with the critic alone, atomically; the policy is untouched.
 """
 
 from __future__ import annotations
