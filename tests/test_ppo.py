@@ -46,9 +46,9 @@ def test_losses_match_hand_worked_values():
     torch.testing.assert_close(kl, torch.tensor(math.log(2) + 0.25 - 0.5))
 
 
-def _runner(tmp_path, seed, total=4 * 8 * 4, name="run"):
+def _runner(tmp_path, seed, total=4 * 8 * 4, name="run", **ppo):
     env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
-    cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16))
+    cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16), **ppo)
     learner = LearnerEnv(env, "privileged", "critic")
     return Runner(learner, cfg, total, seed, tmp_path / name, env.name, {})
 
@@ -447,10 +447,8 @@ def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
     average_into(avg, cur, 0.75)
     assert (avg.weight.item(), avg.bias.item(), avg.b.item()) == (3.0, -1.0, 1.0)
 
-    def make(name, total=4 * 8 * 4):
-        env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
-        cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16), actor_ema=0.5, critic_warmup=1)
-        return Runner(LearnerEnv(env, "privileged", "critic"), cfg, total, 3, tmp_path / name, env.name, {})
+    def make(name):
+        return _runner(tmp_path, 3, name=name, actor_ema=0.5, critic_warmup=1)
 
     def params(actor):
         return torch.cat([p.detach().flatten() for p in actor.parameters()])
@@ -500,9 +498,7 @@ def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
     shutil.copytree(src.run_dir / "checkpoint", teacher, ignore=shutil.ignore_patterns("train_state*"))
 
     def from_teacher(name, warmup):
-        env = envs.make("egopush-goal", num_envs=4, episode_seconds=0.6, reward_scales={"approach": 1.0})
-        cfg = PPOConfig(steps_per_env=8, minibatches=2, epochs=2, hidden=(16, 16), critic_warmup=warmup)
-        r = Runner(LearnerEnv(env, "privileged", "critic"), cfg, 2 * 8 * 4, 5, tmp_path / name, env.name, {})
+        r = _runner(tmp_path, 5, 2 * 8 * 4, name, critic_warmup=warmup)
         assert r.init_from(teacher)[1] is (name == "warm")  # a critic only once one is shipped
         return r
 

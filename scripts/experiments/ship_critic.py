@@ -19,7 +19,6 @@ with the critic alone, atomically; the policy is untouched.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agents.actor import GaussianActor  # noqa: E402
 from agents.checkpoint import CheckpointError  # noqa: E402
+from agents.run_state import read_metrics  # noqa: E402
 
 
 def ship(run_checkpoint: Path, teacher: Path) -> str:
@@ -56,11 +56,9 @@ def ship(run_checkpoint: Path, teacher: Path) -> str:
     save_file(critic, str(tmp))
     os.replace(tmp, teacher / "train_state.safetensors")
     steps = run_meta.get("env_steps", 0)
-    history = run_checkpoint.parent / "metrics.jsonl"
     fit = ""
-    if history.is_file():
-        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()][-100:]
-        losses = [r["loss/value"] for r in rows if "loss/value" in r]
+    if (run_checkpoint.parent / "metrics.jsonl").is_file():
+        losses = [r["loss/value"] for r in read_metrics(run_checkpoint.parent)[-100:] if "loss/value" in r]
         if losses:
             fit = f"; value loss over its last {len(losses)} updates {sum(losses) / len(losses):.4f}"
     return f"wrote {teacher / 'train_state.safetensors'}: the critic of {run_checkpoint} ({steps:,} env-steps{fit})"
