@@ -95,10 +95,12 @@ def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
         if meta["env"] != name:
             raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
         space = env.observation_spaces.get(student.image_group)
-        if space is None or tuple(space.shape) != student.image_shape:
+        missing = [g for g in student.image_groups if g not in env.observation_spaces]
+        if space is None or tuple(space.shape) != student.image_shape or missing:
             got = None if space is None else tuple(space.shape)
             raise CheckpointError(
-                f"{path} is a student reading {student.image_group!r} {student.image_shape}; this env gives {got} "
+                f"{path} is a student reading {' + '.join(student.image_groups)} {student.image_shape}; this env "
+                f"gives {student.image_group!r} {got}{f' and no {missing}' if missing else ''} "
                 "(make the env with the checkpoint's cameras, as eval.py --checkpoint does)"
             )
         return StudentPolicy(student.to(env.device))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -209,12 +210,15 @@ def load_teacher(path: str | Path | None, env_name: str | None = None) -> tuple[
     return teacher, meta
 
 
-def student_env_overrides(meta: dict[str, Any]) -> dict[str, Any]:
+def student_env_overrides(meta: dict[str, Any], segmentation: bool = False) -> dict[str, Any]:
     """Env config for distilling from a teacher with checkpoint metadata ``meta``: the teacher's
     world, observability and reward scales (DAgger ignores rewards; RL fine-tuning uses the
-    teacher's shaping), and the student's camera."""
+    teacher's shaping), and the student's camera (with ``segmentation``, the segmentation image
+    beside the RGB one)."""
     cfg = {k: v for k, v in meta["env_config"].items() if k not in ("cameras", "nthread")}
     cfg["cameras"] = ("depth_layers",) if meta["env"].startswith("egopush") else ("rgb",)
+    if segmentation:
+        cfg["cameras"] += ("segmentation",)
     return cfg
 
 
@@ -264,6 +268,15 @@ class Distiller:
         self.K, self.slots = team.K, team.num_slots
         img_shape = env.observation_spaces[self.image_group].shape
         prop_dim = env.observation_spaces["proprio"].shape[0]
+        seg_classes = 0
+        if student_cfg.segmentation:
+            seg = env.observation_spaces.get("segmentation")
+            if seg is None or self.image_group != "camera":
+                raise ValueError(
+                    "--student.segmentation needs an RGB student and the env's segmentation image "
+                    "(make the env with student_env_overrides(meta, segmentation=True))"
+                )
+            seg_classes = int(seg.high.max()) + 1
         geometry = None
         if student_cfg.memory == "map":
             if not hasattr(env, "camera_geometry"):
@@ -271,7 +284,9 @@ class Distiller:
             geometry = env.camera_geometry()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.student = Student(self.image_group, img_shape, prop_dim, env.act_dim, student_cfg, geometry)
+            self.student = Student(
+                self.image_group, img_shape, prop_dim, env.act_dim, student_cfg, geometry, seg_classes
+            )
             self.student = self.student.to(env.device)
         with torch.no_grad():
             self.student.log_std.copy_(self.teacher.log_std)
@@ -313,7 +328,7 @@ class Distiller:
             cfg.buffer_steps,
             self.slots,
             {
-                "img": (tuple(img_shape), img_dtype),
+                "img": ((img_shape[0] + (1 if seg_classes else 0), *img_shape[1:]), img_dtype),
                 "proprio": ((prop_dim,), torch.float32),
                 "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
                 "teacher_mu": ((env.act_dim,), torch.float32),
@@ -340,6 +355,11 @@ class Distiller:
         if meta["env"] != self.env.name:
             raise ValueError(f"init_from: {path} is a student of {meta['env']!r}, not of {self.env.name!r}")
         want, have = dataclasses.asdict(student_cfg), dataclasses.asdict(start.cfg)  # older: defaults filled
+        # An RGB student may gain the segmentation channels: their input weights start at zero,
+        # so the new student acts exactly as the old one until training gives them weight.
+        add_seg = want["segmentation"] and not have.get("segmentation", False)
+        if add_seg:
+            have["segmentation"] = True
         differ = sorted(k for k in want if want[k] != have.get(k))
         if differ:
             got = ", ".join(f"{k} {have.get(k)!r} (asked {want[k]!r})" for k in differ)
@@ -349,7 +369,13 @@ class Distiller:
                 f"init_from: {path} reads {meta['image_group']} {meta['image_shape']}, "
                 f"this env renders {self.image_group} {list(self.student.image_shape)}"
             )
-        self.student.load_state_dict(start.state_dict())
+        state = start.state_dict()
+        if add_seg:
+            key = "encoder.conv.0.weight"
+            w = torch.zeros_like(self.student.state_dict()[key])
+            w[:, : state[key].shape[1]] = state[key]
+            state[key] = w
+        self.student.load_state_dict(state)
 
     def _trained_parameters(self) -> list[torch.nn.Parameter]:
         aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
@@ -388,7 +414,8 @@ class Distiller:
         outcome: dict[str, list[float]] = {}
         gap = 0.0
         for _ in range(self.cfg.steps_per_iter):
-            img, prop = self.team.slots(obs, self.image_group), self.team.slots(obs, "proprio").float()
+            img = self.student.gather_image(functools.partial(self.team.slots, obs))
+            prop = self.team.slots(obs, "proprio").float()
             t_obs = self.team.slots(obs, self.teacher.group).float()
             t_mu = self.teacher(t_obs)
             self.student.proprio_norm.update(prop)
@@ -576,9 +603,15 @@ class Distiller:
 
 
 def make_distill_env(
-    teacher_path: str | Path, num_envs: int, backend: str = "cpu", device: str | None = None, **extra: Any
+    teacher_path: str | Path,
+    num_envs: int,
+    backend: str = "cpu",
+    device: str | None = None,
+    segmentation: bool = False,
+    **extra: Any,
 ) -> Any:
-    """The teacher's env, rendering the student's camera (``extra`` overrides its config)."""
+    """The teacher's env, rendering the student's camera (and with ``segmentation`` the
+    segmentation image; ``extra`` overrides its config)."""
     _, meta = load_teacher(teacher_path)
-    over = {**student_env_overrides(meta), **extra}
+    over = {**student_env_overrides(meta, segmentation), **extra}
     return envs.make(meta["env"], num_envs=num_envs, backend=backend, device=device, **over)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -112,7 +113,8 @@ class StudentPPO:
         buf: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "dones", "bootstrap")}
         outcome: list[float] = []
         for _ in range(T):
-            img, prop = self._slots(obs, self.student.image_group), self._slots(obs, "proprio").float()
+            img = self.student.gather_image(functools.partial(self._slots, obs))
+            prop = self._slots(obs, "proprio").float()
             c_obs = self._slots(obs, self.critic_group).float()
             self.critic.norm.update(c_obs)
             dist = self._dist(img, prop)

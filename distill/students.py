@@ -2,7 +2,8 @@
 
 - image: ``depth_layers`` (EgoPush: one depth layer per role, encoded by one shared CNN into one
   embedding per role, the embeddings the relational alignment loss compares) or ``camera``
-  (soccer: uint8 RGB, one CNN over the three channels);
+  (soccer: uint8 RGB, one CNN over the three channels; with ``segmentation``, the env's segmentation
+  classes one-hot as more channels of that CNN);
 - memory: ``none`` (a stack of the last ``frame_stack`` frames' features; 1 = reactive, like the
   EgoPush student), ``gru``, ``transformer`` (causal, over the last ``window`` frames, stepped
   with the ``KVCache`` of ``distill.kv_cache``), or ``map`` (``depth_layers`` only: a top-down map
@@ -19,6 +20,7 @@ when its episode ends.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +62,9 @@ class StudentConfig:
     """``memory=map``: cell size (m)."""
     map_tau: float = 30.0
     """``memory=map``: seconds over which a mark fades to 1/e."""
+    segmentation: bool = False
+    """``camera`` students (soccer): also read the env's segmentation image (what each pixel shows:
+    ball, teammate, opponent, own goal, ...), one-hot per class, as input channels beside the RGB."""
 
 
 class ConvEncoder(nn.Module):
@@ -94,6 +99,7 @@ class Student(nn.Module):
         cfg: network settings.
         geometry: ``memory=map`` only: the robot's camera and wheel geometry
             (``EgoPushEnv.camera_geometry()``), saved with the student.
+        seg_classes: ``cfg.segmentation`` only: classes of the env's ``segmentation`` image.
     """
 
     def __init__(
@@ -104,10 +110,17 @@ class Student(nn.Module):
         act_dim: int,
         cfg: StudentConfig,
         geometry: dict[str, Any] | None = None,
+        seg_classes: int = 0,
     ) -> None:
         super().__init__()
         if image_group not in IMAGE_GROUPS:
             raise ValueError(f"image_group must be one of {IMAGE_GROUPS}, got {image_group!r}")
+        if cfg.segmentation and (image_group != "camera" or seg_classes < 2):
+            raise ValueError(
+                "segmentation needs an RGB student (image group 'camera') and the number of segmentation "
+                f"classes (>= 2), got image group {image_group!r} and {seg_classes} classes"
+            )
+        self.seg_classes = seg_classes if cfg.segmentation else 0
         self.image_group, self.image_shape, self.proprio_dim, self.act_dim, self.cfg = (
             image_group,
             tuple(image_shape),
@@ -117,7 +130,7 @@ class Student(nn.Module):
         )
         C, H, W = image_shape
         self.roles = C if image_group == "depth_layers" else 0
-        self.encoder = ConvEncoder(1 if self.roles else C, (H, W), cfg.embed)
+        self.encoder = ConvEncoder(1 if self.roles else C + self.seg_classes, (H, W), cfg.embed)
         self.proprio_norm = RunningNorm(proprio_dim)
         frame = cfg.embed * max(1, self.roles) + proprio_dim
         self.geometry, self.egomap = geometry, None
@@ -146,9 +159,26 @@ class Student(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
 
     # -- per-frame features ------------------------------------------------------------------------
+    @property
+    def image_groups(self) -> tuple[str, ...]:
+        """The observation groups the student's image is made of (``gather_image``)."""
+        return (self.image_group, "segmentation") if self.seg_classes else (self.image_group,)
+
+    def gather_image(self, group: Callable[[str], torch.Tensor]) -> torch.Tensor:
+        """The student's image from ``group(name)`` -> that observation group ``[.., C, H, W]``:
+        the image group, and with ``segmentation`` its class ids as one more channel (uint8)."""
+        if not self.seg_classes:
+            return group(self.image_group)
+        return torch.cat([group(g) for g in self.image_groups], -3)
+
     def image_input(self, img: torch.Tensor) -> torch.Tensor:
         if self.image_group == "camera":
-            return img.float() / 255.0
+            rgb = img[..., :3, :, :].float() / 255.0
+            if not self.seg_classes:
+                return rgb
+            ids = img[..., 3, :, :].long().clamp(0, self.seg_classes - 1)
+            onehot = torch.nn.functional.one_hot(ids, self.seg_classes).movedim(-1, -3).float()
+            return torch.cat((rgb, onehot), -3)
         return (img.float() / self.cfg.depth_scale).clamp(0, 2)
 
     def role_embeddings(self, img: torch.Tensor) -> torch.Tensor:
@@ -295,6 +325,7 @@ class Student(nn.Module):
             "act_dim": self.act_dim,
             "student": dataclasses.asdict(self.cfg),
             **({"egomap_geometry": self.geometry} if self.egomap is not None else {}),
+            **({"segmentation_classes": self.seg_classes} if self.seg_classes else {}),
             **extra,
         }
         return checkpoint.save(path, self.state_dict(), meta)
@@ -310,6 +341,7 @@ class Student(nn.Module):
             meta["act_dim"],
             cfg,
             meta.get("egomap_geometry"),
+            meta.get("segmentation_classes", 0),
         )
         checkpoint.fill(student, tensors, path)
         return student, meta
@@ -333,7 +365,7 @@ class StudentPolicy:
     @torch.no_grad()
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         s = self.student
-        img, prop = obs[s.image_group], obs["proprio"]
+        img, prop = s.gather_image(obs.__getitem__), obs["proprio"]
         W, K = img.shape[:2]
         N = W * K
         dev = img.device

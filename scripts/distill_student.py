@@ -188,7 +188,11 @@ def _student_of(cfg: DistillConfig) -> DistillConfig:
         saved = StudentConfig(**read_meta(cfg.init_from)["student"])
     except (ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"--init-from: {cfg.init_from} is not a student checkpoint ({err!r})") from None
-    if cfg.student not in (StudentConfig(), saved):
+    # --student.segmentation may be added to an RGB student (its new input channels start at zero).
+    seg = cfg.student.segmentation and not saved.segmentation
+    if seg:
+        saved = dataclasses.replace(saved, segmentation=True)
+    if cfg.student not in (StudentConfig(segmentation=seg), saved):
         raise SystemExit(
             f"--init-from: {cfg.init_from} holds the student {dataclasses.asdict(saved)}; "
             "drop the --student.* flags or make them match"
@@ -219,7 +223,7 @@ def main(cfg: DistillConfig) -> Path:
     except ValueError as err:
         raise SystemExit(f"--env-overrides {err}") from None
     extra["camera_resolution"] = tuple(cfg.resolution)
-    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, **extra)
+    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, cfg.student.segmentation, **extra)
     try:
         distiller = Distiller(
             env,

@@ -328,6 +328,84 @@ def test_soccer_student_learns_from_team_zero_rgb(tmp_path: Path) -> None:
     assert d.buffer.data["img"].dtype == torch.uint8 and d.buffer.data["img"].shape[-3:] == (3, 32, 32)
 
 
+def test_segmentation_channels_join_an_rgb_student_without_changing_its_actions(tmp_path: Path) -> None:
+    """``--student.segmentation``: the env's segmentation classes, one-hot, become input channels
+    of an RGB student; warm-started from an RGB student they start at zero weight (the same
+    actions), training gives them weight, and the checkpoint asks its env for both images."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import distill_student
+
+    from agents.checkpoint import read_meta
+    from agents.policies import checkpoint_env, load_checkpoint_policy
+    from envs.config import to_dict
+
+    env = envs.make("soccer-1v1", num_envs=1)
+    GaussianActor(env.observation_spaces["privileged"].shape[0], env.act_dim, (16, 16)).save(
+        tmp_path / "teacher", "soccer-1v1", to_dict(env.cfg)
+    )
+    env.close()
+    teacher = tmp_path / "teacher"
+    cfg = DaggerConfig(steps_per_iter=4, buffer_steps=8, updates_per_iter=2, batch_frames=16, seq_len=4)
+    rgb_cfg = StudentConfig(memory="gru", embed=16, hidden=32)
+    rgb_env = make_distill_env(teacher, num_envs=4, camera_resolution=(32, 32))
+    Distiller(rgb_env, teacher, rgb_cfg, cfg, 4 * 4, 0, tmp_path / "rgb").learn(progress=False)
+    rgb_env.close()
+    rgb, _ = Student.load(tmp_path / "rgb" / "checkpoint")
+
+    env = make_distill_env(teacher, num_envs=4, segmentation=True, camera_resolution=(32, 32))
+    seg_cfg = dataclasses.replace(rgb_cfg, segmentation=True)
+    with pytest.raises(ValueError, match="segmentation"):  # an env without the segmentation image
+        Distiller(make_distill_env(teacher, num_envs=1), teacher, seg_cfg, cfg, 16, 0, tmp_path / "x")
+    d = Distiller(env, teacher, seg_cfg, cfg, 4 * 4 * 3, 0, tmp_path / "seg", init_from=tmp_path / "rgb" / "checkpoint")
+    student = d.student
+    assert student.seg_classes == 9 and student.image_groups == ("camera", "segmentation")
+    obs = env.reset(seed=3)
+    img = student.gather_image(lambda g: d.team.slots(obs, g))
+    assert img.dtype == torch.uint8 and img.shape[-3:] == (4, 32, 32)
+    # One-hot: exactly one class channel lit per pixel, the pixel's class.
+    x = student.image_input(img)
+    assert x.shape[-3] == 3 + 9 and torch.equal(x[:, 3:].sum(1), torch.ones_like(x[:, 0]))
+    assert torch.equal(x[:, 3:].argmax(1), img[:, 3].long()) and len(img[:, 3].unique()) > 2
+    # Warm start: the new channels start at zero weight, so it acts as the RGB student does.
+    prop, first = d.team.slots(obs, "proprio").float(), torch.ones(4, dtype=torch.bool)
+    a_rgb, _ = rgb.step(img[:, :3], prop, rgb.init_state(4), first)
+    a_seg, _ = student.step(img, prop, student.init_state(4), first)
+    assert torch.allclose(a_rgb, a_seg, atol=1e-6)
+    assert student.encoder.conv[0].weight[:, 3:].abs().sum() == 0
+    d.learn(progress=False)
+    assert student.encoder.conv[0].weight[:, 3:].abs().sum() > 0  # training reaches the new channels
+    assert d.buffer.data["img"].shape[-3:] == (4, 32, 32)
+    # Now the segmentation image alone changes its action.
+    other = img.clone()
+    other[:, 3] = (other[:, 3] + 1) % 9
+    with torch.no_grad():
+        b1, _ = student.step(img, prop, student.init_state(4), first)
+        b2, _ = student.step(other, prop, student.init_state(4), first)
+    assert not torch.allclose(b1, b2)
+    env.close()
+    # The checkpoint keeps the classes and an env config with both cameras; an env without the
+    # segmentation image is refused by name.
+    ckpt = tmp_path / "seg" / "checkpoint"
+    assert read_meta(ckpt)["segmentation_classes"] == 9
+    name, env_cfg = checkpoint_env(ckpt)
+    assert tuple(env_cfg["cameras"]) == ("rgb", "segmentation")
+    eval_env = envs.make(name, num_envs=2, **env_cfg)
+    policy = load_checkpoint_policy(ckpt, eval_env)
+    assert policy(eval_env.reset(seed=0)).shape == (2, 2, eval_env.act_dim)  # every player of each world
+    eval_env.close()
+    plain = envs.make(name, num_envs=1, camera_resolution=(32, 32), cameras=("rgb",))
+    with pytest.raises(CheckpointError, match="segmentation"):
+        load_checkpoint_policy(ckpt, plain)
+    plain.close()
+    # The script: --student.segmentation may be added to an --init-from RGB student, nothing else.
+    script_cfg = distill_student.DistillConfig(
+        teacher=teacher, init_from=tmp_path / "rgb" / "checkpoint", student=StudentConfig(segmentation=True)
+    )
+    assert distill_student._student_of(script_cfg).student == seg_cfg
+    with pytest.raises(SystemExit, match="drop the --student"):
+        distill_student._student_of(dataclasses.replace(script_cfg, student=StudentConfig(segmentation=True, hidden=8)))
+
+
 def test_rl_finetuning_warms_the_critic_then_pulls_toward_the_teacher(tmp_path: Path) -> None:
     from distill.finetune import FinetuneConfig, StudentPPO
 
