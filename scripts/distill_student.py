@@ -156,9 +156,10 @@ def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, tea
         row += "(not run) |"
     obs = teacher_meta["env_config"].get("observability")
     init = f"\n- initialised from the student `{cfg.init_from}`" if cfg.init_from else ""
+    seg = " `segmentation` +" if cfg.student.segmentation else ""
     card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
 
-Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +
+Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +{seg}
 `proprio`), distilled by DAgger from `{cfg.teacher}` ({teacher_meta.get("env_steps", 0):,} teacher env-steps).
 
 - command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`{init}
