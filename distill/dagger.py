@@ -271,9 +271,9 @@ class Distiller:
         seg_classes = 0
         if student_cfg.segmentation:
             seg = env.observation_spaces.get("segmentation")
-            if seg is None or self.image_group != "camera":
+            if seg is None:  # (an image group other than RGB is refused by the Student itself)
                 raise ValueError(
-                    "--student.segmentation needs an RGB student and the env's segmentation image "
+                    "--student.segmentation needs the env's segmentation image "
                     "(make the env with student_env_overrides(meta, segmentation=True))"
                 )
             seg_classes = int(seg.high.max()) + 1
