@@ -339,7 +339,8 @@ class Distiller:
             env.device,
         )
         self.frames_per_iter = cfg.steps_per_iter * self.slots
-        self.total_iters = max(1, math.ceil(total_frames / self.frames_per_iter))
+        # No DAgger at all (total_frames 0) only for a trained student (init_from), e.g. to fine-tune it by RL.
+        self.total_iters = max(0 if init_from is not None else 1, math.ceil(total_frames / self.frames_per_iter))
         self.iteration = 0
         self.frames = 0
         self.history: list[dict[str, float]] = []

@@ -1,12 +1,19 @@
 """RL fine-tuning of a vision student: PPO on the student's own observations, with a KL penalty
 toward the teacher's action distribution (the recipe of the robot-soccer-from-vision work).
 
-The actor is the student (camera + ``proprio``; reactive students only: ``memory=none`` with one
-frame), the critic reads the privileged ``critic`` group (asymmetric actor-critic: the critic
-is only needed in training), and the loss is PPO's clipped surrogate, value loss and entropy
-bonus plus ``kl_coef * KL(teacher || student)`` on every sampled state, which keeps the student
-near the behaviour it was distilled to while the task reward improves it. The critic is warmed
-up for ``critic_warmup`` updates with the student frozen, since it starts from nothing.
+The actor is the student (camera + ``proprio``; reactive students, ``memory=none`` with one
+frame, or GRU students, ``memory=gru``), the critic reads the privileged ``critic`` group
+(asymmetric actor-critic: the critic is only needed in training), and the loss is PPO's clipped
+surrogate, value loss and entropy bonus plus ``kl_coef * KL(teacher || student)`` on every
+sampled state, which keeps the student near the behaviour it was distilled to while the task
+reward improves it. With ``kl_target`` > 0 the coefficient adapts to keep that KL near the target
+(the adaptive KL penalty of the robot-soccer work). The critic is warmed up for ``critic_warmup``
+updates with the student frozen, since it starts from nothing.
+
+A GRU student acts with its memory carried across rollouts; each rollout keeps the memory it
+started from, and the update replays whole rollouts of a subset of the slots from that memory
+(minibatches over slots, not steps), cutting it at episode starts as acting did, so the
+log-probabilities of the first epoch equal those the rollout sampled with.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -57,6 +65,9 @@ class FinetuneConfig:
     """Gradient clipping."""
     critic_warmup: int = 5
     """Updates that train only the critic before the student moves."""
+    kl_target: float = 0.0
+    """0: ``kl_coef`` stays fixed. > 0: after each update the coefficient is multiplied by 1.5 when
+    the mean KL to the teacher was above 1.5 x the target and divided by 1.5 when below 1/1.5 x."""
 
 
 class StudentPPO:
@@ -73,8 +84,13 @@ class StudentPPO:
         opponent: Any = None,
         critic_group: str = "critic",
     ) -> None:
-        if student.cfg.memory != "none" or student.cfg.frame_stack != 1:
-            raise ValueError("RL fine-tuning supports reactive students only (memory 'none', frame_stack 1)")
+        if student.cfg.memory not in ("none", "gru") or student.cfg.frame_stack != 1:
+            raise ValueError(
+                "RL fine-tuning supports reactive students (memory 'none', frame_stack 1) and GRU students "
+                f"(memory 'gru'), got memory {student.cfg.memory!r} with frame_stack {student.cfg.frame_stack}"
+            )
+        self.recurrent = student.cfg.memory == "gru"
+        self.kl_coef = cfg.kl_coef
         self.env, self.student, self.teacher, self.cfg = env, student, teacher, cfg
         self.team, self.critic_group = Team(env, opponent, learners), critic_group
         self.K, self.N = self.team.K, self.team.num_slots
@@ -87,15 +103,19 @@ class StudentPPO:
         self.generator = torch.Generator().manual_seed(seed + 18)
         self.updates = 0
         self._obs: dict[str, torch.Tensor] | None = None
+        self._state: torch.Tensor | None = None  # GRU memory [1, N, hidden]
+        self._first = torch.ones(self.N, dtype=torch.bool, device=dev)  # slots whose episode starts now
 
     def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
         return self.team.slots(obs, group)
 
+    def _normal(self, mu: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(mu, self.student.log_std.exp().expand_as(mu))
+
     def _dist(self, img: torch.Tensor, prop: torch.Tensor) -> torch.distributions.Normal:
         first = torch.ones(img.shape[0], 1, dtype=torch.bool, device=img.device)
         mu, _ = self.student(img[:, None], prop[:, None], first)
-        mu = mu[:, 0]
-        return torch.distributions.Normal(mu, self.student.log_std.exp().expand_as(mu))
+        return self._normal(mu[:, 0])
 
     def rollout(self) -> dict[str, Any]:
         """``steps_per_env`` steps of every slot, sampled from the student; GAE over them."""
@@ -110,14 +130,22 @@ class StudentPPO:
             self._obs = env.reset()
         obs = self._obs
         keys = ("img", "proprio", "critic_obs", "teacher_mu", "actions", "log_probs", "values", "rewards")
-        buf: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "dones", "bootstrap")}
+        buf: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "dones", "bootstrap", "first")}
         outcome: list[float] = []
+        if self.recurrent and self._state is None:
+            self._state = self.student.init_state(self.N, dev)
+        h0 = self._state[0].clone() if self.recurrent else None
         for _ in range(T):
             img = self.student.gather_image(functools.partial(self._slots, obs))
             prop = self._slots(obs, "proprio").float()
             c_obs = self._slots(obs, self.critic_group).float()
             self.critic.norm.update(c_obs)
-            dist = self._dist(img, prop)
+            if self.recurrent:
+                mu, self._state = self.student.step(img, prop, self._state, self._first)
+                dist = self._normal(mu)
+            else:
+                dist = self._dist(img, prop)
+            buf["first"].append(self._first)
             act = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=self.generator).to(dev)
             t_mu = self.teacher(self._slots(obs, self.teacher.group).float())
             obs, reward, term, trunc, info = env.step(self.team.joint(obs, act))
@@ -136,6 +164,7 @@ class StudentPPO:
             buf["dones"].append(rep(term | trunc))
             buf["bootstrap"].append(boot)
             done = term | trunc
+            self._first = rep(done).bool()
             if "success" in info and done.any():
                 outcome += info["success"][done].float().tolist()
             if "score" in info and done.any():
@@ -148,33 +177,61 @@ class StudentPPO:
             data["rewards"], data["values"], data["dones"], data["bootstrap"], last, cfg.gamma, cfg.lam
         )
         data["outcome"] = outcome
+        if h0 is not None:
+            data["h0"] = h0
         return data
+
+    def _minibatches(
+        self, data: dict[str, Any]
+    ) -> Iterator[tuple[dict[str, torch.Tensor], Callable[[], torch.distributions.Normal]]]:
+        """One epoch of minibatches of ``data``, each with a function that gives the student's
+        current action distribution on it: random steps of a reactive student; random slots,
+        each with its whole rollout replayed from its stored memory, of a GRU student."""
+        T, N = data["rewards"].shape
+        cfg, dev = self.cfg, data["rewards"].device
+        tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor) and k != "h0"}
+        if not self.recurrent:
+            flat = {k: v.reshape(T * N, *v.shape[2:]) for k, v in tensors.items()}
+            size = (T * N) // cfg.minibatches
+            perm = torch.randperm(T * N, generator=self.generator).to(dev)
+            for i in range(cfg.minibatches):
+                mb = {k: v[perm[i * size : (i + 1) * size]] for k, v in flat.items()}
+                yield mb, functools.partial(self._dist, mb["img"], mb["proprio"])
+            return
+        size = max(1, N // cfg.minibatches)
+        perm = torch.randperm(N, generator=self.generator).to(dev)
+        for i in range(min(cfg.minibatches, N)):
+            cols = perm[i * size : (i + 1) * size]
+            seq = {k: v[:, cols].transpose(0, 1) for k, v in tensors.items()}  # [B, T, ...]
+
+            def dist(
+                seq: dict[str, torch.Tensor] = seq, h0: torch.Tensor = data["h0"][cols]
+            ) -> torch.distributions.Normal:
+                mu, _ = self.student(seq["img"], seq["proprio"], seq["first"], h0)
+                return self._normal(mu.flatten(0, 1))
+
+            yield {k: v.flatten(0, 1) for k, v in seq.items()}, dist
 
     def update(self, data: dict[str, Any]) -> dict[str, float]:
         cfg = self.cfg
-        T, N = data["rewards"].shape
-        flat = {k: v.reshape(T * N, *v.shape[2:]) for k, v in data.items() if isinstance(v, torch.Tensor)}
-        size = (T * N) // cfg.minibatches
         warm = self.updates < cfg.critic_warmup
         t_std = self.teacher.log_std.exp().detach()
         sums = {"surrogate": 0.0, "value": 0.0, "kl_teacher": 0.0, "entropy": 0.0}
         n = 0
         for _ in range(cfg.epochs):
-            perm = torch.randperm(T * N, generator=self.generator).to(flat["rewards"].device)
-            for i in range(cfg.minibatches):
-                mb = {k: v[perm[i * size : (i + 1) * size]] for k, v in flat.items()}
+            for mb, student_dist in self._minibatches(data):
                 v_loss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
                 if warm:
                     loss = cfg.value_coef * v_loss
                     surr = kl_t = ent = torch.zeros(())
                 else:
-                    dist = self._dist(mb["img"], mb["proprio"])
+                    dist = student_dist()
                     adv = mb["advantages"]
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                     surr = surrogate_loss(dist.log_prob(mb["actions"]).sum(-1), mb["log_probs"], adv, cfg.clip)
                     kl_t = gaussian_kl(mb["teacher_mu"], t_std.expand_as(dist.mean), dist.mean, dist.stddev).mean()
                     ent = dist.entropy().sum(-1).mean()
-                    loss = surr + cfg.value_coef * v_loss + cfg.kl_coef * kl_t - cfg.entropy_coef * ent
+                    loss = surr + cfg.value_coef * v_loss + self.kl_coef * kl_t - cfg.entropy_coef * ent
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
@@ -183,4 +240,11 @@ class StudentPPO:
                     sums[k] += float(v.detach())
                 n += 1
         self.updates += 1
-        return {f"finetune/{k}": v / n for k, v in sums.items()}
+        stats = {f"finetune/{k}": v / n for k, v in sums.items()}
+        if cfg.kl_target > 0 and not warm:
+            if stats["finetune/kl_teacher"] > 1.5 * cfg.kl_target:
+                self.kl_coef *= 1.5
+            elif stats["finetune/kl_teacher"] < cfg.kl_target / 1.5:
+                self.kl_coef /= 1.5
+        stats["finetune/kl_coef"] = self.kl_coef
+        return stats

@@ -48,7 +48,8 @@ class DistillConfig:
     num_envs: int = 64
     """Worlds stepped (and rendered) together."""
     total_frames: int = 200_000
-    """Student frames (worlds x learning agents x steps) to collect."""
+    """Student frames (worlds x learning agents x steps) to collect. 0 with ``--init-from``: no
+    DAgger, e.g. to RL fine-tune a trained student (``--finetune.frames``)."""
     resolution: tuple[int, int] = (64, 64)
     """Camera width and height."""
     backend: Literal["cpu", "warp"] = "cpu"
