@@ -158,14 +158,17 @@ def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, tea
     obs = teacher_meta["env_config"].get("observability")
     init = f"\n- initialised from the student `{cfg.init_from}`" if cfg.init_from else ""
     seg = " `segmentation` +" if cfg.student.segmentation else ""
+    no_dagger = cfg.total_frames == 0 and cfg.init_from is not None
+    how = "RL fine-tuned (no DAgger), with a KL penalty toward" if no_dagger else "distilled by DAgger from"
+    dagger = "none (`--total-frames 0`)" if no_dagger else json.dumps(dataclasses.asdict(cfg.dagger))
     card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
 
 Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +{seg}
-`proprio`), distilled by DAgger from `{cfg.teacher}` ({teacher_meta.get("env_steps", 0):,} teacher env-steps).
+`proprio`), {how} `{cfg.teacher}` ({teacher_meta.get("env_steps", 0):,} teacher env-steps).
 
 - command: `python scripts/distill_student.py {shlex.join(sys.argv[1:])}`{init}
 - student: {json.dumps(dataclasses.asdict(cfg.student))}
-- dagger: {json.dumps(dataclasses.asdict(cfg.dagger))}
+- dagger: {dagger}
 - RL fine-tuning: {json.dumps(dataclasses.asdict(cfg.finetune)) if cfg.finetune.frames else "none"}
 - student frames: {frames:,}; wall time: {wall / 60:.1f} min
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`

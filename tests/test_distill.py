@@ -238,6 +238,12 @@ def test_init_from_starts_from_a_trained_students_weights(tmp_path: Path) -> Non
     assert warm.iteration == 0 and warm.frames == 0  # a new run: only the weights carry over
     warm.learn(progress=False)
     assert json.loads((tmp_path / "c" / "checkpoint" / "policy.json").read_text())["init_from"].endswith("checkpoint")
+    # total_frames 0 from a trained student: no DAgger at all (to RL fine-tune it alone); without
+    # one, a run still takes an iteration.
+    none = Distiller(env, GOAL_TEACHER, small, cfg, 0, 1, tmp_path / "f", init_from=tmp_path / "a" / "checkpoint")
+    none.learn(progress=False)
+    assert none.frames == 0 and all(torch.equal(weights[k], v) for k, v in none.student.state_dict().items())
+    assert Distiller(env, GOAL_TEACHER, small, cfg, 0, 1, tmp_path / "g").total_iters == 1
     with pytest.raises(ValueError, match="hidden 32 \\(asked 128\\)"):
         Distiller(
             env,
