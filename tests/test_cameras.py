@@ -48,6 +48,26 @@ def test_ball_in_front_is_seen_and_behind_is_not(cam_env):
     assert (obs["segmentation"][0, 1, 0] == SEG_CLASSES.index("opponent")).sum() > 0
 
 
+def test_a_wider_lens_sees_a_ball_to_the_side_that_the_default_one_does_not():
+    # The ball 60 degrees to blue's left, 0.8 m away: outside the default 80-degree view (40 each
+    # side), inside a 150-degree one; ahead, both see it, smaller through the wider lens.
+    ball = SEG_CLASSES.index("ball")
+    seen = {}
+    for fovy in (80.0, 150.0):
+        env = envs.make("soccer-1v1", num_envs=2, cameras=("segmentation",), camera_fovy=fovy)
+        env.reset(seed=0)
+        side = (-1.0 + 0.8 * math.cos(math.pi / 3), 0.8 * math.sin(math.pi / 3), scene.BALL_RADIUS)
+        place(env, 0, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, -1.0, math.pi)}, ball=side)
+        place(env, 1, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, -1.0, math.pi)}, ball=(-0.2, 0.0, scene.BALL_RADIUS))
+        seg = env._observe()["segmentation"][:, 0, 0]
+        seen[fovy] = [int((seg[w] == ball).sum()) for w in range(2)]
+        env.close()
+    assert seen[80.0][0] == 0 and seen[150.0][0] > 0, seen
+    assert seen[80.0][1] > seen[150.0][1] > 0, seen
+    with pytest.raises(ValueError, match="camera_fovy"):
+        envs.make("soccer-1v1", num_envs=1, camera_fovy=180.0)
+
+
 def test_resolution_is_configurable_and_overview_renders():
     env = envs.make("soccer-1v1", num_envs=2, cameras=("rgb",), camera_resolution=(32, 24))
     obs = env.reset(seed=0)

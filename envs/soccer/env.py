@@ -65,6 +65,9 @@ class SoccerConfig:
     """Egocentric modalities to render: any of ``rgb`` (group ``camera``), ``depth``, ``segmentation``."""
     camera_resolution: tuple[int, int] = (64, 64)
     """(width, height) of each egocentric image."""
+    camera_fovy: float = 80.0
+    """Vertical field of view of the egocentric cameras (degrees; with square images also the
+    horizontal one). A wider lens keeps the ball in view longer, at fewer pixels per degree."""
     nthread: int = 0
     """Physics threads for the ``cpu`` backend (0: all cores)."""
 
@@ -79,6 +82,8 @@ class SoccerConfig:
                 raise ValueError(f"{key} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
         if self.goal_width >= self.pitch_width[0]:
             raise ValueError(f"goal_width {self.goal_width} must be below the narrowest pitch {self.pitch_width[0]}")
+        if not 0 < self.camera_fovy < 180:
+            raise ValueError(f"camera_fovy must be in (0, 180) degrees, got {self.camera_fovy}")
         bad = [c for c in self.cameras if c not in ("rgb", "depth", "segmentation")]
         if bad:
             raise ValueError(f"cameras must be among ('rgb', 'depth', 'segmentation'), got {bad}")
@@ -116,7 +121,14 @@ class SoccerEnv(BatchedEnv):
         self._hl_max = cfg.pitch_length[1] / 2
         self._hw_max = cfg.pitch_width[1] / 2
         xml = scene.build_xml(
-            n, self._hl_max, self._hw_max, cfg.goal_width / 2, cfg.timestep, cfg.max_speed, cfg.max_turn
+            n,
+            self._hl_max,
+            self._hw_max,
+            cfg.goal_width / 2,
+            cfg.timestep,
+            cfg.max_speed,
+            cfg.max_turn,
+            cfg.camera_fovy,
         )
         model = mujoco.MjModel.from_xml_string(xml)
         self.agents = [scene.robot_name(t, i) for t in (0, 1) for i in range(n)]

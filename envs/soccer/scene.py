@@ -26,7 +26,7 @@ def robot_name(team: int, index: int) -> str:
     return f"{('blue', 'red')[team]}{index}"
 
 
-def _robot(name: str, rgba: str) -> str:
+def _robot(name: str, rgba: str, camera_fovy: float = 80.0) -> str:
     r, h = ROBOT_RADIUS, ROBOT_HEIGHT
     return f"""
     <body name="{name}" pos="0 0 0">
@@ -38,7 +38,7 @@ def _robot(name: str, rgba: str) -> str:
       <geom name="{name}_nose" type="box" size="0.03 0.05 0.02" pos="{r - 0.07} 0 {h + 0.03}"
             mass="0.01" rgba="1 1 1 1" contype="0" conaffinity="0"/>
       <site name="{name}_drive" pos="0 0 {h / 2}"/>
-      <camera name="{name}_cam" pos="{r + 0.005} 0 {h + 0.03}" xyaxes="0 -1 0 0 0 1" fovy="80"/>
+      <camera name="{name}_cam" pos="{r + 0.005} 0 {h + 0.03}" xyaxes="0 -1 0 0 0 1" fovy="{camera_fovy}"/>
     </body>"""
 
 
@@ -79,6 +79,7 @@ def build_xml(
     timestep: float,
     max_speed: float,
     max_turn: float,
+    camera_fovy: float = 80.0,
 ) -> str:
     """MJCF of the pitch at its largest size; worlds shrink it through ``geom_pos``."""
     t, hgt = WALL_THICK / 2, WALL_HEIGHT / 2
@@ -117,7 +118,7 @@ def build_xml(
     for team in (0, 1):
         for i in range(team_size):
             name = robot_name(team, i)
-            robots.append(_robot(name, TEAM_RGBA[team]))
+            robots.append(_robot(name, TEAM_RGBA[team], camera_fovy))
             acts.append(_actuators(name, max_speed, max_turn))
     walls_xml = "\n    ".join(walls)
     return f"""<mujoco model="soccer_{team_size}v{team_size}">
