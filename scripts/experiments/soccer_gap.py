@@ -1,0 +1,103 @@
+"""Where a soccer vision student acts unlike its teacher, and what its draws look like: the
+student (team 0) plays the scripted player; on its own states the action gap (sum over the three
+action dimensions of the squared difference of the action means) to the teacher's labels, split by
+whether the ball is in the student's camera (any ball pixel of the segmentation image, rendered
+beside its RGB for this) and by how the match ended, with the mean actions of both in each split.
+
+    python scripts/experiments/soccer_gap.py checkpoints/soccer-1v1-student \
+        --teacher checkpoints/soccer-1v1-teacher --matches 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import envs  # noqa: E402
+from agents.policies import episode_done, make_policy  # noqa: E402
+from distill.dagger import load_teacher  # noqa: E402
+from envs.soccer import SEG_CLASSES  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="a soccer-1v1 student checkpoint")
+    ap.add_argument("--teacher", type=Path, required=True, help="the teacher it was distilled from")
+    ap.add_argument("--matches", type=int, default=128, help="matches in all (each world plays its share)")
+    ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=1000)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    if meta.get("kind") != "student" or meta["env"] != "soccer-1v1":
+        raise SystemExit(f"{args.checkpoint}: expected a soccer-1v1 student checkpoint")
+    cameras = tuple(dict.fromkeys((*meta["env_config"].get("cameras", ("rgb",)), "segmentation")))
+    env = envs.make(meta["env"], num_envs=args.num_envs, **{**meta["env_config"], "cameras": cameras})
+    student, opponent = make_policy(args.checkpoint, env), make_policy("scripted", env)
+    teacher, _ = load_teacher(args.teacher, meta["env"])
+    ball = SEG_CLASSES.index("ball")
+    W, quota = args.num_envs, -(-args.matches // args.num_envs)
+    played = torch.zeros(W, dtype=torch.long)
+    # Per world, the current match's steps: (ball in view, gap, teacher action, student action).
+    steps: list[list[tuple[bool, float, torch.Tensor, torch.Tensor]]] = [[] for _ in range(W)]
+    gap_sum: dict[str, float] = collections.defaultdict(float)
+    count: dict[str, int] = collections.defaultdict(int)
+    acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(6))
+    outcomes: collections.Counter[str] = collections.Counter()
+    lengths: dict[str, list[int]] = collections.defaultdict(list)
+    obs = env.reset(seed=args.seed)
+    with torch.no_grad():
+        while int(played.sum()) < W * quota:
+            mine = student({k: v[:, :1] for k, v in obs.items()})
+            theirs = opponent({k: v[:, 1:] for k, v in obs.items()})
+            a_t = teacher(obs["privileged"][:, 0].float())
+            a_s = mine[:, 0]
+            gap = ((a_s - a_t) ** 2).sum(-1)
+            seen = (obs["segmentation"][:, 0] == ball).flatten(1).any(-1)
+            for w in range(W):
+                steps[w].append((bool(seen[w]), float(gap[w]), a_t[w], a_s[w]))
+            obs, _, term, trunc, info = env.step(torch.cat((mine, theirs), 1))
+            done = term | trunc
+            episode_done(student, done)
+            episode_done(opponent, done)
+            for w in done.nonzero().flatten().tolist():
+                if played[w] < quota:
+                    d = int(info["score"][w, 0] - info["score"][w, 1])
+                    outcome = "win" if d > 0 else ("draw" if d == 0 else "loss")
+                    outcomes[outcome] += 1
+                    lengths[outcome].append(len(steps[w]))
+                    for s, g, t, a in steps[w]:
+                        view = "ball in view" if s else "ball not in view"
+                        for key in ("all", view, outcome, f"{outcome}, {view}"):
+                            gap_sum[key] += g
+                            count[key] += 1
+                            acts[key] += torch.cat((t, a))
+                    played[w] += 1
+                steps[w] = []
+    env.close()
+    total = count["all"]
+    n = sum(outcomes.values())
+    print(f"{n} matches: " + ", ".join(f"{k} {outcomes[k] / n:.3f}" for k in ("win", "draw", "loss")))
+    print("mean match length (steps): " + ", ".join(f"{k} {sum(v) / len(v):.0f}" for k, v in sorted(lengths.items())))
+    print("| split | share of steps | action gap | teacher's mean action (fwd, side, turn) | student's |")
+    print("|---|---:|---:|---|---|")
+    order = ["all", "ball in view", "ball not in view"]
+    for o in ("win", "draw", "loss"):
+        order += [o, f"{o}, ball in view", f"{o}, ball not in view"]
+    for key in order:
+        if count[key] == 0:
+            continue
+        m = acts[key] / count[key]
+        t, s = ", ".join(f"{x:+.2f}" for x in m[:3]), ", ".join(f"{x:+.2f}" for x in m[3:])
+        print(f"| {key} | {count[key] / total:.3f} | {gap_sum[key] / count[key]:.3f} | {t} | {s} |")
+
+
+if __name__ == "__main__":
+    main()
