@@ -103,7 +103,7 @@ class StudentPPO:
         self.generator = torch.Generator().manual_seed(seed + 18)
         self.updates = 0
         self._obs: dict[str, torch.Tensor] | None = None
-        self._state: torch.Tensor | None = None  # GRU memory [1, N, hidden]
+        self._state = student.init_state(self.N, dev) if self.recurrent else None  # GRU memory [1, N, hidden]
         self._first = torch.ones(self.N, dtype=torch.bool, device=dev)  # slots whose episode starts now
 
     def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
@@ -132,9 +132,7 @@ class StudentPPO:
         keys = ("img", "proprio", "critic_obs", "teacher_mu", "actions", "log_probs", "values", "rewards")
         buf: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "dones", "bootstrap", "first")}
         outcome: list[float] = []
-        if self.recurrent and self._state is None:
-            self._state = self.student.init_state(self.N, dev)
-        h0 = self._state[0].clone() if self.recurrent else None
+        h0 = self._state[0].clone() if self._state is not None else None
         for _ in range(T):
             img = self.student.gather_image(functools.partial(self._slots, obs))
             prop = self._slots(obs, "proprio").float()

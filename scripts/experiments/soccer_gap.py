@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
 from agents.policies import episode_done, make_policy  # noqa: E402
+from agents.rollout import TeamPolicy  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
 from envs.soccer import SEG_CLASSES  # noqa: E402
 
@@ -40,7 +41,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: expected a soccer-1v1 student checkpoint")
     cameras = tuple(dict.fromkeys((*meta["env_config"].get("cameras", ("rgb",)), "segmentation")))
     env = envs.make(meta["env"], num_envs=args.num_envs, **{**meta["env_config"], "cameras": cameras})
-    student, opponent = make_policy(args.checkpoint, env), make_policy("scripted", env)
+    players = TeamPolicy(make_policy(args.checkpoint, env), make_policy("scripted", env), 1)
     teacher, _ = load_teacher(args.teacher, meta["env"])
     ball = SEG_CLASSES.index("ball")
     W, quota = args.num_envs, -(-args.matches // args.num_envs)
@@ -55,18 +56,16 @@ def main() -> None:
     obs = env.reset(seed=args.seed)
     with torch.no_grad():
         while int(played.sum()) < W * quota:
-            mine = student({k: v[:, :1] for k, v in obs.items()})
-            theirs = opponent({k: v[:, 1:] for k, v in obs.items()})
+            actions = players(obs)
             a_t = teacher(obs["privileged"][:, 0].float())
-            a_s = mine[:, 0]
+            a_s = actions[:, 0]
             gap = ((a_s - a_t) ** 2).sum(-1)
             seen = (obs["segmentation"][:, 0] == ball).flatten(1).any(-1)
             for w in range(W):
                 steps[w].append((bool(seen[w]), float(gap[w]), a_t[w], a_s[w]))
-            obs, _, term, trunc, info = env.step(torch.cat((mine, theirs), 1))
+            obs, _, term, trunc, info = env.step(actions)
             done = term | trunc
-            episode_done(student, done)
-            episode_done(opponent, done)
+            episode_done(players, done)
             for w in done.nonzero().flatten().tolist():
                 if played[w] < quota:
                     d = int(info["score"][w, 0] - info["score"][w, 1])
