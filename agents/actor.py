@@ -68,6 +68,21 @@ class GaussianActor(nn.Module):
         x = obs[self.group] if isinstance(obs, dict) else obs
         return super().__call__(x.float())
 
+    @torch.no_grad()
+    def widened(self, extra: int) -> GaussianActor:
+        """A copy reading ``extra`` more inputs appended at the end of its group, with zero weights
+        (and a unit normaliser) there: it acts as this one until training gives them weight."""
+        if extra < 0:
+            raise ValueError(f"extra must be >= 0, got {extra}")
+        out = GaussianActor(self.obs_dim + extra, self.act_dim, self.hidden, self.group).to(self.log_std.device)
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        first = state["net.0.weight"]
+        state["net.0.weight"] = torch.cat((first, first.new_zeros(first.shape[0], extra)), 1)
+        state["norm.mean"] = torch.cat((state["norm.mean"], first.new_zeros(extra)))
+        state["norm.var"] = torch.cat((state["norm.var"], first.new_ones(extra)))
+        out.load_state_dict(state)
+        return out
+
     def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:
         meta = {
             "kind": "gaussian_mlp",

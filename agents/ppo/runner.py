@@ -216,7 +216,8 @@ class Runner:
     def init_from(self, path: str | Path, std: float | None = None) -> tuple[dict[str, Any], bool]:
         """Start from another run's weights (a warm start, e.g. an observability curriculum):
         the actor and its normaliser, and the critic when ``path`` holds a training state; ``std``
-        resets the actor's action standard deviation. Optimiser, generators and counters start
+        resets the actor's action standard deviation; inputs this run's observability appends (see
+        ``GaussianActor.widened``) start with zero weight. Optimiser, generators and counters start
         fresh. Returns the source checkpoint's metadata, and whether its critic was loaded (a
         shipped checkpoint holds no training state: the critic then starts fresh)."""
         from agents.checkpoint import CheckpointError
@@ -224,6 +225,11 @@ class Runner:
         actor, meta = GaussianActor.load(path)
         if meta["env"] != self.env_name:
             raise CheckpointError(f"{path}: trained on {meta['env']!r}, not {self.env_name!r}")
+        # An observability whose group appends inputs (soccer ``fov``'s in-view flags): zero weights there.
+        appended = getattr(self.learner.env, "appended_dims", lambda *_: 0)
+        extra = appended(actor.group, meta["env_config"].get("observability", "global"))
+        if extra > 0 and actor.obs_dim + extra == self.actor.obs_dim:
+            actor = actor.widened(extra)
         mine = (self.actor.obs_dim, self.actor.act_dim, self.actor.hidden, self.actor.group)
         theirs = (actor.obs_dim, actor.act_dim, actor.hidden, actor.group)
         if mine != theirs:

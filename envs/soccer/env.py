@@ -68,6 +68,12 @@ class SoccerConfig:
     camera_fovy: float = 80.0
     """Vertical field of view of the egocentric cameras (degrees; with square images also the
     horizontal one). A wider lens keeps the ball in view longer, at fewer pixels per degree."""
+    observability: str = "global"
+    """What the ``privileged`` group shows of the ball and the other robots. ``global``: where they
+    are now. ``fov``: the same only while the object's centre is inside this robot's camera
+    frustum (occlusion ignored); out of view, where it was last seen (at kick-off, where it
+    started) with zero velocity. ``fov`` appends one in-view flag per object (ball, then the others
+    in the usual order), so a ``global`` teacher warm-starts it (``--init-from``)."""
     nthread: int = 0
     """Physics threads for the ``cpu`` backend (0: all cores)."""
 
@@ -84,6 +90,8 @@ class SoccerConfig:
             raise ValueError(f"goal_width {self.goal_width} must be below the narrowest pitch {self.pitch_width[0]}")
         if not 0 < self.camera_fovy < 180:
             raise ValueError(f"camera_fovy must be in (0, 180) degrees, got {self.camera_fovy}")
+        if self.observability not in ("global", "fov"):
+            raise ValueError(f"observability must be 'global' or 'fov', got {self.observability!r}")
         bad = [c for c in self.cameras if c not in ("rgb", "depth", "segmentation")]
         if bad:
             raise ValueError(f"cameras must be among ('rgb', 'depth', 'segmentation'), got {bad}")
@@ -97,8 +105,8 @@ def _rot(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> 
 class SoccerEnv(BatchedEnv):
     """Batched N-vs-N soccer; see ``SoccerConfig`` and the README's reference table.
 
-    Observation groups (per agent): ``privileged`` float32 ``[16 + 12 N]``, ``critic`` float32
-    ``[14 N + 7]``, ``proprio`` float32 ``[6]``; with cameras, ``camera`` uint8 ``[3, H, W]``,
+    Observation groups (per agent): ``privileged`` float32 ``[16 + 12 N]`` (``fov``: ``[16 + 14 N]``),
+    ``critic`` float32 ``[14 N + 7]``, ``proprio`` float32 ``[6]``; with cameras, ``camera`` uint8 ``[3, H, W]``,
     ``depth`` float32 ``[1, H, W]`` (m), ``segmentation`` uint8 ``[1, H, W]`` (``SEG_CLASSES``).
     Actions ``[3]`` in [-1, 1]: forward and lateral velocity, yaw rate (body frame).
     """
@@ -149,7 +157,13 @@ class SoccerEnv(BatchedEnv):
         self._opps = torch.tensor(opps, dtype=torch.long, device=dev)
         # Team frame: team 1 sees the world turned by 180 degrees.
         self._flip = torch.tensor([1.0] * n + [-1.0] * n, device=dev)
-        p_dim, c_dim = 16 + 12 * n, 14 * n + 7
+        p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", "global"), 14 * n + 7
+        # ``fov`` memory: per observer, each object's world pose when last seen (ball: x, y; robots:
+        # x, y, yaw) and whether it is in view now.
+        self._ball_seen = torch.zeros(W, A, 2, device=dev)
+        self._robot_seen = torch.zeros(W, A, A, 3, device=dev)
+        tan_half = math.tan(math.radians(cfg.camera_fovy) / 2)
+        self._cam_geom = (scene.ROBOT_RADIUS + 0.005, scene.ROBOT_HEIGHT + 0.03, tan_half)
         box = gym.spaces.Box
         self.observation_spaces: dict[str, gym.spaces.Box] = {
             "privileged": box(-np.inf, np.inf, (p_dim,), np.float32),
@@ -165,6 +179,21 @@ class SoccerEnv(BatchedEnv):
             self.observation_spaces["segmentation"] = box(0, len(SEG_CLASSES) - 1, (1, h, w), np.uint8)
         self._seg_table = self._segmentation_table()
         self._geom_owner = self._geom_owners()
+
+    def appended_dims(self, group: str, observability: str) -> int:
+        """How many inputs this env's ``group`` appends at its end to the same env under
+        ``observability`` (the rest is laid out alike): what a warm start from it must add."""
+        if group != "privileged" or observability == self.cfg.observability:
+            return 0
+        flags = 2 * self.cfg.team_size  # the ball and the other robots' in-view flags
+        return flags if self.cfg.observability == "fov" else -flags
+
+    def _in_view(self, ego: torch.Tensor, height: float) -> torch.Tensor:
+        """Robot-frame points ``[..., 2]`` at ``height`` inside the robot's camera frustum: ``[...]``."""
+        cam_x, cam_z, tan_half = self._cam_geom
+        depth = ego[..., 0] - cam_x
+        reach = depth.clamp(min=1e-6) * tan_half
+        return (depth > 0.02) & (ego[..., 1].abs() <= reach) & (abs(height - cam_z) <= reach)
 
     # -- model bookkeeping ------------------------------------------------------------------------
     def _init_indices(self) -> None:
@@ -284,6 +313,11 @@ class SoccerEnv(BatchedEnv):
         qpos[:, b + 2] = scene.BALL_RADIUS
         self.sim.reset(ids, qpos)
         self.prev_action[ids] = 0.0
+        # ``fov`` memory: at kick-off every player knows where everything starts.
+        A = self.num_agents
+        self._ball_seen[ids] = qpos[:, b : b + 2].float().unsqueeze(1).expand(k, A, 2)
+        rq = self._robot_q.to(self.device).unsqueeze(1) + torch.arange(3, device=self.device)
+        self._robot_seen[ids] = qpos[:, rq].float().unsqueeze(1).expand(k, A, A, 3)
 
     # -- actions, rewards, observations --------------------------------------------------------
     def _apply_actions(self, actions: torch.Tensor) -> None:
@@ -344,22 +378,44 @@ class SoccerEnv(BatchedEnv):
         ball_vel = s["ball_vel"][:, None, None, :2].expand(W, A, 1, 2)
         own_vel = torch.cat((ego_vecs(vel.unsqueeze(2)).squeeze(2), wz.unsqueeze(-1)), -1)  # [W, A, 3]
 
+        fov = self.cfg.observability == "fov"
+        _in_view = self._in_view
+        observers = torch.arange(A, device=self.device).unsqueeze(1)  # [A, 1]
+        flags: list[torch.Tensor] = []
+
         def others(idx: torch.Tensor) -> torch.Tensor:  # idx [A, K] -> [W, A, K * 6]
             k = idx.shape[1]
             if k == 0:
                 return pos.new_zeros(W, A, 0)
-            p = pos[:, idx]  # [W, A, K, 2]
-            rel_yaw = yaw[:, idx] - yaw.unsqueeze(-1)
+            p, v, y = pos[:, idx], vel[:, idx], yaw[:, idx]  # [W, A, K, ...]
+            if fov:
+                seen = _in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01)  # [W, A, K]
+                mem = torch.where(
+                    seen.unsqueeze(-1), torch.cat((p, y.unsqueeze(-1)), -1), self._robot_seen[:, observers, idx]
+                )
+                self._robot_seen[:, observers, idx] = mem
+                p, y, v = mem[..., :2], mem[..., 2], v * seen.unsqueeze(-1)
+                flags.append(seen.float())
+            rel_yaw = y - yaw.unsqueeze(-1)
             feats = torch.cat(
                 (
                     ego_points(p),
-                    ego_vecs(vel[:, idx]),
+                    ego_vecs(v),
                     torch.cos(rel_yaw).unsqueeze(-1),
                     torch.sin(rel_yaw).unsqueeze(-1),
                 ),
                 -1,
             )
             return feats.reshape(W, A, k * 6)
+
+        ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
+        if fov:
+            seen = _in_view(ball_ego[:, :, 0], scene.BALL_RADIUS)  # [W, A]
+            self._ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self._ball_seen)
+            ball_ego = ego_points(self._ball_seen.unsqueeze(2))
+            ball_vel_ego = ball_vel_ego * seen[:, :, None, None]
+            flags.append(seen.float().unsqueeze(-1))
+        mates, opps = others(self._mates), others(self._opps)
 
         hl = self.half_length[:, None, None]
         hw = self.half_width[:, None, None]
@@ -383,13 +439,14 @@ class SoccerEnv(BatchedEnv):
         landmarks = torch.stack((lx * f, ly * f), -1)  # [W, A, 6, 2]
         privileged = torch.cat(
             (
-                ego_points(ball).flatten(2),
-                ego_vecs(ball_vel).flatten(2),
-                others(self._mates),
-                others(self._opps),
+                ball_ego.flatten(2),
+                ball_vel_ego.flatten(2),
+                mates,
+                opps,
                 ego_points(landmarks).flatten(2),
                 own_vel,
                 self.prev_action,
+                *flags,  # fov: ball, mates, opponents in view
             ),
             -1,
         )
