@@ -279,8 +279,13 @@ def main(cfg: TrainConfig) -> Path:
                 src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
             except ValueError as err:
                 raise SystemExit(f"--init-from: {err}") from None
-            seen = src["env_config"].get("observability")
+            seen = src["env_config"].get("observability", "global")
             print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
+            if src["obs_dim"] != runner.actor.obs_dim:
+                print(
+                    f"note: {env.cfg.observability} appends {runner.actor.obs_dim - src['obs_dim']} inputs to "
+                    f"{seen}'s; they start with zero weight, so the policy first acts as the one it starts from"
+                )
             if not with_critic:
                 print(
                     f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "

@@ -517,3 +517,34 @@ def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
     shutil.copytree(teacher, bare, ignore=shutil.ignore_patterns("train_state*"))
     with pytest.raises(SystemExit, match="bare holds no training state"):
         ship_critic.ship(bare, teacher)
+
+
+def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
+    from agents.actor import GaussianActor
+    from agents.checkpoint import CheckpointError
+
+    glob = envs.make("soccer-1v1", num_envs=2)
+    source = GaussianActor(glob.observation_spaces["privileged"].shape[0], 3, (16, 16))
+    obs = glob.reset(seed=0)["privileged"]
+    source.norm.update(obs * 3 + 1)  # a normaliser that is not the identity
+    source.save(tmp_path / "global", "soccer-1v1", {"observability": "global"})
+    from agents import RandomPolicy
+
+    fov = envs.make("soccer-1v1", num_envs=2, observability="fov")
+    learner = LearnerEnv(fov, "privileged", "critic", RandomPolicy(3))
+    runner = Runner(learner, PPOConfig(steps_per_env=8, hidden=(16, 16)), 64, 0, tmp_path / "fov", "soccer-1v1", {})
+    assert runner.actor.obs_dim == source.obs_dim + 2
+    runner.init_from(tmp_path / "global")
+    # The flags start with no weight: the fov actor acts as the global one, whatever they read.
+    x = torch.randn(64, source.obs_dim)
+    for flags in (torch.zeros(64, 2), torch.ones(64, 2), torch.randn(64, 2)):
+        torch.testing.assert_close(runner.actor(torch.cat((x, flags), -1)), source(x))
+        # the normaliser passes them as they are (0 or 1), until its statistics move
+        torch.testing.assert_close(runner.actor.norm(torch.cat((x, flags), -1))[:, -2:], flags.clamp(-10, 10))
+    # ...and they are inputs it can learn: their weights take gradient.
+    runner.actor.net(runner.actor.norm(torch.cat((x, torch.ones(64, 2)), -1))).sum().backward()
+    assert runner.actor.net[0].weight.grad[:, -2:].abs().sum() > 0
+    # Any other width still refuses.
+    GaussianActor(source.obs_dim + 1, 3, (16, 16)).save(tmp_path / "odd", "soccer-1v1", {"observability": "global"})
+    with pytest.raises(CheckpointError, match="obs, act, hidden"):
+        runner.init_from(tmp_path / "odd")

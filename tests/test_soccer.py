@@ -8,7 +8,7 @@ from conftest import place
 
 import envs
 from agents import RandomPolicy, ScriptedSoccer
-from envs.soccer import scene
+from envs.soccer import SEG_CLASSES, scene
 
 
 def _step_ball_into(env, world, direction):
@@ -142,3 +142,58 @@ def test_scripted_player_beats_random_team():
             losses += int((sc[:, 0] < sc[:, 1]).sum())
             finished += int(done.sum())
     assert wins / finished > 0.7 and losses / finished < 0.1, (wins, losses, finished)
+
+
+def test_fov_observability_shows_the_ball_only_in_view_then_where_last_seen():
+    env = envs.make("soccer-1v1", num_envs=1, observability="fov")
+    env.reset(seed=0)
+    # Blue at the centre faces +x: the ball 1 m ahead (rolling) and red 1.5 m ahead are in view.
+    place(env, 0, robots={0: (0.0, 0.0, 0.0), 1: (1.5, 0.3, math.pi)}, ball=(1.0, 0.0, scene.BALL_RADIUS))
+    env.sim.qvel[0, env._ball_v] = 0.5
+    p = env._observe()["privileged"][0, 0]
+    assert p.shape == (30,)  # 28 of the global layout + 2 in-view flags
+    torch.testing.assert_close(p[:4], torch.tensor([1.0, 0.0, 0.5, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(p[4:6], torch.tensor([1.5, 0.3]), atol=1e-5, rtol=0)
+    assert p[-2:].tolist() == [1.0, 1.0]
+    # Blue turns round and the ball rolls on: out of view, it is where blue last saw it (now behind,
+    # ego (-1, 0)) and still; the global layout shows where it is.
+    place(env, 0, robots={0: (0.0, 0.0, math.pi)}, ball=(1.2, 0.5, scene.BALL_RADIUS), ball_vel=(0.3, 0.0, 0.0))
+    p = env._observe()["privileged"][0, 0]
+    assert p[-2:].tolist() == [0.0, 0.0]
+    torch.testing.assert_close(p[:4], torch.tensor([-1.0, 0.0, 0.0, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(p[4:6], torch.tensor([-1.5, -0.3]), atol=1e-5, rtol=0)
+    glob = envs.make("soccer-1v1", num_envs=1)
+    glob.reset(seed=0)
+    place(glob, 0, robots={0: (0.0, 0.0, math.pi), 1: (1.5, 0.3, math.pi)}, ball=(1.2, 0.5, scene.BALL_RADIUS))
+    g = glob._observe()["privileged"][0, 0]
+    assert g.shape == (28,)
+    torch.testing.assert_close(g[:2], torch.tensor([-1.2, -0.5]), atol=1e-5, rtol=0)
+    # A ball at its feet is below the image: not in view either.
+    place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.25, 0.0, scene.BALL_RADIUS))
+    assert env._observe()["privileged"][0, 0, -2] == 0.0
+    # A new episode starts from where everything is at kick-off, seen or not.
+    env = envs.make("soccer-1v1", num_envs=8, observability="fov")
+    p = env.reset(seed=1)["privileged"]
+    assert (p[..., -2] == 0).any()  # some start with the ball out of view
+    ball = env.sim.qpos[:, env._ball_q : env._ball_q + 2].float()
+    torch.testing.assert_close(env._ball_seen, ball.unsqueeze(1).expand(8, 2, 2))
+    with pytest.raises(ValueError, match="observability"):
+        envs.make("soccer-1v1", num_envs=1, observability="fov_gated")
+
+
+def test_fov_in_view_flag_agrees_with_the_rendered_camera():
+    env = envs.make("soccer-1v1", num_envs=8, observability="fov", cameras=("segmentation",))
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(0)
+    both = flag_only = pixels_only = 0
+    for _ in range(30):
+        obs, *_ = env.step(torch.rand(8, 2, 3, generator=g) * 2 - 1)
+        flag = obs["privileged"][..., -2] > 0
+        pixels = (obs["segmentation"][:, :, 0] == SEG_CLASSES.index("ball")).flatten(2).any(-1)
+        both += int((flag & pixels).sum())
+        flag_only += int((flag & ~pixels).sum())
+        pixels_only += int((~flag & pixels).sum())
+    env.close()
+    # The flag is the ball's centre in the frustum (occlusion ignored): where it is set the camera
+    # shows the ball; the camera may show a ball whose centre is just outside the edge.
+    assert both > 100 and flag_only <= 0.01 * both and pixels_only <= 0.1 * both, (both, flag_only, pixels_only)
