@@ -168,8 +168,10 @@ def test_fov_observability_shows_the_ball_only_in_view_then_where_last_seen():
     g = glob._observe()["privileged"][0, 0]
     assert g.shape == (28,)
     torch.testing.assert_close(g[:2], torch.tensor([-1.2, -0.5]), atol=1e-5, rtol=0)
-    # A ball at its feet is below the image: not in view either.
-    place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.25, 0.0, scene.BALL_RADIUS))
+    # A ball at its nose shows at the bottom of the image (in view); one beside it does not.
+    place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.24, 0.0, scene.BALL_RADIUS))
+    assert env._observe()["privileged"][0, 0, -2] == 1.0
+    place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.1, 0.3, scene.BALL_RADIUS))
     assert env._observe()["privileged"][0, 0, -2] == 0.0
     # A new episode starts from where everything is at kick-off, seen or not.
     env = envs.make("soccer-1v1", num_envs=8, observability="fov")
@@ -194,6 +196,6 @@ def test_fov_in_view_flag_agrees_with_the_rendered_camera():
         flag_only += int((flag & ~pixels).sum())
         pixels_only += int((~flag & pixels).sum())
     env.close()
-    # The flag is the ball's centre in the frustum (occlusion ignored): where it is set the camera
-    # shows the ball; the camera may show a ball whose centre is just outside the edge.
-    assert both > 100 and flag_only <= 0.01 * both and pixels_only <= 0.1 * both, (both, flag_only, pixels_only)
+    # The flag is some of the ball in the frustum: the camera shows it then and only then (but
+    # for occlusion by the other robot, which the flag ignores, and slivers below one pixel).
+    assert both > 100 and flag_only <= 0.02 * both and pixels_only <= 0.01 * both, (both, flag_only, pixels_only)

@@ -70,10 +70,11 @@ class SoccerConfig:
     horizontal one). A wider lens keeps the ball in view longer, at fewer pixels per degree."""
     observability: str = "global"
     """What the ``privileged`` group shows of the ball and the other robots. ``global``: where they
-    are now. ``fov``: the same only while the object's centre is inside this robot's camera
-    frustum (occlusion ignored); out of view, where it was last seen (at kick-off, where it
-    started) with zero velocity. ``fov`` appends one in-view flag per object (ball, then the others
-    in the usual order), so a ``global`` teacher warm-starts it (``--init-from``)."""
+    are now. ``fov``: the same only while some of the object is inside this robot's camera
+    frustum (occlusion ignored; a robot counts as a ball of its radius); out of view, where it was
+    last seen (at kick-off, where it started) with zero velocity. ``fov`` appends one in-view flag
+    per object (ball, then the others in the usual order), so a ``global`` teacher warm-starts it
+    (``--init-from``)."""
     nthread: int = 0
     """Physics threads for the ``cpu`` backend (0: all cores)."""
 
@@ -162,8 +163,8 @@ class SoccerEnv(BatchedEnv):
         # x, y, yaw) and whether it is in view now.
         self._ball_seen = torch.zeros(W, A, 2, device=dev)
         self._robot_seen = torch.zeros(W, A, A, 3, device=dev)
-        tan_half = math.tan(math.radians(cfg.camera_fovy) / 2)
-        self._cam_geom = (scene.ROBOT_RADIUS + 0.005, scene.ROBOT_HEIGHT + 0.03, tan_half)
+        half = math.radians(cfg.camera_fovy) / 2
+        self._cam_geom = (scene.ROBOT_RADIUS + 0.005, scene.ROBOT_HEIGHT + 0.03, math.tan(half), math.cos(half))
         box = gym.spaces.Box
         self.observation_spaces: dict[str, gym.spaces.Box] = {
             "privileged": box(-np.inf, np.inf, (p_dim,), np.float32),
@@ -188,12 +189,13 @@ class SoccerEnv(BatchedEnv):
         flags = 2 * self.cfg.team_size  # the ball and the other robots' in-view flags
         return flags if self.cfg.observability == "fov" else -flags
 
-    def _in_view(self, ego: torch.Tensor, height: float) -> torch.Tensor:
-        """Robot-frame points ``[..., 2]`` at ``height`` inside the robot's camera frustum: ``[...]``."""
-        cam_x, cam_z, tan_half = self._cam_geom
+    def _in_view(self, ego: torch.Tensor, height: float, radius: float) -> torch.Tensor:
+        """Whether a ball of ``radius`` centred at robot-frame points ``[..., 2]`` and ``height``
+        reaches into the robot's camera frustum (so some of it is in the image): ``[...]``."""
+        cam_x, cam_z, tan_half, cos_half = self._cam_geom
         depth = ego[..., 0] - cam_x
-        reach = depth.clamp(min=1e-6) * tan_half
-        return (depth > 0.02) & (ego[..., 1].abs() <= reach) & (abs(height - cam_z) <= reach)
+        reach = depth * tan_half + radius / cos_half  # the side planes moved out by the radius
+        return (depth + radius > 0.02) & (ego[..., 1].abs() <= reach) & (abs(height - cam_z) <= reach)
 
     # -- model bookkeeping ------------------------------------------------------------------------
     def _init_indices(self) -> None:
@@ -389,7 +391,7 @@ class SoccerEnv(BatchedEnv):
                 return pos.new_zeros(W, A, 0)
             p, v, y = pos[:, idx], vel[:, idx], yaw[:, idx]  # [W, A, K, ...]
             if fov:
-                seen = _in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01)  # [W, A, K]
+                seen = _in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01, scene.ROBOT_RADIUS)  # [W, A, K]
                 mem = torch.where(
                     seen.unsqueeze(-1), torch.cat((p, y.unsqueeze(-1)), -1), self._robot_seen[:, observers, idx]
                 )
@@ -410,7 +412,7 @@ class SoccerEnv(BatchedEnv):
 
         ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
         if fov:
-            seen = _in_view(ball_ego[:, :, 0], scene.BALL_RADIUS)  # [W, A]
+            seen = _in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
             self._ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self._ball_seen)
             ball_ego = ego_points(self._ball_seen.unsqueeze(2))
             ball_vel_ego = ball_vel_ego * seen[:, :, None, None]
