@@ -88,7 +88,8 @@ class TrainConfig:
     """Observation group of the critic (asymmetric actor-critic)."""
     init_from: Path | None = None
     """Start from this checkpoint's actor, normaliser and (if it has one) critic, e.g. a ``fov``
-    teacher from a ``global`` one; same env and network shape."""
+    teacher from a ``global`` one; same env and network shape (the inputs a new observability
+    appends, soccer ``fov``'s in-view flags, start with zero weight)."""
     init_std: float | None = None
     """With ``--init-from``: set the actor's action standard deviation to this (a late run's is small;
     a new observability may need new exploration). Default: keep the source's."""
