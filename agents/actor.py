@@ -48,6 +48,24 @@ class RunningNorm(nn.Module):
         return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
 
 
+@torch.no_grad()
+def widen_input(src: nn.Module, dst: nn.Module, cols: list[int]) -> None:
+    """Copy ``src`` (a ``net`` MLP with its input normaliser ``norm``, as the actor and the critic
+    have) into ``dst``, which reads more inputs: source input ``i`` goes to column ``cols[i]``; the
+    other columns of the first layer are zero and keep a unit normaliser, so ``dst`` computes what
+    ``src`` did until training gives them weight. Every other parameter (``log_std`` too) is copied."""
+    state = src.state_dict()
+    dst.load_state_dict(
+        {k: v for k, v in state.items() if k not in ("net.0.weight", "norm.mean", "norm.var")}, strict=False
+    )
+    dst.net[0].weight.zero_()
+    dst.net[0].weight[:, cols] = src.net[0].weight
+    dst.norm.mean.zero_()
+    dst.norm.var.fill_(1.0)
+    dst.norm.mean[cols] = src.norm.mean
+    dst.norm.var[cols] = src.norm.var
+
+
 class GaussianActor(nn.Module):
     """``obs[group]`` ``[..., obs_dim]`` -> action mean ``[..., act_dim]`` (tanh-squashed to [-1, 1])
     and a state-independent log standard deviation."""
@@ -68,19 +86,13 @@ class GaussianActor(nn.Module):
         x = obs[self.group] if isinstance(obs, dict) else obs
         return super().__call__(x.float())
 
-    @torch.no_grad()
     def widened(self, extra: int) -> GaussianActor:
         """A copy reading ``extra`` more inputs appended at the end of its group, with zero weights
         (and a unit normaliser) there: it acts as this one until training gives them weight."""
         if extra < 0:
             raise ValueError(f"extra must be >= 0, got {extra}")
         out = GaussianActor(self.obs_dim + extra, self.act_dim, self.hidden, self.group).to(self.log_std.device)
-        state = {k: v.clone() for k, v in self.state_dict().items()}
-        first = state["net.0.weight"]
-        state["net.0.weight"] = torch.cat((first, first.new_zeros(first.shape[0], extra)), 1)
-        state["norm.mean"] = torch.cat((state["norm.mean"], first.new_zeros(extra)))
-        state["norm.var"] = torch.cat((state["norm.var"], first.new_ones(extra)))
-        out.load_state_dict(state)
+        widen_input(self, out, list(range(self.obs_dim)))
         return out
 
     def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:

@@ -163,8 +163,9 @@ class SoccerEnv(BatchedEnv):
         # x, y, yaw) and whether it is in view now.
         self._ball_seen = torch.zeros(W, A, 2, device=dev)
         self._robot_seen = torch.zeros(W, A, A, 3, device=dev)
-        half = math.radians(cfg.camera_fovy) / 2
-        self._cam_geom = (scene.ROBOT_RADIUS + 0.005, scene.ROBOT_HEIGHT + 0.03, math.tan(half), math.cos(half))
+        cam = self.mj_model.camera(f"{self.agents[0]}_cam")  # every robot's head camera alike, in its body frame
+        half = math.radians(float(cam.fovy[0])) / 2
+        self._cam_geom = (float(cam.pos[0]), float(cam.pos[2]), math.tan(half), math.cos(half))
         box = gym.spaces.Box
         self.observation_spaces: dict[str, gym.spaces.Box] = {
             "privileged": box(-np.inf, np.inf, (p_dim,), np.float32),
@@ -381,7 +382,6 @@ class SoccerEnv(BatchedEnv):
         own_vel = torch.cat((ego_vecs(vel.unsqueeze(2)).squeeze(2), wz.unsqueeze(-1)), -1)  # [W, A, 3]
 
         fov = self.cfg.observability == "fov"
-        _in_view = self._in_view
         observers = torch.arange(A, device=self.device).unsqueeze(1)  # [A, 1]
         flags: list[torch.Tensor] = []
 
@@ -391,7 +391,7 @@ class SoccerEnv(BatchedEnv):
                 return pos.new_zeros(W, A, 0)
             p, v, y = pos[:, idx], vel[:, idx], yaw[:, idx]  # [W, A, K, ...]
             if fov:
-                seen = _in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01, scene.ROBOT_RADIUS)  # [W, A, K]
+                seen = self._in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01, scene.ROBOT_RADIUS)  # [W, A, K]
                 mem = torch.where(
                     seen.unsqueeze(-1), torch.cat((p, y.unsqueeze(-1)), -1), self._robot_seen[:, observers, idx]
                 )
@@ -412,7 +412,7 @@ class SoccerEnv(BatchedEnv):
 
         ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
         if fov:
-            seen = _in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
+            seen = self._in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
             self._ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self._ball_seen)
             ball_ego = ego_points(self._ball_seen.unsqueeze(2))
             ball_vel_ego = ball_vel_ego * seen[:, :, None, None]

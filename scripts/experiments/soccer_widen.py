@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
-from agents.actor import GaussianActor, RunningNorm  # noqa: E402
+from agents.actor import GaussianActor, widen_input  # noqa: E402
 from agents.ppo.algorithm import Critic  # noqa: E402
 from envs.config import to_dict  # noqa: E402
 
@@ -52,20 +52,13 @@ def critic_columns(n_src: int, n_dst: int) -> list[int]:
     return cols
 
 
-def _widen(
-    net: torch.nn.Sequential, norm: RunningNorm, new_net: torch.nn.Sequential, new_norm: RunningNorm, cols: list[int]
-) -> None:
-    """Copy ``net`` into the wider ``new_net``: source input ``i`` goes to column ``cols[i]``, the
-    other columns of the first layer are zero; the normaliser's statistics follow the columns."""
-    if len(cols) != net[0].weight.shape[1]:
-        raise SystemExit(f"the source reads {net[0].weight.shape[1]} inputs, not the {len(cols)} of its soccer layout")
-    with torch.no_grad():
-        new_net.load_state_dict({k: v for k, v in net.state_dict().items() if k != "0.weight"}, strict=False)
-        new_net[0].weight.zero_()
-        new_net[0].weight[:, cols] = net[0].weight
-        new_norm.mean[cols] = norm.mean
-        new_norm.var[cols] = norm.var
-        new_norm.count.copy_(norm.count)
+def _widen(src: torch.nn.Module, dst: torch.nn.Module, cols: list[int]) -> None:
+    """``widen_input``, after checking that the source reads the soccer layout ``cols`` maps."""
+    if len(cols) != src.net[0].weight.shape[1]:
+        raise SystemExit(
+            f"the source reads {src.net[0].weight.shape[1]} inputs, not the {len(cols)} of its soccer layout"
+        )
+    widen_input(src, dst, cols)
 
 
 def main() -> None:
@@ -88,9 +81,7 @@ def main() -> None:
     obs_dim, critic_dim = env.observation_spaces["privileged"].shape[-1], env.observation_spaces["critic"].shape[-1]
     env.close()
     wide = GaussianActor(obs_dim, actor.act_dim, actor.hidden, actor.group)
-    _widen(actor.net, actor.norm, wide.net, wide.norm, actor_columns(n_src, n_dst))
-    with torch.no_grad():
-        wide.log_std.copy_(actor.log_std)
+    _widen(actor, wide, actor_columns(n_src, n_dst))
     config = to_dict(env.cfg)
     config["reward_scales"] = meta["env_config"].get("reward_scales", config["reward_scales"])
     wide.save(args.out, env_name, config, widened_from=str(args.src))
@@ -101,7 +92,7 @@ def main() -> None:
         critic = Critic(src_dim, actor.hidden)
         critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
         wide_critic = Critic(critic_dim, actor.hidden)
-        _widen(critic.net, critic.norm, wide_critic.net, wide_critic.norm, critic_columns(n_src, n_dst))
+        _widen(critic, wide_critic, critic_columns(n_src, n_dst))
         save_file(
             {f"critic/{k}": v.contiguous() for k, v in wide_critic.state_dict().items()},
             str(args.out / "train_state.safetensors"),
