@@ -14,7 +14,9 @@ of recent on-policy data that the student is then trained on:
 - privileged prediction (``aux_coef``, off by default): a linear head on the student's features
   (after its memory) predicts the teacher's normalised observation, a denser signal than the
   action alone for learning where the things the teacher reads are. The head is used in training
-  only; it is not part of the saved student (its weights go with the training state).
+  only; it is not part of the saved student (its weights go with the training state). A student
+  with ``head=teacher`` acts through that prediction (its own estimator, fed to a frozen copy of
+  the teacher's network), and ``aux_coef`` weights the estimator's loss.
 
 Everything is tensors on the env's device. ``Distiller`` is the runner: run directory,
 TensorBoard, ``metrics.jsonl``, progress bar, checkpoints (Ctrl-C saves) and ``resume``.
@@ -284,8 +286,9 @@ class Distiller:
             geometry = env.camera_geometry()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
+            teacher_dims = (self.teacher.obs_dim, self.teacher.hidden) if student_cfg.head == "teacher" else None
             self.student = Student(
-                self.image_group, img_shape, prop_dim, env.act_dim, student_cfg, geometry, seg_classes
+                self.image_group, img_shape, prop_dim, env.act_dim, student_cfg, geometry, seg_classes, teacher_dims
             )
             self.student = self.student.to(env.device)
         with torch.no_grad():
@@ -293,13 +296,20 @@ class Distiller:
         self.init_from = None if init_from is None else str(init_from)
         if init_from is not None:
             self._init_student(Path(init_from), student_cfg)
+        if student_cfg.head == "teacher":  # (after init_from: the head is always this run's teacher)
+            if cfg.aux_coef <= 0:
+                raise ValueError(
+                    "head 'teacher' learns to estimate the teacher's observation: set aux_coef > 0 "
+                    "(--dagger.aux-coef 1.0)"
+                )
+            self.student.load_teacher_head(self.teacher)
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
         if self.align > 0 and not self.student.roles:
             raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
         if cfg.aux_coef < 0:
             raise ValueError(f"aux_coef must be >= 0, got {cfg.aux_coef}")
         self.aux_head: torch.nn.Linear | None = None
-        if cfg.aux_coef > 0:
+        if cfg.aux_coef > 0 and student_cfg.head != "teacher":  # a teacher head's estimate is its own
             with torch.random.fork_rng():
                 torch.manual_seed(seed + 3)
                 self.aux_head = torch.nn.Linear(self.student.feat_dim, self.teacher.obs_dim).to(env.device)
@@ -334,7 +344,11 @@ class Distiller:
                 "teacher_mu": ((env.act_dim,), torch.float32),
                 "first": ((), torch.bool),
                 **({"hidden": ((student_cfg.hidden,), torch.float32)} if self._stores_state else {}),
-                **({"egomap": ((img_shape[0], n_map, n_map), torch.float16)} if self._stores_map else {}),
+                **(
+                    {"egomap": ((self.student.egomap.channels, n_map, n_map), torch.float16)}
+                    if self._stores_map
+                    else {}
+                ),
             },
             env.device,
         )
@@ -380,7 +394,7 @@ class Distiller:
 
     def _trained_parameters(self) -> list[torch.nn.Parameter]:
         aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
-        return list(self.student.parameters()) + aux
+        return [p for p in self.student.parameters() if p.requires_grad] + aux
 
     def lr(self) -> float:
         """The learning rate of the next update, from the fraction of the run's frames collected
@@ -462,10 +476,11 @@ class Distiller:
             al = alignment_loss(roles_s.flatten(0, 1), roles_t)
             total = total + self.align * al
             terms["loss/align"] = float(al.detach())
-        if self.aux_head is not None:
+        if self.aux_head is not None or self.student.teacher_dims is not None:
             with torch.no_grad():
                 target = self.teacher.norm(batch["teacher_obs"].float()).clamp(-5, 5)
-            aux = ((self.aux_head(feats) - target) ** 2).mean()
+            est = self.aux_head(feats) if self.aux_head is not None else self.student.estimate(feats)
+            aux = ((est - target) ** 2).mean()
             total = total + self.cfg.aux_coef * aux
             terms["loss/aux"] = float(aux.detach())
         return total, terms

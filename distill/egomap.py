@@ -10,7 +10,12 @@ channel per role (active, anchor, obstacle), built only from what a robot has on
   (``proprio``: odometry, trapezoidal rule over the control step), and the grid is kept in that
   start frame, so a box that leaves the view stays where it was seen;
 - **forgetting**: every mark fades as ``exp(-age / tau)``; ground the camera sees now, clear of
-  boxes, is cleared (a cell hidden behind a nearer box is left as it was).
+  boxes, is cleared (a cell hidden behind a nearer box is left as it was);
+- **centred** (optional, ``gate_role``): one more channel marks a role's pixels only while that
+  role is near the image centre (the horizontal mean of its pixels within ``gate`` of the
+  half-width), so the map also holds when and where the robot last looked straight at it: what a
+  ``fov_gated`` teacher's reference keypoints depend on (they show only while the anchor is
+  centred), seen from the camera alone.
 
 What the student reads is a robot-centred window of that grid (``cells`` x ``cells``, forward up,
 left on the left), resampled with the current pose each step. This is the vision counterpart of
@@ -57,6 +62,10 @@ class EgoMap:
         tau: seconds over which a mark fades to 1/e.
         extent: half-width (m) of the stored grid around the episode's start pose; it must hold
             everything the robot can see from anywhere it can go.
+        gate_role: a role whose pixels also go into one more channel (the last), but only at steps
+            when the horizontal mean of that role's pixels lies within ``gate`` of the image centre
+            (image half-widths); None: no such channel.
+        gate: see ``gate_role``.
     """
 
     def __init__(
@@ -68,16 +77,24 @@ class EgoMap:
         cell: float = 0.1,
         tau: float = 30.0,
         extent: float = 6.0,
+        gate_role: int | None = None,
+        gate: float = 0.3,
     ) -> None:
         if cells < 4 or cell <= 0 or tau <= 0 or extent <= cells * cell / 2:
             raise ValueError(
                 f"egomap needs cells >= 4, cell > 0, tau > 0 and extent > cells * cell / 2; "
                 f"got cells {cells}, cell {cell}, tau {tau}, extent {extent}"
             )
+        if gate_role is not None and not (0 <= gate_role < roles and 0 < gate <= 1):
+            raise ValueError(
+                f"egomap gate_role must be a role in [0, {roles}) and gate in (0, 1]; got {gate_role}, {gate}"
+            )
         missing = {"cam_pos", "cam_mat", "tan_half", "camera_range", "control_dt", "half_track"} - set(geometry)
         if missing:
             raise ValueError(f"egomap geometry lacks {sorted(missing)}")
         self.roles, self.cells, self.cell, self.tau, self.extent = roles, cells, cell, tau, extent
+        self.gate_role, self.gate = gate_role, gate
+        self.channels = roles + (gate_role is not None)  # map channels: the roles, then the centred one
         self.G = 2 * math.ceil(extent / cell)  # stored grid, cells per side
         self.half = self.G * cell / 2  # its half-width (m), extent rounded up to whole cells
         self.dt = float(geometry["control_dt"])
@@ -90,6 +107,7 @@ class EgoMap:
         # Pixel rays: a pixel at depth z (along the view axis) lies at cam_pos + z * ray (robot frame).
         v = 1 - (torch.arange(H) + 0.5) / H * 2  # image row 0 at the top
         u = (torch.arange(W) + 0.5) / W * 2 - 1
+        self.pix_u = u.repeat(H)  # [H*W] horizontal image coordinate of each pixel, -1 .. 1
         vv, uu = torch.meshgrid(v, u, indexing="ij")
         cam = torch.stack((uu * tan, vv * tan, -torch.ones_like(uu)), -1).view(-1, 3)
         self.ray = (cam @ cam_mat.T)[:, :2]  # [H*W, 2] xy per metre of depth
@@ -121,10 +139,10 @@ class EgoMap:
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> MapState:
         z = torch.zeros
         return MapState(
-            z(batch, self.roles, self.G, self.G, device=device),
+            z(batch, self.channels, self.G, self.G, device=device),
             z(batch, 3, device=device),
             z(batch, 2, device=device),
-            z(batch, self.roles, self.cells, self.cells, device=device),
+            z(batch, self.channels, self.cells, self.cells, device=device),
         )
 
     def _to_start(self, xy: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -140,14 +158,20 @@ class EgoMap:
         return k[..., 0] * self.G + k[..., 1], inside
 
     def step(self, depth: torch.Tensor, proprio: torch.Tensor, state: MapState, first: torch.Tensor) -> MapState:
-        """One control step: ``depth`` role layers ``[N, R, H, W]`` (m, 0 where absent),
+        """One control step: ``depth`` role layers ``[N, roles, H, W]`` (m, 0 where absent),
         ``proprio`` ``[N, >=2]`` (left and right wheel speeds first), ``first`` ``[N]`` rows whose
         episode starts now (their map and pose start empty) -> the new state; its ``view`` is what
         the student reads at this step."""
         dev = depth.device
         if self.ray.device != dev:  # the constant tables follow the images, once
-            for k in ("ray", "cam_xy", "clear_xy", "clear_pix", "clear_depth", "window_xy"):
+            for k in ("ray", "cam_xy", "clear_xy", "clear_pix", "clear_depth", "window_xy", "pix_u"):
                 setattr(self, k, getattr(self, k).to(dev))
+        if self.gate_role is not None:
+            z = depth[:, self.gate_role].flatten(1)  # [N, H*W]
+            present = z > 0
+            u = (present.float() * self.pix_u).sum(1) / present.sum(1).clamp(min=1)
+            centred = present.any(1) & (u.abs() <= self.gate)
+            depth = torch.cat((depth, depth[:, self.gate_role : self.gate_role + 1] * centred[:, None, None, None]), 1)
         N, R = depth.shape[:2]
         grid = state.grid * ((~first).float() * self.decay)[:, None, None, None]
         wheels = proprio[:, :2].float()

@@ -9,7 +9,11 @@
   with the ``KVCache`` of ``distill.kv_cache``), or ``map`` (``depth_layers`` only: a top-down map
   of the boxes seen, kept in place by wheel odometry, ``distill.egomap``, read by a second CNN);
 - head: a tanh-squashed Gaussian mean and a state-independent log standard deviation, the same
-  action distribution as the teachers (``agents.actor.GaussianActor``).
+  action distribution as the teachers (``agents.actor.GaussianActor``). The mean comes from a small
+  MLP (``head=mlp``), or (``head=teacher``) from the teacher's own network applied to the student's
+  estimate of the teacher's (normalised) observation: the student learns to see what the teacher
+  reads, and the teacher's frozen weights turn that into the action, so a student whose estimate is
+  right acts exactly as its teacher, the teacher's search and recovery behaviours included.
 
 Training runs on sequences ``[B, T, ...]`` with episode starts ``first`` ``[B, T]``; acting runs
 one step at a time with a per-row state (``init_state`` / ``step``). ``StudentPolicy`` wraps a
@@ -65,6 +69,14 @@ class StudentConfig:
     segmentation: bool = False
     """``camera`` students (soccer): also read the env's segmentation image (what each pixel shows:
     ball, teammate, opponent, own goal, ...), one-hot per class, as input channels beside the RGB."""
+    map_gate: float = 0.0
+    """``memory=map``: if > 0, one more map channel marks the anchor (role 1) only while its pixels
+    are centred within this fraction of the image half-width (``distill.egomap``; a ``fov_gated``
+    teacher sees the reference only then, with ``gate_fraction`` 0.3)."""
+    head: Literal["mlp", "teacher"] = "mlp"
+    """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
+    from the student's features and the teacher's frozen network maps it to the action (the
+    distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``)."""
 
 
 class ConvEncoder(nn.Module):
@@ -100,6 +112,8 @@ class Student(nn.Module):
         geometry: ``memory=map`` only: the robot's camera and wheel geometry
             (``EgoPushEnv.camera_geometry()``), saved with the student.
         seg_classes: ``cfg.segmentation`` only: classes of the env's ``segmentation`` image.
+        teacher_dims: ``head=teacher`` only: the teacher's observation size and hidden layers (its
+            weights are loaded with ``load_teacher_head``).
     """
 
     def __init__(
@@ -111,6 +125,7 @@ class Student(nn.Module):
         cfg: StudentConfig,
         geometry: dict[str, Any] | None = None,
         seg_classes: int = 0,
+        teacher_dims: tuple[int, tuple[int, ...]] | None = None,
     ) -> None:
         super().__init__()
         if image_group not in IMAGE_GROUPS:
@@ -139,8 +154,20 @@ class Student(nn.Module):
                 raise ValueError("memory 'map' needs role-layered depth images (depth_layers), not RGB")
             if geometry is None:
                 raise ValueError("memory 'map' needs the robot's camera geometry (EgoPushEnv.camera_geometry())")
-            self.egomap = EgoMap(geometry, (H, W), C, cfg.map_cells, cfg.map_cell, cfg.map_tau)
-            self.map_encoder = ConvEncoder(C, (cfg.map_cells, cfg.map_cells), cfg.embed)
+            if cfg.map_gate < 0 or cfg.map_gate > 1:
+                raise ValueError(f"map_gate must be in [0, 1] (0: off), got {cfg.map_gate}")
+            gate_role = 1 if cfg.map_gate > 0 else None
+            self.egomap = EgoMap(
+                geometry,
+                (H, W),
+                C,
+                cfg.map_cells,
+                cfg.map_cell,
+                cfg.map_tau,
+                gate_role=gate_role,
+                gate=cfg.map_gate or 0.3,
+            )
+            self.map_encoder = ConvEncoder(self.egomap.channels, (cfg.map_cells, cfg.map_cells), cfg.embed)
             frame += cfg.embed
         if cfg.memory in ("none", "map"):
             self.memory: nn.Module | None = None
@@ -155,7 +182,19 @@ class Student(nn.Module):
         else:
             raise ValueError(f"memory must be 'none', 'gru', 'transformer' or 'map', got {cfg.memory!r}")
         self.feat_dim = feat
-        self.head = mlp(feat, (cfg.hidden,), act_dim)
+        self.teacher_dims = None
+        if cfg.head == "teacher":
+            if teacher_dims is None:
+                raise ValueError("head 'teacher' needs the teacher's observation size and hidden layers (teacher_dims)")
+            obs_dim, hidden = int(teacher_dims[0]), tuple(int(h) for h in teacher_dims[1])
+            self.teacher_dims = (obs_dim, hidden)
+            self.head = mlp(feat, (2 * cfg.hidden, 2 * cfg.hidden), obs_dim)  # the estimate
+            self.teacher_head = mlp(obs_dim, hidden, act_dim)
+            self.teacher_head.requires_grad_(False)
+        elif cfg.head == "mlp":
+            self.head = mlp(feat, (cfg.hidden,), act_dim)
+        else:
+            raise ValueError(f"head must be 'mlp' or 'teacher', got {cfg.head!r}")
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
 
     # -- per-frame features ------------------------------------------------------------------------
@@ -237,7 +276,23 @@ class Student(nn.Module):
 
     def action_mean(self, h: torch.Tensor) -> torch.Tensor:
         """Features ``[..., feat_dim]`` (from ``features`` or ``step``'s memory) -> action means."""
+        if self.teacher_dims is not None:
+            return torch.tanh(self.teacher_head(self.head(h)))
         return torch.tanh(self.head(h))
+
+    def estimate(self, h: torch.Tensor) -> torch.Tensor:
+        """``head=teacher``: features -> the estimate of the teacher's normalised observation."""
+        if self.teacher_dims is None:
+            raise ValueError("only a head 'teacher' student estimates the teacher's observation")
+        return self.head(h)
+
+    @torch.no_grad()
+    def load_teacher_head(self, teacher: nn.Module) -> None:
+        """Copy the teacher's network (``GaussianActor.net``, which reads its normalised
+        observation) into the frozen ``teacher_head``."""
+        if self.teacher_dims is None:
+            raise ValueError("only a head 'teacher' student has a teacher head")
+        self.teacher_head.load_state_dict(teacher.net.state_dict())
 
     def features(
         self,
@@ -326,6 +381,7 @@ class Student(nn.Module):
             "student": dataclasses.asdict(self.cfg),
             **({"egomap_geometry": self.geometry} if self.egomap is not None else {}),
             **({"segmentation_classes": self.seg_classes} if self.seg_classes else {}),
+            **({"teacher_dims": [self.teacher_dims[0], list(self.teacher_dims[1])]} if self.teacher_dims else {}),
             **extra,
         }
         return checkpoint.save(path, self.state_dict(), meta)
@@ -342,6 +398,7 @@ class Student(nn.Module):
             cfg,
             meta.get("egomap_geometry"),
             meta.get("segmentation_classes", 0),
+            meta.get("teacher_dims"),
         )
         checkpoint.fill(student, tensors, path)
         return student, meta
