@@ -73,6 +73,11 @@ class StudentConfig:
     """``memory=map``: if > 0, one more map channel marks the anchor (role 1) only while its pixels
     are centred within this fraction of the image half-width (``distill.egomap``; a ``fov_gated``
     teacher sees the reference only then, with ``gate_fraction`` 0.3)."""
+    map_moments: bool = False
+    """``memory=map``: also read, per role, where its pixels are (the mass, mean and covariance of
+    the image's pixels lifted to the floor plan, in metres in the robot frame) and the same moments
+    of each map channel's marks, plain and weighted toward fresh marks: precise positions that a
+    strided CNN blurs, for a student whose actions need the boxes to within centimetres."""
     head: Literal["mlp", "teacher"] = "mlp"
     """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
     from the student's features and the teacher's frozen network maps it to the action (the
@@ -99,6 +104,20 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.elu(self.fc(self.conv(x).flatten(1)))
+
+
+def _moments(w: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Weights ``[N, C, P]`` over points ``xy`` (``[N, C, P, 2]`` or ``[P, 2]``, metres) -> per channel
+    the mean weight, the weighted mean (x, y) and covariance (xx, xy, yy): ``[N, 6C]`` (zeros where
+    a channel has no weight)."""
+    mass = w.sum(-1)
+    m = mass.clamp(min=1e-6)[..., None]
+    mean = (w[..., None] * xy).sum(-2) / m  # [N, C, 2]
+    d = xy - mean[..., None, :]
+    cov = torch.stack(
+        [(w * d[..., i] * d[..., j]).sum(-1) / m[..., 0] for i, j in ((0, 0), (0, 1), (1, 1))], -1
+    )  # [N, C, 3]
+    return torch.cat(((mass / w.shape[-1])[..., None], mean, cov), -1).flatten(1)
 
 
 class Student(nn.Module):
@@ -169,6 +188,10 @@ class Student(nn.Module):
             )
             self.map_encoder = ConvEncoder(self.egomap.channels, (cfg.map_cells, cfg.map_cells), cfg.embed)
             frame += cfg.embed
+            if cfg.map_moments:
+                frame += 6 * C + 12 * self.egomap.channels
+        elif cfg.map_moments:
+            raise ValueError("map_moments needs memory 'map'")
         if cfg.memory in ("none", "map"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack
@@ -241,7 +264,21 @@ class Student(nn.Module):
             if egomap is None:
                 raise ValueError("a memory 'map' student needs the map window of each step (egomap)")
             parts.append(self.map_encoder(egomap.float()))
+            if self.cfg.map_moments:
+                parts.append(self.moments(img, egomap))
         return torch.cat(parts, -1), roles
+
+    def moments(self, img: torch.Tensor, egomap: torch.Tensor) -> torch.Tensor:
+        """``map_moments``: per role of the depth image ``[N, R, H, W]`` (m) the moments of its pixels
+        lifted to the floor plan, then per channel of the map window ``[N, C, cells, cells]`` the
+        moments of its marks, plain and weighted by ``mark ** 8`` (fresh ones) -> ``[N, 6R + 12C]``."""
+        assert self.egomap is not None
+        em, dev = self.egomap, img.device
+        z = img.float().flatten(2)  # [N, R, H*W]
+        pix = em.cam_xy.to(dev) + z[..., None] * em.ray.to(dev)  # [N, R, H*W, 2] robot frame
+        marks = egomap.float().flatten(2)  # [N, C, cells^2]
+        cells = em.window_xy.to(dev)
+        return torch.cat((_moments((z > 0).float(), pix), _moments(marks, cells), _moments(marks**8, cells)), -1)
 
     def _stack(self, f: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """Frame stack over a sequence ``[B, T, F]``: each step concatenates itself and the

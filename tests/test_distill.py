@@ -300,6 +300,42 @@ def test_privileged_prediction_head_trains_the_student_and_resumes(tmp_path: Pat
         distiller(-1.0, "bad")
 
 
+def test_a_teacher_head_student_acts_as_its_teacher_on_a_right_estimate(tmp_path: Path) -> None:
+    """``head=teacher``: the teacher's frozen network on the student's estimate of its normalised
+    observation. An exact estimate gives the teacher's actions; training moves the estimator, never
+    the teacher's weights; the student reloads (teacher head included) as ``eval.py`` loads it."""
+    env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32, aux_coef=1.0)
+    student_cfg = StudentConfig(embed=16, hidden=32, head="teacher")
+    d = Distiller(env, GOAL_TEACHER, student_cfg, cfg, 4 * 4 * 3, 0, tmp_path / "run")
+    obs = env.reset(seed=0)["privileged"][:, 0]
+    right = torch.tanh(d.student.teacher_head(d.teacher.norm(obs)))
+    assert torch.allclose(right, d.teacher(obs), atol=1e-6)
+    frozen = {k: v.clone() for k, v in d.student.teacher_head.state_dict().items()}
+    estimator = {k: v.clone() for k, v in d.student.head.state_dict().items()}
+    history = d.learn(progress=False)
+    assert "loss/aux" in history[-1] and d.aux_head is None  # the estimate is the student's own
+    assert all(torch.equal(frozen[k], v) for k, v in d.student.teacher_head.state_dict().items())
+    assert any(not torch.equal(estimator[k], v) for k, v in d.student.head.state_dict().items())
+    # The estimate loss is the squared error to the teacher's clipped normalised observation.
+    batch = d.buffer.sample(8, 1, torch.Generator().manual_seed(0))
+    feats, _ = d.student.features(batch["img"], batch["proprio"], batch["first"])
+    with torch.no_grad():
+        want = ((d.student.estimate(feats) - d.teacher.norm(batch["teacher_obs"]).clamp(-5, 5)) ** 2).mean()
+    assert math.isclose(d.loss(batch)[1]["loss/aux"], float(want), rel_tol=1e-5)
+    student, meta = Student.load(tmp_path / "run" / "checkpoint")
+    assert meta["teacher_dims"] == [d.teacher.obs_dim, list(d.teacher.hidden)]
+    img = batch["img"][:, 0].float()
+    a, _ = student.step(img, batch["proprio"][:, 0], student.init_state(8), torch.ones(8, dtype=torch.bool))
+    b, _ = d.student.step(img, batch["proprio"][:, 0], d.student.init_state(8), torch.ones(8, dtype=torch.bool))
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="aux_coef"):
+        Distiller(env, GOAL_TEACHER, student_cfg, DaggerConfig(), 64, 0, tmp_path / "no-aux")
+    env.close()
+    with pytest.raises(ValueError, match="teacher_dims"):
+        Student("depth_layers", (3, 32, 32), 4, 2, student_cfg)
+
+
 def test_blank_camera_zeroes_images_only() -> None:
     seen = {}
 

@@ -147,3 +147,27 @@ def test_map_student_trains_on_stored_maps_and_reloads(tmp_path: Path) -> None:
         student(b["img"][None, :, 0], b["proprio"][None, :, 0], b["first"][None, :, 0])
     with pytest.raises(ValueError, match="depth_layers"):
         Student("camera", (3, 32, 32), 4, 2, StudentConfig(memory="map"), _geometry())
+
+
+def test_the_centred_channel_marks_the_anchor_only_while_it_is_near_the_image_centre() -> None:
+    """``gate_role``: the anchor (role 1) seen at the image centre goes into the last channel as
+    well as its own; seen at the image edge, into its own channel only."""
+    H = W = 16
+    em = EgoMap(_geometry(), (H, W), gate_role=1, gate=0.3)
+    assert em.channels == 4
+    depth = torch.zeros(2, 3, H, W)
+    depth[0, 1, 4:12, 6:10] = 1.5  # world 0: the anchor straight ahead
+    depth[1, 1, 4:12, 0:4] = 1.5  # world 1: the anchor at the left edge (columns 0-3: u < -0.5)
+    state = em.step(depth, torch.zeros(2, 4), em.init_state(2), torch.ones(2, dtype=torch.bool))
+    marks = state.grid.flatten(2).amax(2)  # [worlds, channels]
+    assert marks[:, 1].tolist() == [1.0, 1.0]  # both seen in the anchor's own channel
+    assert marks[:, 3].tolist() == [1.0, 0.0]  # only the centred one in the centred channel
+    assert marks[:, [0, 2]].sum() == 0
+    # Hidden behind a nearer box, the centred mark is neither renewed nor cleared: it fades.
+    wall = torch.zeros_like(depth)
+    wall[:, 2] = 0.5
+    state = em.step(wall, torch.zeros(2, 4), state, torch.zeros(2, dtype=torch.bool))
+    assert state.grid[0, 3].amax().item() == pytest.approx(em.decay, abs=1e-6)
+    assert state.grid[1, 3].amax().item() == 0.0
+    with pytest.raises(ValueError, match="gate_role"):
+        EgoMap(_geometry(), (H, W), gate_role=3)

@@ -2,6 +2,9 @@
 dimensions of the squared difference of the action means) on the student's own states, split by
 what the teacher knows of the active box and of the reference (in view now, only remembered, or
 unknown), by stage, and by which box is being placed, with the mean actions of both in each split.
+For a student with ``head=teacher`` (which acts through its estimate of the teacher's observation)
+a second table says how right that estimate is, per keypoint group: how often it gets the group's
+shown flags right, and the error of the corners (metres, robot frame) where the teacher is shown them.
 
     python scripts/experiments/egopush_gap.py runs/egopush-line-student-map-fov_gated-s0/checkpoint \
         --teacher checkpoints/egopush-line-teacher-fov_gated --steps 300
@@ -39,6 +42,10 @@ def main() -> None:
     env = envs.make(meta["env"], num_envs=args.num_envs, **meta["env_config"])
     student = make_policy(args.checkpoint, env)
     teacher, _ = load_teacher(args.teacher, meta["env"])
+    estimates: list[torch.Tensor] = []
+    est_stats: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    if meta["student"].get("head") == "teacher":
+        student.student.head.register_forward_hook(lambda _m, _i, out: estimates.append(out.detach()))
     obs = env.reset(seed=args.seed)
     gap_sum: dict[str, float] = collections.defaultdict(float)
     acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(5))
@@ -50,6 +57,8 @@ def main() -> None:
         shown = obs["privileged"][:, 0, : 12 * G].view(-1, G, 4, 3)[..., 2].amax(-1) > 0  # [W, G]
         a_s = student(obs)[:, 0]
         a_t = teacher(obs["privileged"][:, 0].float())
+        if estimates:
+            _estimate_errors(estimates.pop(), obs["privileged"][:, 0].float(), teacher, G, est_stats)
         gap = ((a_s - a_t) ** 2).sum(-1)
         for w in range(env.num_envs):
             know = {
@@ -76,6 +85,34 @@ def main() -> None:
             f"| {key} | {float(n / total):.3f} | {gap_sum[key] / float(n):.3f} | "
             f"{m[0]:+.2f}, {m[1]:+.2f} | {m[2]:+.2f}, {m[3]:+.2f} |"
         )
+    if est_stats:
+        print()
+        print("| keypoint group (head=teacher estimate) | flags right | mean corner error where shown (m) |")
+        print("|---|---:|---:|")
+        for name, (right, n, err, m) in est_stats.items():
+            print(f"| {name} | {right / max(n, 1):.3f} | {err / max(m, 1):.3f} |")
+
+
+def _estimate_errors(
+    est: torch.Tensor, priv: torch.Tensor, teacher, groups: int, stats: dict[str, list[float]]
+) -> None:
+    """Accumulate, per keypoint group, flags right (estimate > 0.5 against the teacher's flag) and
+    the mean corner distance (m) in rows where the teacher is shown the group."""
+    raw = est * torch.sqrt(teacher.norm.var + 1e-8) + teacher.norm.mean  # back to the observation's units
+    k_est = raw[:, : 12 * groups].view(-1, groups, 4, 3)
+    k_true = priv[:, : 12 * groups].view(-1, groups, 4, 3)
+    names = ["active box", "anchor"] + [f"obstacle {i + 1}" for i in range(groups - 3)] + ["reference"]
+    for g, name in enumerate(names):
+        flag_t = k_true[:, g, :, 2] > 0.5
+        flag_e = k_est[:, g, :, 2] > 0.5
+        st = stats[name]
+        st[0] += float((flag_t == flag_e).float().sum())
+        st[1] += flag_t.numel()
+        shown = flag_t.all(-1)
+        if shown.any():
+            d = (k_est[shown, g, :, :2] - k_true[shown, g, :, :2]).norm(dim=-1).mean(-1)
+            st[2] += float(d.sum())
+            st[3] += int(shown.sum())
 
 
 if __name__ == "__main__":
