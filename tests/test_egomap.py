@@ -171,3 +171,31 @@ def test_the_centred_channel_marks_the_anchor_only_while_it_is_near_the_image_ce
     assert state.grid[1, 3].amax().item() == 0.0
     with pytest.raises(ValueError, match="gate_role"):
         EgoMap(_geometry(), (H, W), gate_role=3)
+
+
+def test_map_moments_put_a_seen_box_where_it_is() -> None:
+    """``map_moments``: the mean of a role's pixels lifted to the floor plan lies on the box the
+    camera sees (within its half-size plus a margin: the camera sees the near faces), and the map
+    window's moments of that role agree with it."""
+    W = 8
+    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",))
+    obs = env.reset(seed=3)
+    img = obs["depth_layers"][:, 0]
+    s = env._state()
+    active_r = env._to_robot(s, s["box_pos"])[torch.arange(W), s["active"]]  # [W, 2] true centre
+    student = Student(
+        "depth_layers", tuple(img.shape[1:]), 4, 2, StudentConfig(memory="map", map_moments=True), env.camera_geometry()
+    )
+    state = student.egomap.step(
+        img, obs["proprio"][:, 0], student.egomap.init_state(W), torch.ones(W, dtype=torch.bool)
+    )
+    env.close()
+    m = student.moments(img, state.view).view(W, -1, 6)  # rows: 3 image roles, 3 map channels, 3 fresh
+    seen = m[:, 0, 0] > 0.002  # the active box covers some of the image
+    assert seen.sum() >= 2
+    err_img = (m[seen, 0, 1:3] - active_r[seen]).norm(dim=-1)
+    err_map = (m[seen, 3, 1:3] - active_r[seen]).norm(dim=-1)
+    assert err_img.max() < 0.2 and err_map.max() < 0.2
+    assert (m[~seen, 0, :3] == 0).all()  # an unseen role reads zero
+    with pytest.raises(ValueError, match="map_moments"):
+        Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_moments=True))
