@@ -190,8 +190,8 @@ class Student(nn.Module):
             frame += cfg.embed
             if cfg.map_moments:
                 frame += 6 * C + 12 * self.egomap.channels
-        elif cfg.map_moments:
-            raise ValueError("map_moments needs memory 'map'")
+        elif cfg.map_moments or cfg.map_gate:
+            raise ValueError("map_moments and map_gate need memory 'map'")
         if cfg.memory in ("none", "map"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack

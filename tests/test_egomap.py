@@ -199,3 +199,5 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
     assert (m[~seen, 0, :3] == 0).all()  # an unseen role reads zero
     with pytest.raises(ValueError, match="map_moments"):
         Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_moments=True))
+    with pytest.raises(ValueError, match="map_gate"):
+        Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_gate=0.3))
