@@ -12,6 +12,7 @@ the group's centre (m, robot frame) where the group is in view now and where it 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from egopush_gap import estimate_errors  # noqa: E402
 
 from distill.dagger import load_teacher, make_distill_env  # noqa: E402
 from distill.students import Student, StudentConfig  # noqa: E402
@@ -87,25 +91,17 @@ def main() -> None:
     with torch.no_grad():
         est = net((Xte - mu) / sd)
         test_loss = float(((est - teacher.norm(Yte).clamp(-5, 5)) ** 2).mean())
-        raw = est * torch.sqrt(teacher.norm.var + 1e-8) + teacher.norm.mean
-    k_est = raw[:, : 12 * groups].view(-1, groups, 4, 3)
-    k_true = Yte[:, : 12 * groups].view(-1, groups, 4, 3)
-    names = ["active box", "anchor"] + [f"obstacle {i + 1}" for i in range(groups - 3)] + ["reference"]
+    stats: dict[str, list[float]] = collections.defaultdict(lambda: [0.0] * 8)
+    estimate_errors(est, Yte, teacher, groups, Vte, stats)
     print(
         f"{args.teacher}: {n_tr} worlds x {args.steps} steps to fit, {args.test_worlds} to score; "
         f"{args.updates} updates; held-out loss (normalised MSE) {test_loss:.3f}"
     )
     print("| keypoint group | flags right | centre error (m): in view now | only remembered |")
     print("|---|---:|---:|---:|")
-    for g, name in enumerate(names):
-        flag_t = k_true[:, g, :, 2] > 0.5
-        right = float(((k_est[:, g, :, 2] > 0.5) == flag_t).float().mean())
-        shown = flag_t.all(-1)
-        d = (k_est[:, g, :, :2].mean(1) - k_true[:, g, :, :2].mean(1)).norm(dim=-1)
-        cols = [
-            f"{float(d[rows].mean()):.3f}" if rows.any() else "-" for rows in (shown & Vte[:, g], shown & ~Vte[:, g])
-        ]
-        print(f"| {name} | {right:.3f} | {cols[0]} | {cols[1]} |")
+    for name, st in stats.items():
+        cols = [f"{st[i] / st[i + 1]:.3f}" if st[i + 1] else "-" for i in (4, 6)]
+        print(f"| {name} | {st[0] / st[1]:.3f} | {cols[0]} | {cols[1]} |")
 
 
 if __name__ == "__main__":

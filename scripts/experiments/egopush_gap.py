@@ -58,7 +58,7 @@ def main() -> None:
         a_s = student(obs)[:, 0]
         a_t = teacher(obs["privileged"][:, 0].float())
         if estimates:
-            _estimate_errors(estimates.pop(), obs["privileged"][:, 0].float(), teacher, G, in_view, est_stats)
+            estimate_errors(estimates.pop(), obs["privileged"][:, 0].float(), teacher, G, in_view, est_stats)
         gap = ((a_s - a_t) ** 2).sum(-1)
         for w in range(env.num_envs):
             know = {
@@ -97,7 +97,7 @@ def main() -> None:
             print(f"| {name} | {st[0] / max(st[1], 1):.3f} | {' | '.join(err)} |")
 
 
-def _estimate_errors(
+def estimate_errors(
     est: torch.Tensor,
     priv: torch.Tensor,
     teacher,
@@ -105,9 +105,12 @@ def _estimate_errors(
     in_view: torch.Tensor,
     stats: dict[str, list[float]],
 ) -> None:
-    """Accumulate, per keypoint group, flags right (estimate > 0.5 against the teacher's flag) and
-    the distance of the group's centre (m) in rows where the teacher is shown the group: all of them, those with
-    the group in view now (``in_view`` ``[W, G]``) and those where it is only remembered."""
+    """Accumulate into ``stats[group name]``, from an estimate ``est`` of the teacher's normalised
+    observation and the true one ``priv`` (``[W, D]``): flags right (estimate > 0.5 against the
+    teacher's flag; indices 0, 1: right, count) and the distance of the group's centre (m) in rows
+    where the teacher is shown the group (sum, count): all of them (2, 3), those with the group in
+    view now (``in_view`` ``[W, G]``; 4, 5) and those where it is only remembered (6, 7). Also used
+    by ``egopush_estimate.py``."""
     raw = est * torch.sqrt(teacher.norm.var + 1e-8) + teacher.norm.mean  # back to the observation's units
     k_est = raw[:, : 12 * groups].view(-1, groups, 4, 3)
     k_true = priv[:, : 12 * groups].view(-1, groups, 4, 3)
