@@ -106,17 +106,29 @@ class ConvEncoder(nn.Module):
         return torch.nn.functional.elu(self.fc(self.conv(x).flatten(1)))
 
 
-def _moments(w: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """Weights ``[N, C, P]`` over points ``xy`` (``[N, C, P, 2]`` or ``[P, 2]``, metres) -> per channel
-    the mean weight, the weighted mean (x, y) and covariance (xx, xy, yy): ``[N, 6C]`` (zeros where
-    a channel has no weight)."""
-    mass = w.sum(-1)
+def _moments(w: torch.Tensor, z: torch.Tensor, origin: torch.Tensor, ray: torch.Tensor) -> torch.Tensor:
+    """Weights ``w`` ``[N, C, P]`` over the points ``origin + z * ray`` (``z`` ``[N, C, P]`` or a
+    scalar, ``origin`` ``[2]``, ``ray`` ``[P, 2]``; metres) -> per channel the mean weight, the
+    weighted mean (x, y) and covariance (xx, xy, yy): ``[N, 6C]`` (zeros where a channel has no
+    weight). From sums over the points by matrix products, never the ``[N, C, P, 2]`` points."""
+    mass = w.sum(-1)  # [N, C]
+    wz = w * z
+    s1 = wz @ ray  # [N, C, 2]: sum of w z r
+    rr = torch.stack((ray[:, 0] ** 2, ray[:, 0] * ray[:, 1], ray[:, 1] ** 2), -1)
+    s2 = (wz * z) @ rr  # [N, C, 3]: sum of w z^2 r_i r_j
     m = mass.clamp(min=1e-6)[..., None]
-    mean = (w[..., None] * xy).sum(-2) / m  # [N, C, 2]
-    d = xy - mean[..., None, :]
-    cov = torch.stack(
-        [(w * d[..., i] * d[..., j]).sum(-1) / m[..., 0] for i, j in ((0, 0), (0, 1), (1, 1))], -1
-    )  # [N, C, 3]
+    mean = origin * (mass[..., None] / m) + s1 / m  # [N, C, 2]
+    o = origin
+    second = torch.stack(
+        [
+            (o[i] * o[j] * mass[..., None] + o[i] * s1[..., j : j + 1] + o[j] * s1[..., i : i + 1])[..., 0] / m[..., 0]
+            + s2[..., k] / m[..., 0]
+            for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 1)))
+        ],
+        -1,
+    )
+    cov = second - torch.stack((mean[..., 0] ** 2, mean[..., 0] * mean[..., 1], mean[..., 1] ** 2), -1)
+    cov = cov * (mass[..., None] > 0)
     return torch.cat(((mass / w.shape[-1])[..., None], mean, cov), -1).flatten(1)
 
 
@@ -274,11 +286,18 @@ class Student(nn.Module):
         moments of its marks, plain and weighted by ``mark ** 8`` (fresh ones) -> ``[N, 6R + 12C]``."""
         assert self.egomap is not None
         em, dev = self.egomap, img.device
-        z = img.float().flatten(2)  # [N, R, H*W]
-        pix = em.cam_xy.to(dev) + z[..., None] * em.ray.to(dev)  # [N, R, H*W, 2] robot frame
-        marks = egomap.float().flatten(2)  # [N, C, cells^2]
-        cells = em.window_xy.to(dev)
-        return torch.cat((_moments((z > 0).float(), pix), _moments(marks, cells), _moments(marks**8, cells)), -1)
+        z = img.float().flatten(2)  # [N, R, H*W]: pixel p lies at cam_xy + z * ray[p] (robot frame)
+        marks = egomap.float().flatten(2)  # [N, C, cells^2]: mark p at window_xy[p]
+        cam, ray, cells = em.cam_xy.to(dev), em.ray.to(dev), em.window_xy.to(dev)
+        none = torch.zeros(2, device=dev)
+        return torch.cat(
+            (
+                _moments((z > 0).float(), z, cam, ray),
+                _moments(marks, 1.0, none, cells),
+                _moments(marks**8, 1.0, none, cells),
+            ),
+            -1,
+        )
 
     def _stack(self, f: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """Frame stack over a sequence ``[B, T, F]``: each step concatenates itself and the
