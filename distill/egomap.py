@@ -47,6 +47,24 @@ class MapState:
     view: torch.Tensor
 
 
+def odometry(
+    proprio: torch.Tensor, pose: torch.Tensor, vel: torch.Tensor, first: torch.Tensor, dt: float, half_track: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One control step of wheel odometry: ``proprio`` ``[N, >=2]`` (left and right wheel speeds
+    first), the ``pose`` ``[N, 3]`` (x, y, yaw in the episode's start frame) and ``vel`` ``[N, 2]``
+    (forward speed, yaw rate) of the last step, ``first`` ``[N]`` rows whose episode starts now (their
+    pose is the origin) -> the new pose and velocity (trapezoidal rule over the step of ``dt`` s)."""
+    wheels = proprio[:, :2].float()
+    fwd, turn = (wheels[:, 0] + wheels[:, 1]) / 2, (wheels[:, 1] - wheels[:, 0]) / (2 * half_track)
+    now = torch.stack((fwd, turn), -1)
+    prev = torch.where(first[:, None], now, vel)
+    mv, mw = ((prev + now) / 2 * dt).unbind(-1)
+    x, y, yaw = pose.unbind(-1)
+    mid = yaw + mw / 2
+    new = torch.stack((x + mv * torch.cos(mid), y + mv * torch.sin(mid), yaw + mw), -1)
+    return torch.where(first[:, None], torch.zeros_like(new), new), now  # an episode starts at its own origin
+
+
 class EgoMap:
     """The map's geometry and update. ``geometry`` (from ``EgoPushEnv.camera_geometry``):
     ``cam_pos`` [3] and ``cam_mat`` [3, 3] (the camera's axes as columns, in the robot frame),
@@ -174,15 +192,7 @@ class EgoMap:
             depth = torch.cat((depth, depth[:, self.gate_role : self.gate_role + 1] * centred[:, None, None, None]), 1)
         N, R = depth.shape[:2]
         grid = state.grid * ((~first).float() * self.decay)[:, None, None, None]
-        wheels = proprio[:, :2].float()
-        fwd, turn = (wheels[:, 0] + wheels[:, 1]) / 2, (wheels[:, 1] - wheels[:, 0]) / (2 * self.half_track)
-        vel = torch.stack((fwd, turn), -1)
-        prev = torch.where(first[:, None], vel, state.vel)
-        mv, mw = ((prev + vel) / 2 * self.dt).unbind(-1)
-        x, y, yaw = state.pose.unbind(-1)
-        mid = yaw + mw / 2
-        pose = torch.stack((x + mv * torch.cos(mid), y + mv * torch.sin(mid), yaw + mw), -1)
-        pose = torch.where(first[:, None], torch.zeros_like(pose), pose)  # an episode starts at its own origin
+        pose, vel = odometry(proprio, state.pose, state.vel, first, self.dt, self.half_track)
         flat = grid.view(N, R, -1)
         # Clear what the camera sees free of boxes up to the lattice point (all roles).
         seen = depth.flatten(2).amax(1)  # [N, H*W] depth of whatever box the pixel shows, 0 if none

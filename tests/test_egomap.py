@@ -2,7 +2,9 @@
 stays in the map where it is, seen free ground is cleared while ground hidden behind a box is not,
 an episode start forgets, and a ``memory=map`` student trains on stored maps and reloads."""
 
+import importlib
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from agents.policies import make_policy
 from distill.dagger import DaggerConfig, Distiller, make_distill_env
 from distill.egomap import EgoMap, MapState
 from distill.students import Student, StudentConfig
+from envs.egopush import scene
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
@@ -201,3 +204,82 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
         Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_moments=True))
     with pytest.raises(ValueError, match="map_gate"):
         Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_gate=0.3))
+
+
+def _experiment(name: str):
+    sys.path.insert(0, str(ROOT / "scripts" / "experiments"))
+    return importlib.import_module(name)
+
+
+def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_marker() -> None:
+    """``egopush_geometric.py``: from the role-layered depth image only, a box wholly in view is
+    placed within 5 cm of its centre (the plain mean of its pixels is off by most of a half box:
+    the camera sees its near faces), and the anchor's yaw is read from its marker."""
+    geometric = _experiment("egopush_geometric")
+    W = 32
+    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True)
+    try:
+        obs = env.reset(seed=3)
+        s = env._state()
+        rows = torch.arange(W)[:, None]
+        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
+        true = env._to_robot(s, s["box_pos"])[rows, idx]  # [W, 2, 2]
+        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
+        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)  # all top corners in the image
+        g = geometric.Geometric(env, teacher=None, parts=())
+        depth = obs["depth_layers"][:, 0].float().flatten(2)
+        centre, seen, _, yaw, marker = g._boxes(depth)
+    finally:
+        env.close()
+    assert whole.sum() >= 4 and seen[:, :2][whole].all()
+    err = (centre[:, :2] - true).norm(dim=-1)[whole]
+    assert err.max() < 0.05, err
+    on = (depth[:, :2] > 0).float()
+    pts = g.cam + depth[:, :2, :, None] * g.ray
+    plain = (on[..., None] * pts[..., :2]).sum(2) / on.sum(2, keepdim=True).clamp(min=1)
+    assert ((plain - true).norm(dim=-1)[whole]).min() > 0.05  # what the shift along the sight line is for
+    rel = torch.remainder(yaw - (s["box_yaw"][:, 0] - s["yaw"]) + math.pi, 2 * math.pi) - math.pi
+    assert marker.sum() >= 2 and rel[marker].abs().max() < 0.1, rel[marker]
+
+
+def test_jittered_corner_modes_reorder_the_box_corners_only() -> None:
+    """``egopush_jitter.py --corners``: ``shift`` and ``canonical`` reorder the active box's and the
+    obstacles' corners (``canonical``: the first one at 0 to 90 degrees about the centre), ``centre``
+    puts them at their mean, ``current`` where they are now, and the anchor and reference groups are
+    never touched."""
+    jitter = _experiment("egopush_jitter")
+    G = 4  # active, anchor, one obstacle, reference
+    yaw = torch.tensor([0.3, 2.0, -2.5, -0.7])  # one per group
+    unit = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]) * 0.1
+    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
+    turned = torch.stack((c * unit[:, 0] - s * unit[:, 1], s * unit[:, 0] + c * unit[:, 1]), -1)  # [G, 4, 2]
+    corners = turned + torch.tensor([[1.0, 0.5], [0.4, -0.3], [-0.2, 0.8], [0.9, 0.9]])[:, None]
+    flags = torch.ones(G, 4, 1)
+    flags[0, 3] = 0  # the active box's last corner is not shown
+    priv = torch.cat((corners * flags, flags), -1).flatten()
+    moved = corners + 0.05  # where the boxes are "now"
+    obs = {
+        "privileged": torch.cat((priv, torch.zeros(5)))[None, None],
+        "critic": torch.cat((torch.cat((moved, torch.ones(G, 4, 1)), -1).flatten(), torch.zeros(6)))[None, None],
+    }
+
+    def seen(corners_mode: str) -> torch.Tensor:
+        out = jitter.Jittered(lambda p: p, G, 0.0, 0, corners_mode)(obs)
+        return out[0, 0, : 12 * G].view(G, 4, 3)
+
+    before = obs["privileged"][0, 0, : 12 * G].view(G, 4, 3)
+    for mode in jitter.CORNERS:
+        after = seen(mode)
+        assert torch.equal(after[[1, 3]], before[[1, 3]]), mode  # anchor, reference untouched
+    assert torch.equal(seen("true"), before)
+    canon = seen("canonical")[2]  # the obstacle (all corners shown): same corners, canonical order
+    assert sorted(map(tuple, canon[:, :2].tolist())) == sorted(map(tuple, before[2, :, :2].tolist()))
+    d = canon[0, :2] - canon[:, :2].mean(0)
+    assert 0 <= math.atan2(d[1], d[0]) < math.pi / 2
+    centre = seen("centre")
+    assert torch.allclose(centre[2, :, :2], before[2, :, :2].mean(0).expand(4, 2))
+    assert torch.allclose(centre[0, :3, :2], before[0, :3, :2].mean(0).expand(3, 2))  # mean of the shown
+    assert centre[0, 3].abs().sum() == 0  # an unshown corner stays unshown, at zero
+    current = seen("current")
+    assert torch.allclose(current[0, :3, :2], moved[0, :3]) and current[0, 3].abs().sum() == 0
