@@ -6,8 +6,8 @@ speeds only, with no learning, and the other groups are the teacher's own:
 - **a box** (``active``, ``anchor``, ``obstacle``): the pixels of its role layer are lifted to
   3-D points with the camera's calibration; their mean, moved 8.5 cm further along the line of
   sight, gives its centre (a camera sees a box's near faces, whose centroid lies 7 cm (corner-on)
-  to 10 cm (face-on) nearer than the centre: within 1.3 cm (median) of the truth for a box wholly
-  in view, better than its top face, which a camera 5 cm above it sees at a grazing angle); the
+  to 10 cm (face-on) nearer than the centre; ``--truth-steps`` prints how far that is from the
+  truth, for boxes wholly in view and for boxes cut by the image's edge); the
   direction between neighbouring pixels of an image row on its side faces gives its yaw up to a
   quarter turn (which a camera cannot tell of a cube, and the teacher hardly minds:
   ``egopush_jitter.py --corners shift``); the anchor's marker (the post on its +y edge, above
@@ -35,6 +35,8 @@ Formations with one box per role only (``egopush-line``, 3 boxes), and the env m
 
     python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --parts none active boxes all --episodes 200
+    python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \
+        --episodes 0 --truth-steps 300 --num-envs 16
 """
 
 from __future__ import annotations
@@ -197,13 +199,40 @@ class Geometric:
         return self.teacher(p)
 
 
+def truth_errors(env, teacher, steps: int, seed: int) -> dict[str, list[float]]:
+    """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
+    estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
+    in the image (wholly in view) or not (cut by the image's edge)."""
+    g = Geometric(env, teacher, ())
+    out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
+    obs = env.reset(seed=seed)
+    rows = torch.arange(env.num_envs)[:, None]
+    for _ in range(steps):
+        s = env._state()
+        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
+        true = env._to_robot(s, s["box_pos"])[rows, idx].cpu()
+        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        u, v, d = (t.cpu() for t in env.project(corners, TOP))
+        whole = ((u.abs() < 1) & (v.abs() < 1) & (d > 0.05)).all(-1)
+        centre, seen, *_ = g._boxes(obs["depth_layers"][:, 0].float().cpu().flatten(2))
+        err = (centre[:, :2] - true).norm(dim=-1)
+        out["wholly in view"] += err[seen[:, :2] & whole].tolist()
+        out["cut by the edge"] += err[seen[:, :2] & ~whole].tolist()
+        with torch.no_grad():
+            obs, *_ = env.step(teacher(obs["privileged"].float()))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("teacher", type=Path, help="an egopush-line teacher checkpoint (3 boxes)")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="groups from the camera")
-    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--episodes", type=int, default=200, help="per row of the table (0: no table)")
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument(
+        "--truth-steps", type=int, default=0, help="first, this many steps of box-centre errors against the truth"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     teacher, meta = load_teacher(args.teacher)
@@ -212,17 +241,30 @@ def main() -> None:
         raise SystemExit(f"{args.teacher}: expected an egopush-line fov or fov_gated teacher with 3 boxes")
     cfg.update(cameras=("depth_layers",), anchor_marker=True)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
-    print(f"{args.teacher}: {args.episodes} episodes, seed {args.seed}")
-    print("| groups from the camera | success [95% CI] | reach | mean centre error (m) where both show it |")
-    print("|---|---|---:|---|")
-    for name in args.parts:
-        policy = Geometric(env, teacher, PARTS[name])
-        r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
-        lo, hi = r["success_rate_ci95"]
-        errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
-        err = ", ".join(f"{k} {v:.3f}" for k, v in errs.items()) or "-"
-        print(f"| {name} | {r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reach_rate']:.3f} | {err} |", flush=True)
-        print(json.dumps({"parts": name, "errors": errs, **r}), file=sys.stderr)
+    if args.truth_steps > 0:
+        errs = truth_errors(env, teacher, args.truth_steps, args.seed)
+        print(f"box centre (active box, anchor) against the truth, {args.truth_steps} steps x {args.num_envs} worlds:")
+        for k, v in errs.items():
+            v = sorted(v)
+            if v:
+                q = (v[len(v) // 2], v[int(0.9 * len(v))], sum(v) / len(v))
+                print(
+                    f"  {k}: {len(v)} estimates, median {q[0]:.3f} m, 90th percentile {q[1]:.3f} m, mean {q[2]:.3f} m"
+                )
+    if args.episodes > 0:
+        print(f"{args.teacher}: {args.episodes} episodes, seed {args.seed}")
+        print("| groups from the camera | success [95% CI] | reach | mean centre error (m) where both show it |")
+        print("|---|---|---:|---|")
+        for name in args.parts:
+            policy = Geometric(env, teacher, PARTS[name])
+            r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
+            lo, hi = r["success_rate_ci95"]
+            errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
+            err = ", ".join(f"{k} {v:.3f}" for k, v in errs.items()) or "-"
+            print(
+                f"| {name} | {r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reach_rate']:.3f} | {err} |", flush=True
+            )
+            print(json.dumps({"parts": name, "errors": errs, **r}), file=sys.stderr)
     env.close()
 
 
