@@ -35,7 +35,7 @@ Formations with one box per role only (``egopush-line``, 3 boxes), and the env m
 
     python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --parts none active boxes all --episodes 200
-    python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \
+    python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --episodes 0 --truth-steps 300 --num-envs 16
 """
 
@@ -182,7 +182,7 @@ class Geometric:
         self.seen = torch.where(vis, step[:, None, None], self.seen)
         shown = (step[:, None, None] - self.seen) * self.dt <= self.memory  # [N, 4, 4]
         corners = rotate(self.kp - pos[:, None, None], -heading[:, None, None])  # robot frame
-        kp = p[:, 0, :48].reshape(-1, 4, 4, 3).cpu()
+        kp = p[:, 0, :48].reshape(-1, 4, 4, 3).cpu().clone()
         for name in self.parts:
             g = GROUP[name]
             both = (kp[:, g, :, 2].amin(1) > 0) & shown[:, g].all(1)
