@@ -47,6 +47,19 @@ class MapState:
     view: torch.Tensor
 
 
+def pixel_rays(geometry: dict[str, Any], image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's ray in the robot frame, ``[H*W, 3]``: the pixel showing a point at depth ``z``
+    (along the view axis) shows ``cam_pos + z * ray``; and each pixel's horizontal image coordinate
+    ``[H*W]`` (-1 at the left edge, 1 at the right). ``geometry`` as for ``EgoMap``."""
+    H, W = image_hw
+    tan = float(geometry["tan_half"])
+    v = 1 - (torch.arange(H) + 0.5) / H * 2  # image row 0 at the top
+    u = (torch.arange(W) + 0.5) / W * 2 - 1
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    cam = torch.stack((uu * tan, vv * tan, -torch.ones_like(uu)), -1).view(-1, 3)
+    return cam @ torch.tensor(geometry["cam_mat"], dtype=torch.float32).T, u.repeat(H)
+
+
 def odometry(
     proprio: torch.Tensor, pose: torch.Tensor, vel: torch.Tensor, first: torch.Tensor, dt: float, half_track: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,13 +135,8 @@ class EgoMap:
         cam_pos = torch.tensor(geometry["cam_pos"], dtype=torch.float32)
         cam_mat = torch.tensor(geometry["cam_mat"], dtype=torch.float32)
         tan = float(geometry["tan_half"])
-        # Pixel rays: a pixel at depth z (along the view axis) lies at cam_pos + z * ray (robot frame).
-        v = 1 - (torch.arange(H) + 0.5) / H * 2  # image row 0 at the top
-        u = (torch.arange(W) + 0.5) / W * 2 - 1
-        self.pix_u = u.repeat(H)  # [H*W] horizontal image coordinate of each pixel, -1 .. 1
-        vv, uu = torch.meshgrid(v, u, indexing="ij")
-        cam = torch.stack((uu * tan, vv * tan, -torch.ones_like(uu)), -1).view(-1, 3)
-        self.ray = (cam @ cam_mat.T)[:, :2]  # [H*W, 2] xy per metre of depth
+        ray, self.pix_u = pixel_rays(geometry, image_hw)
+        self.ray = ray[:, :2]  # [H*W, 2] xy per metre of depth
         self.cam_xy = cam_pos[:2]
         # Points the camera sees when nothing is in the way, for clearing: a 5 cm lattice over the
         # view at box mid-height, each with the pixel it falls on and its depth along the view axis.

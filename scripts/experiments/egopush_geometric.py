@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import envs  # noqa: E402
 from agents.evaluate import run_episodes  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
-from distill.egomap import odometry  # noqa: E402
+from distill.egomap import odometry, pixel_rays  # noqa: E402
 from envs.egopush import scene  # noqa: E402
 
 PARTS = {
@@ -85,14 +85,8 @@ class Geometric:
         cfg, geo = env.cfg, env.camera_geometry()
         W_img, H_img = cfg.camera_resolution
         self.hw = (H_img, W_img)
-        tan = float(geo["tan_half"])
-        v = 1 - (torch.arange(H_img) + 0.5) / H_img * 2
-        u = (torch.arange(W_img) + 0.5) / W_img * 2 - 1
-        vv, uu = torch.meshgrid(v, u, indexing="ij")
-        cam = torch.stack((uu * tan, vv * tan, -torch.ones_like(uu)), -1).view(-1, 3)
-        self.ray = cam @ torch.tensor(geo["cam_mat"]).T  # [P, 3] per metre of depth, robot frame
+        self.ray, _ = pixel_rays(geo, self.hw)  # [P, 3] per metre of depth, robot frame
         self.cam = torch.tensor(geo["cam_pos"])
-        self.pix_u = u.repeat(H_img)
         self.dt, self.half_track = float(geo["control_dt"]), float(geo["half_track"])
         self.memory, self.gate = cfg.memory_seconds, cfg.gate_fraction
         self.offsets = env.offsets.float().cpu()  # [placements, 2] in the anchor's frame

@@ -89,7 +89,7 @@ class Jittered:
         self.jittered = torch.zeros(groups, 1, 1)  # 1 for the groups that get offsets
         self.jittered[group_indices(jitter, groups)] = 1.0
         self.gen = torch.Generator().manual_seed(seed)
-        self.boxes = [0] + list(range(2, groups - 1))  # active, obstacle slots (not anchor, reference)
+        self.boxes = group_indices("active", groups) + group_indices("obstacle", groups)  # yaw unseen
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         p = obs["privileged"].float().clone()  # [W, 1, D]
