@@ -284,6 +284,13 @@ class Distiller:
             if not hasattr(env, "camera_geometry"):
                 raise ValueError(f"memory 'map' needs an env with a camera geometry (EgoPush), not {env.name!r}")
             geometry = env.camera_geometry()
+        elif student_cfg.memory == "geometric":
+            if not hasattr(env, "keypoint_geometry") or not getattr(env.cfg, "anchor_marker", False):
+                raise ValueError(
+                    "memory 'geometric' needs an EgoPush env made with the anchor's marker (its quarter turn): "
+                    "--env-overrides '{\"anchor_marker\": true}'"
+                )
+            geometry = env.keypoint_geometry()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             teacher_dims = (self.teacher.obs_dim, self.teacher.hidden) if student_cfg.head == "teacher" else None
@@ -321,8 +328,8 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(seed)
         if student_cfg.memory == "none":
             self.seq_len = student_cfg.frame_stack
-        elif student_cfg.memory == "map":
-            self.seq_len = 1  # the map is stored with each step: nothing to unroll
+        elif student_cfg.memory in ("map", "geometric"):
+            self.seq_len = 1  # the map (the estimate) is stored with each step: nothing to unroll
         else:
             self.seq_len = cfg.seq_len
         if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
@@ -333,6 +340,7 @@ class Distiller:
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         self._stores_state = student_cfg.memory == "gru" and cfg.stored_state
         self._stores_map = student_cfg.memory == "map"
+        self._stores_geo = student_cfg.memory == "geometric"
         n_map = student_cfg.map_cells
         self.buffer = SequenceBuffer(
             cfg.buffer_steps,
@@ -349,6 +357,7 @@ class Distiller:
                     if self._stores_map
                     else {}
                 ),
+                **({"geokp": ((self.teacher.obs_dim,), torch.float32)} if self._stores_geo else {}),
             },
             env.device,
         )
@@ -438,6 +447,8 @@ class Distiller:
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
             if self._stores_map:
                 extra["egomap"] = self._state.view  # the window the student read at this step
+            if self._stores_geo:
+                extra["geokp"] = self._state.out  # geometry's estimate the student read at this step
             gap += float(((s_mu - t_mu) ** 2).sum(-1).mean())
             self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first, **extra)
             teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
@@ -465,7 +476,9 @@ class Distiller:
         if self.cfg.augment_shift > 0:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
         h0 = batch["hidden"][:, 0] if self._stores_state else None
-        feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], h0, batch.get("egomap"))
+        feats, roles_s = self.student.features(
+            img, batch["proprio"], batch["first"], h0, batch.get("egomap"), batch.get("geokp")
+        )
         mu_s = self.student.action_mean(feats)
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)

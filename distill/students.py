@@ -6,8 +6,11 @@
   classes one-hot as more channels of that CNN);
 - memory: ``none`` (a stack of the last ``frame_stack`` frames' features; 1 = reactive, like the
   EgoPush student), ``gru``, ``transformer`` (causal, over the last ``window`` frames, stepped
-  with the ``KVCache`` of ``distill.kv_cache``), or ``map`` (``depth_layers`` only: a top-down map
-  of the boxes seen, kept in place by wheel odometry, ``distill.egomap``, read by a second CNN);
+  with the ``KVCache`` of ``distill.kv_cache``), ``map`` (``depth_layers`` only: a top-down map
+  of the boxes seen, kept in place by wheel odometry, ``distill.egomap``, read by a second CNN), or
+  ``geometric`` (EgoPush ``depth_layers`` with ``head=teacher`` only: the teacher's observation
+  estimated by geometry, ``distill.egogeom``, read beside the image; the student's estimate is it
+  plus a learnt correction that starts at zero);
 - head: a tanh-squashed Gaussian mean and a state-independent log standard deviation, the same
   action distribution as the teachers (``agents.actor.GaussianActor``). The mean comes from a small
   MLP (``head=mlp``), or (``head=teacher``) from the teacher's own network applied to the student's
@@ -33,6 +36,7 @@ from torch import nn
 
 from agents import checkpoint
 from agents.actor import RunningNorm, mlp
+from distill.egogeom import GeoKeypoints, GeoState
 from distill.egomap import EgoMap, MapState
 from distill.kv_cache import CausalTransformer, KVCache
 
@@ -43,9 +47,11 @@ IMAGE_GROUPS = ("depth_layers", "camera")
 class StudentConfig:
     """Student network."""
 
-    memory: Literal["none", "gru", "transformer", "map"] = "none"
-    """``none`` (frame stack), ``gru``, ``transformer`` (causal, KV-cached when acting), or ``map``
-    (EgoPush: a top-down map of what the camera saw, moved by wheel odometry; ``distill.egomap``)."""
+    memory: Literal["none", "gru", "transformer", "map", "geometric"] = "none"
+    """``none`` (frame stack), ``gru``, ``transformer`` (causal, KV-cached when acting), ``map``
+    (EgoPush: a top-down map of what the camera saw, moved by wheel odometry; ``distill.egomap``),
+    or ``geometric`` (EgoPush, ``head=teacher``: the teacher's observation estimated from the camera
+    and wheels by geometry, ``distill.egogeom``; the head learns a correction to it)."""
     frame_stack: int = 1
     """``memory=none``: frames whose features are concatenated (1: reactive)."""
     window: int = 16
@@ -141,7 +147,8 @@ class Student(nn.Module):
         proprio_dim, act_dim: sizes of ``proprio`` and of the action.
         cfg: network settings.
         geometry: ``memory=map`` only: the robot's camera and wheel geometry
-            (``EgoPushEnv.camera_geometry()``), saved with the student.
+            (``EgoPushEnv.camera_geometry()``); ``memory=geometric``: that and the task's
+            (``EgoPushEnv.keypoint_geometry()``). Saved with the student.
         seg_classes: ``cfg.segmentation`` only: classes of the env's ``segmentation`` image.
         teacher_dims: ``head=teacher`` only: the teacher's observation size and hidden layers (its
             weights are loaded with ``load_teacher_head``).
@@ -204,7 +211,22 @@ class Student(nn.Module):
                 frame += 6 * C + 12 * self.egomap.channels
         elif cfg.map_moments or cfg.map_gate:
             raise ValueError("map_moments and map_gate need memory 'map'")
-        if cfg.memory in ("none", "map"):
+        self.geokp: GeoKeypoints | None = None
+        if cfg.memory == "geometric":
+            if not self.roles or geometry is None:
+                raise ValueError(
+                    "memory 'geometric' needs role-layered depth images (depth_layers) and the robot's and task's "
+                    "geometry (EgoPushEnv.keypoint_geometry())"
+                )
+            self.geokp = GeoKeypoints(geometry, (H, W))
+            if cfg.head != "teacher" or teacher_dims is None or int(teacher_dims[0]) != self.geokp.obs_dim:
+                raise ValueError(
+                    "memory 'geometric' estimates an EgoPush teacher's observation: it needs head 'teacher' and a "
+                    f"teacher reading {self.geokp.obs_dim} inputs, got head {cfg.head!r}, teacher dims {teacher_dims}"
+                )
+            frame += self.geokp.obs_dim
+            self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
+        if cfg.memory in ("none", "map", "geometric"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack
         elif cfg.memory == "gru":
@@ -215,7 +237,7 @@ class Student(nn.Module):
             self.memory = CausalTransformer(cfg.hidden, cfg.layers, cfg.heads, cfg.window)
             feat = cfg.hidden
         else:
-            raise ValueError(f"memory must be 'none', 'gru', 'transformer' or 'map', got {cfg.memory!r}")
+            raise ValueError(f"memory must be 'none', 'gru', 'transformer', 'map' or 'geometric', got {cfg.memory!r}")
         self.feat_dim = feat
         self.teacher_dims = None
         if cfg.head == "teacher":
@@ -224,6 +246,10 @@ class Student(nn.Module):
             obs_dim, hidden = int(teacher_dims[0]), tuple(int(h) for h in teacher_dims[1])
             self.teacher_dims = (obs_dim, hidden)
             self.head = mlp(feat, (2 * cfg.hidden, 2 * cfg.hidden), obs_dim)  # the estimate
+            if self.geokp is not None:  # a correction to geometry's estimate: none at first
+                last = [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1]
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
             self.teacher_head = mlp(obs_dim, hidden, act_dim)
             self.teacher_head.requires_grad_(False)
         elif cfg.head == "mlp":
@@ -261,11 +287,16 @@ class Student(nn.Module):
         return self.encoder(self.image_input(img).reshape(N * R, 1, *img.shape[2:])).view(N, R, -1)
 
     def frame_features(
-        self, img: torch.Tensor, proprio: torch.Tensor, egomap: torch.Tensor | None = None
+        self,
+        img: torch.Tensor,
+        proprio: torch.Tensor,
+        egomap: torch.Tensor | None = None,
+        geokp: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images ``[N, C, H, W]`` and proprio ``[N, P]`` (and, ``memory=map``, the map window
-        ``[N, C, cells, cells]``) -> features ``[N, F]`` and, for ``depth_layers``, the role
-        embeddings ``[N, R, embed]``."""
+        ``[N, C, cells, cells]``; ``memory=geometric``, geometry's estimate of the teacher's
+        observation ``[N, obs_dim]``, which goes last, normalised as the teacher's) -> features
+        ``[N, F]`` and, for ``depth_layers``, the role embeddings ``[N, R, embed]``."""
         if self.roles:
             roles = self.role_embeddings(img)
             emb = roles.flatten(1)
@@ -278,6 +309,10 @@ class Student(nn.Module):
             parts.append(self.map_encoder(egomap.float()))
             if self.cfg.map_moments:
                 parts.append(self.moments(img, egomap))
+        if self.geokp is not None:
+            if geokp is None:
+                raise ValueError("a memory 'geometric' student needs geometry's estimate of each step (geokp)")
+            parts.append(self.teacher_norm(geokp.float()).clamp(-5, 5))
         return torch.cat(parts, -1), roles
 
     def moments(self, img: torch.Tensor, egomap: torch.Tensor) -> torch.Tensor:
@@ -319,6 +354,7 @@ class Student(nn.Module):
         first: torch.Tensor,
         h0: torch.Tensor | None = None,
         egomap: torch.Tensor | None = None,
+        geokp: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sequences ``img`` ``[B, T, C, H, W]``, ``proprio`` ``[B, T, P]``, ``first`` ``[B, T]``
         (episode starts; the memory starts empty at step 0 as well) -> action means ``[B, T, A]``
@@ -326,20 +362,24 @@ class Student(nn.Module):
         ``[B, hidden]``, the state the sequence starts from (as ``step`` received it), instead of
         an empty memory: training on stored states reaches further back than the sequence.
         ``memory=map`` only: ``egomap`` ``[B, T, C, cells, cells]``, the map window ``step`` read at
-        each step (the map has no learnt parameters, so stored windows are all it needs)."""
-        h, roles = self.features(img, proprio, first, h0, egomap)
+        each step (the map has no learnt parameters, so stored windows are all it needs);
+        ``memory=geometric`` only: ``geokp`` ``[B, T, obs_dim]``, geometry's estimate at each step."""
+        h, roles = self.features(img, proprio, first, h0, egomap, geokp)
         return self.action_mean(h), roles
 
     def action_mean(self, h: torch.Tensor) -> torch.Tensor:
         """Features ``[..., feat_dim]`` (from ``features`` or ``step``'s memory) -> action means."""
         if self.teacher_dims is not None:
-            return torch.tanh(self.teacher_head(self.head(h)))
+            return torch.tanh(self.teacher_head(self.estimate(h)))
         return torch.tanh(self.head(h))
 
     def estimate(self, h: torch.Tensor) -> torch.Tensor:
-        """``head=teacher``: features -> the estimate of the teacher's normalised observation."""
+        """``head=teacher``: features -> the estimate of the teacher's normalised observation
+        (``memory=geometric``: geometry's, the features' last part, plus the head's correction)."""
         if self.teacher_dims is None:
             raise ValueError("only a head 'teacher' student estimates the teacher's observation")
+        if self.geokp is not None:
+            return h[..., -self.geokp.obs_dim :] + self.head(h)
         return self.head(h)
 
     @torch.no_grad()
@@ -349,6 +389,8 @@ class Student(nn.Module):
         if self.teacher_dims is None:
             raise ValueError("only a head 'teacher' student has a teacher head")
         self.teacher_head.load_state_dict(teacher.net.state_dict())
+        if self.geokp is not None:
+            self.teacher_norm.load_state_dict(teacher.norm.state_dict())
 
     def features(
         self,
@@ -357,19 +399,21 @@ class Student(nn.Module):
         first: torch.Tensor,
         h0: torch.Tensor | None = None,
         egomap: torch.Tensor | None = None,
+        geokp: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, but the features the action head reads ``[B, T, feat_dim]`` (after the
         memory) in place of the action means."""
         B, T = img.shape[:2]
         maps = None if egomap is None else egomap.flatten(0, 1)
-        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1), maps)
+        geo = None if geokp is None else geokp.flatten(0, 1)
+        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1), maps, geo)
         f = f.view(B, T, -1)
         first = first.clone()
         if h0 is None or self.cfg.memory != "gru":
             first[:, 0] = True
         if self.cfg.memory == "none":
             h = self._stack(f, first)
-        elif self.cfg.memory == "map":
+        elif self.cfg.memory in ("map", "geometric"):
             h = f
         elif self.cfg.memory == "gru":
             hx = torch.zeros(1, B, self.cfg.hidden, device=f.device) if h0 is None else h0[None].to(f)
@@ -391,6 +435,8 @@ class Student(nn.Module):
             return self.memory.new_cache(batch, device)
         if self.egomap is not None:
             return self.egomap.init_state(batch, device)
+        if self.geokp is not None:
+            return self.geokp.init_state(batch, device)
         return torch.zeros(batch, max(0, self.cfg.frame_stack - 1), 0, device=device)  # filled on first use
 
     @torch.no_grad()
@@ -403,6 +449,11 @@ class Student(nn.Module):
             assert isinstance(state, MapState)
             state = self.egomap.step(img.float(), proprio, state, first)
             f, _ = self.frame_features(img, proprio, state.view)
+            return self.action_mean(f), state
+        if self.geokp is not None:
+            assert isinstance(state, GeoState)
+            state = self.geokp.step(img.float(), proprio, state, first)
+            f, _ = self.frame_features(img, proprio, geokp=state.out)
             return self.action_mean(f), state
         f, _ = self.frame_features(img, proprio)
         if self.cfg.memory == "gru":
@@ -435,7 +486,7 @@ class Student(nn.Module):
             "proprio_dim": self.proprio_dim,
             "act_dim": self.act_dim,
             "student": dataclasses.asdict(self.cfg),
-            **({"egomap_geometry": self.geometry} if self.egomap is not None else {}),
+            **({"egomap_geometry": self.geometry} if self.geometry is not None else {}),
             **({"segmentation_classes": self.seg_classes} if self.seg_classes else {}),
             **({"teacher_dims": [self.teacher_dims[0], list(self.teacher_dims[1])]} if self.teacher_dims else {}),
             **extra,

@@ -15,7 +15,6 @@ from agents.policies import make_policy
 from distill.dagger import DaggerConfig, Distiller, make_distill_env
 from distill.egomap import EgoMap, MapState
 from distill.students import Student, StudentConfig
-from envs.egopush import scene
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
@@ -209,38 +208,6 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
 def _experiment(name: str):
     sys.path.insert(0, str(ROOT / "scripts" / "experiments"))
     return importlib.import_module(name)
-
-
-def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_marker() -> None:
-    """``egopush_geometric.py``: from the role-layered depth image only, a box wholly in view is
-    placed within 5 cm of its centre (the plain mean of its pixels is off by most of a half box:
-    the camera sees its near faces), and the anchor's yaw is read from its marker."""
-    geometric = _experiment("egopush_geometric")
-    W = 32
-    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True)
-    try:
-        obs = env.reset(seed=3)
-        s = env._state()
-        rows = torch.arange(W)[:, None]
-        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
-        true = env._to_robot(s, s["box_pos"])[rows, idx]  # [W, 2, 2]
-        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
-        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
-        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)  # all top corners in the image
-        g = geometric.Geometric(env, teacher=None, parts=())
-        depth = obs["depth_layers"][:, 0].float().flatten(2)
-        centre, seen, _, yaw, marker = g._boxes(depth)
-    finally:
-        env.close()
-    assert whole.sum() >= 4 and seen[:, :2][whole].all()
-    err = (centre[:, :2] - true).norm(dim=-1)[whole]
-    assert err.max() < 0.05, err
-    on = (depth[:, :2] > 0).float()
-    pts = g.cam + depth[:, :2, :, None] * g.ray
-    plain = (on[..., None] * pts[..., :2]).sum(2) / on.sum(2, keepdim=True).clamp(min=1)
-    assert ((plain - true).norm(dim=-1)[whole]).min() > 0.05  # what the shift along the sight line is for
-    rel = torch.remainder(yaw - (s["box_yaw"][:, 0] - s["yaw"]) + math.pi, 2 * math.pi) - math.pi
-    assert marker.sum() >= 2 and rel[marker].abs().max() < 0.1, rel[marker]
 
 
 def test_jittered_corner_modes_reorder_the_box_corners_only() -> None:

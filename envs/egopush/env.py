@@ -254,6 +254,23 @@ class EgoPushEnv(BatchedEnv):
             "half_track": scene.ROBOT_HALF[1],
         }
 
+    def keypoint_geometry(self) -> dict[str, Any]:
+        """``camera_geometry`` and what a robot knows of its task, for a student's geometric
+        keypoints (``distill.egogeom``): the cube's half-side, the formation's target offsets in the
+        anchor's frame ``[P, 2]``, the teacher's keypoint rules (``observability``, ``memory_seconds``,
+        ``gate_fraction``) and the number of boxes."""
+        cfg = self.cfg
+        return {
+            **self.camera_geometry(),
+            "box_half": scene.BOX_HALF,
+            "offsets": self.offsets.float().cpu().tolist(),
+            "observability": cfg.observability,
+            "memory_seconds": cfg.memory_seconds,
+            "gate_fraction": cfg.gate_fraction,
+            "n_boxes": cfg.n_boxes,
+            "task": cfg.task,
+        }
+
     def _reward_scales(self) -> dict[str, float]:
         return dataclasses.asdict(self.cfg.reward_scales)
 

@@ -1,0 +1,288 @@
+"""Geometric keypoints: an EgoPush teacher's observation, estimated from the camera by geometry alone.
+
+A ``fov`` / ``fov_gated`` EgoPush teacher reads the corners of the active box, the anchor, the
+obstacle and the reference (the active box's target), each where it was last seen and shown for
+``memory_seconds`` after (``envs.egopush``), and the robot's speed, yaw rate, previous action and
+the fraction of boxes placed. ``GeoKeypoints`` builds the same vector from what a robot has on
+board, the role-layered depth image and the wheel speeds, with no learnt parameters (so, as the
+map of ``distill.egomap``, a student trains on the stored estimates without back-propagation
+through time):
+
+- **a box**: the pixels of its role layer lifted to 3-D points with the camera's calibration
+  (``distill.egomap.pixel_rays``); their mean moved ``SIGHT`` further along the line of sight is its
+  centre (a camera sees a box's near faces, 7 to 10 cm nearer than its centre); the direction
+  between neighbouring pixels of an image row on its side faces gives its yaw up to a quarter turn;
+  the anchor's marker (the post on its +y edge) tells which quarter turn, once seen (the env must
+  be made with ``anchor_marker``);
+- **the reference**: the formation's offset of the current placement from that anchor pose, shown
+  while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
+- **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
+  (``distill.egomap.odometry``), and shown by the teacher's own rules: stored while it projects into
+  the image within range, shown for ``memory_seconds`` after it was last seen;
+- **which box is which**: the env swaps the roles of the two boxes that are not the anchor when
+  one is placed (3 boxes: one per role). A swap is seen when a role layer shows its box where the
+  other role's box was remembered and not where its own was; the memories swap with it, and the
+  placement index (which target is next, so which reference) flips. The fraction placed is the
+  placement index over the number of placements.
+
+What geometry cannot give (a box cut by the image's edge, the teacher's own stale memory, a box
+knocked out of place unseen) a student learns on top: ``Student`` with ``memory=geometric``
+reads this estimate (normalised with the teacher's statistics) beside its image features, and its
+``head=teacher`` estimate is this one plus a learnt correction that starts at zero.
+``scripts/experiments/egopush_geometric.py`` measured the teacher on this estimate with the
+placement index given (0.665 over 200 episodes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from distill.egomap import odometry, pixel_rays
+
+SIGHT = 0.085
+"""The faces a camera sees of a 0.2 m cube lie this much nearer than its centre, on average (m)."""
+UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
+"""A square's corners in its own frame, in the env's order, per unit half-side."""
+KEYS = (
+    "cam_pos",
+    "cam_mat",
+    "tan_half",
+    "camera_range",
+    "control_dt",
+    "half_track",
+    "box_half",
+    "offsets",
+    "memory_seconds",
+    "gate_fraction",
+    "observability",
+    "n_boxes",
+    "task",
+)
+
+
+def rotate(v: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """``[..., 2]`` vectors turned by ``yaw`` ``[...]`` (broadcast)."""
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    return torch.stack((c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]), -1)
+
+
+@dataclasses.dataclass
+class GeoState:
+    """Per-row state: ``pose`` ``[N, 3]`` and ``vel`` ``[N, 2]`` (odometry, as ``MapState``),
+    ``step`` ``[N]`` (control steps since the episode started), ``kp`` ``[N, 3 + P, 4, 2]`` (start-frame
+    corners of the active box, anchor, obstacle and each placement's reference), ``seen``
+    ``[N, 3 + P, 4]`` (the step each was last seen), ``ayaw`` ``[N]`` (the anchor's start-frame yaw)
+    and ``ayaw_seen`` ``[N]`` (its marker has been seen), ``kc`` ``[N]`` (placement index), ``centre``
+    ``[N, 3, 2]`` (each box's start-frame centre when its layer last showed it, corners in view or
+    not: what a swap of roles is told by) and ``out`` ``[N, obs_dim]``: the estimate of the teacher's
+    observation at this step."""
+
+    pose: torch.Tensor
+    vel: torch.Tensor
+    step: torch.Tensor
+    kp: torch.Tensor
+    seen: torch.Tensor
+    ayaw: torch.Tensor
+    ayaw_seen: torch.Tensor
+    kc: torch.Tensor
+    centre: torch.Tensor
+    out: torch.Tensor
+
+
+class GeoKeypoints:
+    """The estimate's geometry and update (see the module's docstring).
+
+    Args:
+        geometry: ``EgoPushEnv.keypoint_geometry()``: the camera and wheels as for ``EgoMap``, and
+            the cube's half-side, the formation's offsets ``[P, 2]`` in the anchor's frame, the
+            teacher's ``memory_seconds``, ``gate_fraction`` and ``observability``, and ``n_boxes``.
+        image_hw: the depth image's height and width.
+        close, far, margin: a role layer's box within ``close`` (m) of where the other role's box
+            was last seen, and beyond ``far`` of where its own was and ``margin`` further from it
+            than from the other's, is taken as a swap of roles.
+    """
+
+    SENTINEL = -1e9
+
+    def __init__(
+        self,
+        geometry: dict[str, Any],
+        image_hw: tuple[int, int],
+        close: float = 0.3,
+        far: float = 0.15,
+        margin: float = 0.1,
+    ) -> None:
+        missing = set(KEYS) - set(geometry)
+        if missing:
+            raise ValueError(f"geometric keypoints need EgoPushEnv.keypoint_geometry(); lacks {sorted(missing)}")
+        if (
+            int(geometry["n_boxes"]) != 3
+            or geometry["task"] == "goal"
+            or geometry["observability"] not in ("fov", "fov_gated")
+        ):
+            raise ValueError(
+                "geometric keypoints track one box per role: a world with an anchor box and 3 boxes (egopush-line) "
+                f"and a fov or fov_gated teacher; got task {geometry['task']!r}, {geometry['n_boxes']} boxes, "
+                f"observability {geometry['observability']!r}"
+            )
+        self.hw = tuple(image_hw)
+        ray, _ = pixel_rays(geometry, self.hw)
+        self.tables = {
+            "ray": ray,  # [P, 3] per metre of depth, robot frame
+            "cam": torch.tensor(geometry["cam_pos"], dtype=torch.float32),
+            "mat": torch.tensor(geometry["cam_mat"], dtype=torch.float32),
+            "offsets": torch.tensor(geometry["offsets"], dtype=torch.float32),
+            "unit": torch.tensor(UNIT) * float(geometry["box_half"]),
+        }
+        self.tan, self.range = float(geometry["tan_half"]), float(geometry["camera_range"])
+        self.dt, self.half_track = float(geometry["control_dt"]), float(geometry["half_track"])
+        self.half = float(geometry["box_half"])
+        self.top = 2 * self.half
+        self.memory = float(geometry["memory_seconds"])
+        self.gate = float(geometry["gate_fraction"]) if geometry["observability"] == "fov_gated" else None
+        self.P = len(geometry["offsets"])
+        self.close, self.far, self.margin = close, far, margin
+        self.obs_dim = 4 * 4 * 3 + 5  # the teacher's privileged group: 4 groups x 4 corners x (x, y, shown), robot
+
+    def _t(self, name: str, dev: torch.device) -> torch.Tensor:
+        t = self.tables[name]
+        if t.device != dev:  # the constant tables follow the images, once
+            t = self.tables[name] = t.to(dev)
+        return t
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> GeoState:
+        z = torch.zeros
+        G = 3 + self.P
+        return GeoState(
+            z(batch, 3, device=device),
+            z(batch, 2, device=device),
+            z(batch, device=device),
+            z(batch, G, 4, 2, device=device),
+            torch.full((batch, G, 4), self.SENTINEL, device=device),
+            z(batch, device=device),
+            z(batch, dtype=torch.bool, device=device),
+            z(batch, dtype=torch.long, device=device),
+            torch.full((batch, 3, 2), math.inf, device=device),
+            z(batch, self.obs_dim, device=device),
+        )
+
+    def project(self, pts: torch.Tensor, height: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Robot-frame points ``[..., 2]`` at ``height`` -> image u, v (-1..1 at the edges) and depth (m)."""
+        dev = pts.device
+        p = torch.cat((pts, torch.full_like(pts[..., :1], height)), -1) - self._t("cam", dev)
+        c = p @ self._t("mat", dev)
+        depth = -c[..., 2]
+        safe = depth.clamp(min=1e-6)
+        return c[..., 0] / safe / self.tan, c[..., 1] / safe / self.tan, depth
+
+    def boxes(self, depth: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Role layers ``[N, 3, H*W]`` (m) -> robot-frame centres ``[N, 3, 2]``, whether each box is
+        seen ``[N, 3]``, each box's yaw up to a quarter turn ``[N, 3]``, the anchor's yaw ``[N]`` (the
+        marker tells the quarter turn) and whether that yaw is sure ``[N]``."""
+        dev = depth.device
+        cam = self._t("cam", dev)
+        pts = cam + depth[..., None] * self._t("ray", dev)  # [N, 3, P, 3]
+        on = depth > 0
+        post = on & (pts[..., 2] > self.top + 0.005)  # the anchor's marker, above every box's top
+        m = (on & ~post).float()
+        mean = (m[..., None] * pts[..., :2]).sum(2) / m.sum(2, keepdim=True).clamp(min=1)
+        sight = mean - cam[:2]
+        centre = mean + SIGHT * sight / sight.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        seen = m.sum(2) >= 2
+        # Neighbouring pixels of an image row on a side face lie along the face: the box's yaw plus a
+        # multiple of a quarter turn, averaged as an angle times four.
+        grid = pts.view(*pts.shape[:2], *self.hw, 3)
+        side = (on & (pts[..., 2] > 0.01) & (pts[..., 2] < self.top - 0.01)).view(*on.shape[:2], *self.hw)
+        step = grid[..., 1:, :2] - grid[..., :-1, :2]  # [N, 3, H, W - 1, 2]
+        pair = side[..., 1:] & side[..., :-1] & (step.norm(dim=-1) < 0.15)  # the same face
+        theta = torch.atan2(step[..., 1], step[..., 0])
+        c4 = (pair * torch.cos(4 * theta)).flatten(2).sum(2)
+        s4 = (pair * torch.sin(4 * theta)).flatten(2).sum(2)
+        yaw4 = torch.atan2(s4, c4) / 4
+        faces = pair.flatten(2).sum(2) >= 3
+        marker = post[:, 1]
+        mxy = (marker[..., None] * pts[:, 1, :, :2]).sum(1) / marker.sum(1, keepdim=True).clamp(min=1)
+        mxy = mxy + 0.02 * sight[:, 1] / sight[:, 1].norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        d = mxy - centre[:, 1]
+        coarse = torch.atan2(d[:, 1], d[:, 0]) - math.pi / 2  # the marker is on the anchor's +y edge
+        k = torch.round((coarse - yaw4[:, 1]) / (math.pi / 2))
+        yaw = torch.where(faces[:, 1], yaw4[:, 1] + k * math.pi / 2, coarse)
+        sure = seen[:, 1] & (marker.sum(1) >= 4) & (pair[:, 1].flatten(1).sum(1) >= 10)
+        return centre, seen, yaw4, yaw, sure
+
+    def step(
+        self,
+        depth: torch.Tensor,
+        proprio: torch.Tensor,
+        state: GeoState,
+        first: torch.Tensor,
+        kc: torch.Tensor | None = None,
+    ) -> GeoState:
+        """One control step: ``depth`` role layers ``[N, 3, H, W]`` (m), ``proprio`` ``[N, 4]`` (wheel
+        speeds, previous action), ``first`` ``[N]`` rows whose episode starts now -> the new state;
+        its ``out`` is the estimate of the teacher's observation at this step. ``kc`` ``[N]``, for
+        diagnostics only: the env's own placement index, used in place of the test on positions."""
+        dev = depth.device
+        N = depth.shape[0]
+        rows = torch.arange(N, device=dev)
+        prop = proprio.float()
+        pose, vel = odometry(prop, state.pose, state.vel, first, self.dt, self.half_track)
+        step = torch.where(first, 0.0, state.step + 1)
+        fresh = first[:, None, None]
+        kp = torch.where(fresh[..., None], 0.0, state.kp)
+        seen_at = torch.where(fresh, self.SENTINEL, state.seen)
+        ayaw_seen = state.ayaw_seen & ~first
+        known, kc = kc, torch.where(first, 0, state.kc)
+        c_r, vis_box, yaw4, myaw, sure = self.boxes(depth.float().flatten(2))
+        pos, heading = pose[:, :2], pose[:, 2]
+        # A swap of roles: a role layer shows its box where the other role's box was last seen, and
+        # not where its own was (inf: never seen).
+        now_s = pos[:, None] + rotate(c_r, heading[:, None])  # [N, 3, 2] start frame
+        centre = torch.where(fresh[..., :1], math.inf, state.centre)
+        swap = torch.zeros(N, dtype=torch.bool, device=dev)
+        for a, b in ((0, 2), (2, 0)):
+            other = (now_s[:, a] - centre[:, b]).norm(dim=-1)
+            own = torch.nan_to_num((now_s[:, a] - centre[:, a]).norm(dim=-1), nan=math.inf)  # never seen: far
+            swap |= vis_box[:, a] & (other < self.close) & (own > self.far) & (own > other + self.margin)
+        if known is not None:
+            swap = (known.to(dev) != kc) & ~first
+        order = torch.tensor([2, 1, 0], device=dev)
+        kp = torch.where(swap[:, None, None, None], torch.cat((kp[:, order], kp[:, 3:]), 1), kp)
+        seen_at = torch.where(swap[:, None, None], torch.cat((seen_at[:, order], seen_at[:, 3:]), 1), seen_at)
+        centre = torch.where(swap[:, None, None], centre[:, order], centre)
+        centre = torch.where(vis_box[..., None], now_s, centre)
+        kc = torch.where(swap, (kc + 1) % self.P, kc) if known is None else known.to(dev).long()
+        ayaw = torch.where(sure, myaw + heading, state.ayaw)
+        ayaw_seen = ayaw_seen | sure
+        yaw = yaw4.clone()
+        yaw[:, 1] = torch.where(ayaw_seen, ayaw - heading, yaw4[:, 1])
+        # Corners now (robot frame): the boxes', then the target's, turned with the anchor.
+        unit = self._t("unit", dev)
+        box = c_r[:, :, None] + rotate(unit, yaw[..., None])  # [N, 3, 4, 2]
+        tgt = c_r[:, 1] + rotate(self._t("offsets", dev)[kc], yaw[:, 1])
+        ref = tgt[:, None] + rotate(unit, yaw[:, 1, None])
+        now = torch.cat((box, ref[:, None]), 1)  # [N, 4, 4, 2]
+        # Which are stored now: the teacher's own test, on the estimates.
+        u, v, d = self.project(now, self.half)
+        vis = (u.abs() <= 1) & (v.abs() <= 1) & (d > 0.05) & (d <= self.range)
+        vis[:, :3] &= vis_box[..., None]
+        ok = vis_box[:, 1] & ayaw_seen
+        if self.gate is not None:
+            cu, cv, cd = self.project(c_r[:, 1], self.half)
+            ok &= (cu.abs() <= self.gate) & (cv.abs() <= 1) & (cd <= self.range)
+        vis[:, 3] &= ok[:, None]
+        slot = torch.cat((torch.arange(3, device=dev).expand(N, 3), 3 + kc[:, None]), 1)  # [N, 4] memory slots
+        now_w = pos[:, None, None] + rotate(now, heading[:, None, None])
+        r = rows[:, None]
+        kp[r, slot] = torch.where(vis[..., None], now_w, kp[r, slot])
+        seen_at[r, slot] = torch.where(vis, step[:, None, None], seen_at[r, slot])
+        shown = ((step[:, None, None] - seen_at[r, slot]) * self.dt <= self.memory).float()  # [N, 4, 4]
+        corners = rotate(kp[r, slot] - pos[:, None, None], -heading[:, None, None])
+        kp_obs = torch.cat((corners * shown[..., None], shown[..., None]), -1).flatten(1)  # [N, 48]
+        placed = (kc.float() / self.P)[:, None]
+        out = torch.cat((kp_obs, vel, prop[:, 2:4], placed), -1)
+        return GeoState(pose, vel, step, kp, seen_at, ayaw, ayaw_seen, kc, centre, out)
