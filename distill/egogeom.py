@@ -12,25 +12,29 @@ through time):
   (``distill.egomap.pixel_rays``); their mean moved ``SIGHT`` further along the line of sight is its
   centre (a camera sees a box's near faces, 7 to 10 cm nearer than its centre); the direction
   between neighbouring pixels of an image row on its side faces gives its yaw up to a quarter turn;
-  the anchor's marker (the post on its +y edge) tells which quarter turn, once seen (the env must
-  be made with ``anchor_marker``);
+  the anchor's marker (the post on its +y edge) tells which quarter turn (the env must be made
+  with ``anchor_marker``). One such reading in ten takes the wrong quarter turn (its centre is off
+  where a neighbouring box hides part of it), so the quarter turn held is the vote of all the
+  readings so far (fading by ``vote_decay`` per step);
 - **the reference**: the formation's offset of the current placement from that anchor pose, shown
   while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
 - **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
   (``distill.egomap.odometry``), and shown by the teacher's own rules: stored while it projects into
   the image within range, shown for ``memory_seconds`` after it was last seen;
 - **which box is which**: the env swaps the roles of the two boxes that are not the anchor when
-  one is placed (3 boxes: one per role). A swap is seen when a role layer shows its box where the
-  other role's box was remembered and not where its own was; the memories swap with it, and the
-  placement index (which target is next, so which reference) flips. The fraction placed is the
-  placement index over the number of placements.
+  one is placed or knocked out of place (3 boxes: one per role). A swap is seen when a role layer
+  shows its box where the other role's box was last seen and not where its own was (with both
+  layers showing a box: when the crossed pairing fits better than the straight one); the memories
+  swap with it, and the placement index (which target is next, so which reference) flips. Where
+  the anchor and the obstacle are in view, the index is also read directly: 1 when the obstacle is
+  within the env's tolerance of the first target (it is the first box, placed), 0 when it is
+  clearly away from it. The fraction placed is the placement index over the number of placements.
 
 What geometry cannot give (a box cut by the image's edge, the teacher's own stale memory, a box
 knocked out of place unseen) a student learns on top: ``Student`` with ``memory=geometric``
 reads this estimate (normalised with the teacher's statistics) beside its image features, and its
 ``head=teacher`` estimate is this one plus a learnt correction that starts at zero.
-``scripts/experiments/egopush_geometric.py`` measured the teacher on this estimate with the
-placement index given (0.665 over 200 episodes).
+``scripts/experiments/egopush_geometric.py`` measures the teacher acting on this estimate.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ KEYS = (
     "observability",
     "n_boxes",
     "task",
+    "position_tolerance",
 )
 
 
@@ -72,14 +77,20 @@ def rotate(v: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
 
 @dataclasses.dataclass
 class GeoState:
-    """Per-row state: ``pose`` ``[N, 3]`` and ``vel`` ``[N, 2]`` (odometry, as ``MapState``),
-    ``step`` ``[N]`` (control steps since the episode started), ``kp`` ``[N, 3 + P, 4, 2]`` (start-frame
-    corners of the active box, anchor, obstacle and each placement's reference), ``seen``
-    ``[N, 3 + P, 4]`` (the step each was last seen), ``ayaw`` ``[N]`` (the anchor's start-frame yaw)
-    and ``ayaw_seen`` ``[N]`` (its marker has been seen), ``kc`` ``[N]`` (placement index), ``centre``
-    ``[N, 3, 2]`` (each box's start-frame centre when its layer last showed it, corners in view or
-    not: what a swap of roles is told by) and ``out`` ``[N, obs_dim]``: the estimate of the teacher's
-    observation at this step."""
+    """Per-row state:
+
+    - ``pose`` ``[N, 3]`` and ``vel`` ``[N, 2]``: odometry, as ``MapState``;
+    - ``step`` ``[N]``: control steps since the episode started;
+    - ``kp`` ``[N, 3 + P, 4, 2]``: start-frame corners of the active box, anchor, obstacle and each
+      placement's reference; ``seen`` ``[N, 3 + P, 4]``: the step each was last seen;
+    - ``ayaw`` ``[N]``: the anchor's start-frame yaw; ``ayaw_seen`` ``[N]``: its marker has been
+      seen; ``avote`` ``[N, 2]``: the sum of the unit vectors of its yaw readings, fading (which
+      quarter turn most of them saw);
+    - ``kc`` ``[N]``: the placement index;
+    - ``centre`` ``[N, 3, 2]``: each box's start-frame centre when its layer last showed it, corners
+      in view or not (what a swap of roles is told by);
+    - ``out`` ``[N, obs_dim]``: the estimate of the teacher's observation at this step.
+    """
 
     pose: torch.Tensor
     vel: torch.Tensor
@@ -88,6 +99,7 @@ class GeoState:
     seen: torch.Tensor
     ayaw: torch.Tensor
     ayaw_seen: torch.Tensor
+    avote: torch.Tensor
     kc: torch.Tensor
     centre: torch.Tensor
     out: torch.Tensor
@@ -104,6 +116,9 @@ class GeoKeypoints:
         close, far, margin: a role layer's box within ``close`` (m) of where the other role's box
             was last seen, and beyond ``far`` of where its own was and ``margin`` further from it
             than from the other's, is taken as a swap of roles.
+        unplaced: the obstacle seen this far (m) from the first target (and the anchor seen, with its
+            yaw) says the first box is not placed; within the env's ``position_tolerance``, that it is.
+        vote_decay: the anchor's quarter-turn votes fade by this per step.
     """
 
     SENTINEL = -1e9
@@ -115,6 +130,8 @@ class GeoKeypoints:
         close: float = 0.3,
         far: float = 0.15,
         margin: float = 0.1,
+        unplaced: float = 0.25,
+        vote_decay: float = 0.99,
     ) -> None:
         missing = set(KEYS) - set(geometry)
         if missing:
@@ -146,6 +163,8 @@ class GeoKeypoints:
         self.gate = float(geometry["gate_fraction"]) if geometry["observability"] == "fov_gated" else None
         self.P = len(geometry["offsets"])
         self.close, self.far, self.margin = close, far, margin
+        self.tolerance = float(geometry["position_tolerance"])
+        self.unplaced, self.vote_decay = unplaced, vote_decay
         self.obs_dim = 4 * 4 * 3 + 5  # the teacher's privileged group: 4 groups x 4 corners x (x, y, shown), robot
 
     def _t(self, name: str, dev: torch.device) -> torch.Tensor:
@@ -165,6 +184,7 @@ class GeoKeypoints:
             torch.full((batch, G, 4), self.SENTINEL, device=device),
             z(batch, device=device),
             z(batch, dtype=torch.bool, device=device),
+            z(batch, 2, device=device),
             z(batch, dtype=torch.long, device=device),
             torch.full((batch, 3, 2), math.inf, device=device),
             z(batch, self.obs_dim, device=device),
@@ -239,27 +259,54 @@ class GeoKeypoints:
         known, kc = kc, torch.where(first, 0, state.kc)
         c_r, vis_box, yaw4, myaw, sure = self.boxes(depth.float().flatten(2))
         pos, heading = pose[:, :2], pose[:, 2]
-        # A swap of roles: a role layer shows its box where the other role's box was last seen, and
-        # not where its own was (inf: never seen).
+        # The anchor's yaw: the angle within a quarter turn from the last sure reading, the quarter
+        # turn from the vote of all of them (one reading in ten takes the wrong one).
+        read = myaw + heading
+        avote = torch.where(fresh[:, 0], 0.0, state.avote) * self.vote_decay
+        avote = avote + sure[:, None] * torch.stack((torch.cos(read), torch.sin(read)), -1)
+        last = torch.where(sure, read, state.ayaw)
+        voted = torch.atan2(avote[:, 1], avote[:, 0])
+        ayaw = last + torch.round((voted - last) / (math.pi / 2)) * (math.pi / 2)
+        ayaw_seen = ayaw_seen | sure
+        yaw = yaw4.clone()
+        yaw[:, 1] = torch.where(ayaw_seen, ayaw - heading, yaw4[:, 1])
+        # A swap of roles, told by where the boxes are: a role layer shows its box where the other
+        # role's box was last seen and not where its own was; with both layers showing a box, the
+        # crossed pairing must fit better than the straight one (never seen: 10 m away).
         now_s = pos[:, None] + rotate(c_r, heading[:, None])  # [N, 3, 2] start frame
         centre = torch.where(fresh[..., :1], math.inf, state.centre)
-        swap = torch.zeros(N, dtype=torch.bool, device=dev)
-        for a, b in ((0, 2), (2, 0)):
-            other = (now_s[:, a] - centre[:, b]).norm(dim=-1)
-            own = torch.nan_to_num((now_s[:, a] - centre[:, a]).norm(dim=-1), nan=math.inf)  # never seen: far
-            swap |= vis_box[:, a] & (other < self.close) & (own > self.far) & (own > other + self.margin)
+
+        def dist(i: int, j: int) -> torch.Tensor:  # layer i's box now to slot j's last centre
+            return torch.nan_to_num((now_s[:, i] - centre[:, j]).norm(dim=-1), nan=10.0, posinf=10.0).clamp(max=10.0)
+
+        d_aa, d_ao, d_oa, d_oo = dist(0, 0), dist(0, 2), dist(2, 0), dist(2, 2)
+        one = torch.zeros(N, dtype=torch.bool, device=dev)
+        for other, own, seen_now in ((d_ao, d_aa, vis_box[:, 0]), (d_oa, d_oo, vis_box[:, 2])):
+            one |= seen_now & (other < self.close) & (own > self.far) & (own > other + self.margin)
+        both = vis_box[:, 0] & vis_box[:, 2]
+        crossed = (d_ao + d_oa + self.margin < d_aa + d_oo) & ((d_ao < self.close) | (d_oa < self.close))
+        moved = torch.where(both, crossed, one)
+        # The placement index read directly, where the anchor (with its yaw) and the obstacle are in
+        # view: 1 exactly when the obstacle is the first box, placed at the first target. Estimates
+        # err by centimetres, so only a clear case counts: within the env's tolerance (1), or more
+        # than ``unplaced`` from the target (0).
+        target0 = c_r[:, 1] + rotate(self._t("offsets", dev)[0].expand(N, 2), yaw[:, 1])
+        off = (c_r[:, 2] - target0).norm(dim=-1)
+        direct = vis_box[:, 1] & vis_box[:, 2] & ayaw_seen & ((off < self.tolerance) | (off > self.unplaced))
+        kc_direct = (off < self.tolerance).long()
+        kc_next = torch.where(direct, kc_direct, torch.where(moved, (kc + 1) % self.P, kc))
+        # The memories swap with a change of the index, unless the obstacle is seen where its own
+        # memory is (the index was wrong, not the memories).
+        swap = (kc_next != kc) & ~first & (moved | ~vis_box[:, 2] | (d_oa < d_oo))
         if known is not None:
-            swap = (known.to(dev) != kc) & ~first
+            kc_next = known.to(dev).long()
+            swap = (kc_next != kc) & ~first
+        kc = kc_next
         order = torch.tensor([2, 1, 0], device=dev)
         kp = torch.where(swap[:, None, None, None], torch.cat((kp[:, order], kp[:, 3:]), 1), kp)
         seen_at = torch.where(swap[:, None, None], torch.cat((seen_at[:, order], seen_at[:, 3:]), 1), seen_at)
         centre = torch.where(swap[:, None, None], centre[:, order], centre)
         centre = torch.where(vis_box[..., None], now_s, centre)
-        kc = torch.where(swap, (kc + 1) % self.P, kc) if known is None else known.to(dev).long()
-        ayaw = torch.where(sure, myaw + heading, state.ayaw)
-        ayaw_seen = ayaw_seen | sure
-        yaw = yaw4.clone()
-        yaw[:, 1] = torch.where(ayaw_seen, ayaw - heading, yaw4[:, 1])
         # Corners now (robot frame): the boxes', then the target's, turned with the anchor.
         unit = self._t("unit", dev)
         box = c_r[:, :, None] + rotate(unit, yaw[..., None])  # [N, 3, 4, 2]
@@ -285,4 +332,4 @@ class GeoKeypoints:
         kp_obs = torch.cat((corners * shown[..., None], shown[..., None]), -1).flatten(1)  # [N, 48]
         placed = (kc.float() / self.P)[:, None]
         out = torch.cat((kp_obs, vel, prop[:, 2:4], placed), -1)
-        return GeoState(pose, vel, step, kp, seen_at, ayaw, ayaw_seen, kc, centre, out)
+        return GeoState(pose, vel, step, kp, seen_at, ayaw, ayaw_seen, avote, kc, centre, out)

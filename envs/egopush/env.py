@@ -269,6 +269,7 @@ class EgoPushEnv(BatchedEnv):
             "gate_fraction": cfg.gate_fraction,
             "n_boxes": cfg.n_boxes,
             "task": cfg.task,
+            "position_tolerance": cfg.position_tolerance,
         }
 
     def _reward_scales(self) -> dict[str, float]:
