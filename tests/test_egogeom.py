@@ -65,8 +65,9 @@ def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_mark
 def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_the_anchor_yaw() -> None:
     """The teacher drives; the env's placement index changes as boxes are placed (and knocked out).
     The estimate, told only by where the boxes are seen, follows it: right at nearly every step, and
-    far more often than an estimate that never swaps. The anchor's yaw it holds (the vote of its
-    marker readings) takes the wrong quarter turn less often than the single readings do."""
+    far more often than an estimate that never swaps. In this rollout the anchor's yaw it holds (the
+    vote of its marker readings) takes the wrong quarter turn less often than the single readings do
+    (not so in every rollout: see the README's "What a camera read by geometry alone")."""
     W, steps = 16, 260
     teacher, _ = load_teacher(TEACHER)
     env = _env(W)

@@ -13,9 +13,10 @@ where both show it, seen now and only remembered (the teacher's own memory is st
 moved out of its view), and how often the placement index was right. It tells what a student that
 estimates the teacher's observation (``--student.head teacher``) could reach with no learnt
 perception at all. ``--truth-steps`` prints how far the box centres are from the truth, for boxes
-wholly in view and for boxes cut by the image's edge. Formations with one box per role only
-(``egopush-line``, 3 boxes), and the env must render ``depth_layers`` with ``anchor_marker``; both
-are set here.
+wholly in view and for boxes cut by the image's edge, how often the anchor's yaw is a quarter turn
+off (single readings, and the yaw the estimate holds) and how often the placement index is right.
+Formations with one box per role only (``egopush-line``, 3 boxes), and the env must render
+``depth_layers`` with ``anchor_marker``; both are set here.
 
     python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --parts none active boxes all --episodes 200
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -95,15 +97,24 @@ class Geometric:
         return self.teacher(p)
 
 
-def truth_errors(env, teacher, steps: int, seed: int) -> dict[str, list[float]]:
+def truth_errors(env, teacher, steps: int, seed: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
-    in the image (wholly in view) or not (cut by the image's edge)."""
+    in the image (wholly in view) or not (cut by the image's edge); and, as 0/1 per step, whether the
+    anchor's yaw is off by more than 0.5 rad (a wrong quarter turn), for the single readings (where
+    sure) and for the yaw the estimate holds (once its marker was seen), and whether the estimated
+    placement index is right."""
     W_img, H_img = env.cfg.camera_resolution
     geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img))
+    state = geo.init_state(env.num_envs)
     out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
+    rates: dict[str, list[float]] = {"anchor yaw reading wrong": [], "anchor yaw held wrong": [], "index right": []}
     obs = env.reset(seed=seed)
     rows = torch.arange(env.num_envs)[:, None]
+
+    def wrong(yaw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        return ((torch.remainder(yaw - true + math.pi, 2 * math.pi) - math.pi).abs() > 0.5).float()
+
     for _ in range(steps):
         s = env._state()
         idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
@@ -111,13 +122,20 @@ def truth_errors(env, teacher, steps: int, seed: int) -> dict[str, list[float]]:
         corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
         u, v, d = (t.cpu() for t in env.project(corners, 2 * scene.BOX_HALF))
         whole = ((u.abs() < 1) & (v.abs() < 1) & (d > 0.05)).all(-1)
-        centre, seen, *_ = geo.boxes(obs["depth_layers"][:, 0].float().cpu().flatten(2))
+        depth = obs["depth_layers"][:, 0].float().cpu()
+        centre, seen, _, reading, sure = geo.boxes(depth.flatten(2))
         err = (centre[:, :2] - true).norm(dim=-1)
         out["wholly in view"] += err[seen[:, :2] & whole].tolist()
         out["cut by the edge"] += err[seen[:, :2] & ~whole].tolist()
+        first = env.episode_length.cpu() == 0
+        state = geo.step(depth, obs["proprio"][:, 0].float().cpu(), state, first)
+        ayaw = (s["anchor_yaw"] - s["yaw"]).cpu()
+        rates["anchor yaw reading wrong"] += wrong(reading, ayaw)[sure].tolist()
+        rates["anchor yaw held wrong"] += wrong(state.ayaw - state.pose[:, 2], ayaw)[state.ayaw_seen].tolist()
+        rates["index right"] += (state.kc == s["kc"].cpu()).float().tolist()
         with torch.no_grad():
             obs, *_ = env.step(teacher(obs["privileged"].float()))
-    return out
+    return out, rates
 
 
 def main() -> None:
@@ -134,7 +152,10 @@ def main() -> None:
         help="placement index and fraction placed: the env's, or the estimate's",
     )
     ap.add_argument(
-        "--truth-steps", type=int, default=0, help="first, this many steps of box-centre errors against the truth"
+        "--truth-steps",
+        type=int,
+        default=0,
+        help="first, this many steps of errors against the truth (box centres, anchor yaw, placement index)",
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -145,7 +166,7 @@ def main() -> None:
     cfg.update(cameras=("depth_layers",), anchor_marker=True)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     if args.truth_steps > 0:
-        errs = truth_errors(env, teacher, args.truth_steps, args.seed)
+        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed)
         print(f"box centre (active box, anchor) against the truth, {args.truth_steps} steps x {args.num_envs} worlds:")
         for k, v in errs.items():
             v = sorted(v)
@@ -154,6 +175,8 @@ def main() -> None:
                 print(
                     f"  {k}: {len(v)} estimates, median {q[0]:.3f} m, 90th percentile {q[1]:.3f} m, mean {q[2]:.3f} m"
                 )
+        for k, v in rates.items():
+            print(f"  {k}: {sum(v) / max(1, len(v)):.3f} of {len(v)} steps")
     if args.episodes > 0:
         print(f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}")
         print(
