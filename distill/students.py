@@ -226,6 +226,10 @@ class Student(nn.Module):
                 )
             frame += self.geokp.obs_dim
             self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
+        if cfg.memory in ("map", "geometric") and cfg.frame_stack != 1:
+            raise ValueError(
+                f"memory {cfg.memory!r} reads one frame (its memory is the map or the estimate): frame_stack 1"
+            )
         if cfg.memory in ("none", "map", "geometric"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack

@@ -137,6 +137,17 @@ def test_an_untrained_geometric_student_acts_as_its_teacher_on_geometry() -> Non
     assert (ref.out[:, :48].view(W, 4, 4, 3)[..., 2] > 0).any()  # something was seen and shown
     with pytest.raises(ValueError, match="head 'teacher'"):
         Student("depth_layers", tuple(img.shape[1:]), 4, 2, StudentConfig(memory="geometric"), geometry)
+    with pytest.raises(ValueError, match="frame_stack 1"):
+        Student(
+            "depth_layers",
+            tuple(img.shape[1:]),
+            4,
+            2,
+            StudentConfig(memory="geometric", head="teacher", frame_stack=2),
+            geometry,
+            0,
+            (53, teacher.hidden),
+        )
     with pytest.raises(ValueError, match="keypoint_geometry"):
         Student("depth_layers", tuple(img.shape[1:]), 4, 2, cfg, None, 0, (53, teacher.hidden))
     goal = envs.make("egopush-goal", num_envs=1)
