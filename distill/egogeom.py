@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from distill.egomap import odometry, pixel_rays
+from distill.egomap import odometry, pixel_rays, project
 
 SIGHT = 0.085
 """The faces a camera sees of a 0.2 m cube lie this much nearer than its centre, on average (m)."""
@@ -193,11 +193,8 @@ class GeoKeypoints:
     def project(self, pts: torch.Tensor, height: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Robot-frame points ``[..., 2]`` at ``height`` -> image u, v (-1..1 at the edges) and depth (m)."""
         dev = pts.device
-        p = torch.cat((pts, torch.full_like(pts[..., :1], height)), -1) - self._t("cam", dev)
-        c = p @ self._t("mat", dev)
-        depth = -c[..., 2]
-        safe = depth.clamp(min=1e-6)
-        return c[..., 0] / safe / self.tan, c[..., 1] / safe / self.tan, depth
+        points = torch.cat((pts, torch.full_like(pts[..., :1], height)), -1)
+        return project(points, self._t("cam", dev), self._t("mat", dev), self.tan)
 
     def boxes(self, depth: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Role layers ``[N, 3, H*W]`` (m) -> robot-frame centres ``[N, 3, 2]``, whether each box is

@@ -60,6 +60,19 @@ def pixel_rays(geometry: dict[str, Any], image_hw: tuple[int, int]) -> tuple[tor
     return cam @ torch.tensor(geometry["cam_mat"], dtype=torch.float32).T, u.repeat(H)
 
 
+def project(
+    points: torch.Tensor, cam_pos: torch.Tensor, cam_mat: torch.Tensor, tan_half: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Robot-frame points ``[..., 3]`` -> their image coordinates u, v (-1 to 1 from edge to edge;
+    v up) and depth along the view axis (m), for the camera at ``cam_pos`` with axes ``cam_mat``
+    (columns; it looks along -z) and ``tan_half`` the tangent of half its field of view: the
+    inverse of ``pixel_rays``."""
+    c = (points - cam_pos) @ cam_mat
+    depth = -c[..., 2]
+    safe = depth.clamp(min=1e-6)
+    return c[..., 0] / safe / tan_half, c[..., 1] / safe / tan_half, depth
+
+
 def odometry(
     proprio: torch.Tensor, pose: torch.Tensor, vel: torch.Tensor, first: torch.Tensor, dt: float, half_track: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,9 +158,7 @@ class EgoMap:
         ys = torch.arange(-rng, rng + 0.05, 0.05)
         px, py = torch.meshgrid(xs, ys, indexing="ij")
         pts = torch.stack((px.flatten(), py.flatten(), torch.full_like(px.flatten(), 0.1)), -1)
-        c = (pts - cam_pos) @ cam_mat
-        depth = -c[:, 2]
-        cu, cv = c[:, 0] / depth.clamp(min=1e-6) / tan, c[:, 1] / depth.clamp(min=1e-6) / tan
+        cu, cv, depth = project(pts, cam_pos, cam_mat, tan)
         ok = (cu.abs() < 1) & (cv.abs() < 1) & (depth > 0.05) & (depth <= rng)
         col = ((cu[ok] + 1) / 2 * W).long().clamp(0, W - 1)
         row = ((1 - cv[ok]) / 2 * H).long().clamp(0, H - 1)
