@@ -9,13 +9,15 @@ map of ``distill.egomap``, a student trains on the stored estimates without back
 through time):
 
 - **a box**: the pixels of its role layer lifted to 3-D points with the camera's calibration
-  (``distill.egomap.pixel_rays``); their mean moved ``SIGHT`` further along the line of sight is its
-  centre (a camera sees a box's near faces, 7 to 10 cm nearer than its centre); the direction
-  between neighbouring pixels of an image row on its side faces gives its yaw up to a quarter turn;
-  the anchor's marker (the post on its +y edge) tells which quarter turn (the env must be made
-  with ``anchor_marker``). One such reading in ten takes the wrong quarter turn (its centre is off
-  where a neighbouring box hides part of it), so the quarter turn held is the vote of all the
-  readings so far (fading by ``vote_decay`` per step);
+  (``distill.egomap.pixel_rays``); the direction between neighbouring pixels of an image row on its
+  side faces gives its yaw up to a quarter turn; each side face seen fixes the centre along its
+  normal, half a box behind the face, however much of the box is hidden or cut by the image's edge
+  (``GeoKeypoints._planes``). Along a direction no face fixes (one face seen), the centre is the
+  pixels' mean moved ``SIGHT`` further along the line of sight (a camera sees a box's near faces, 7
+  to 10 cm nearer than its centre). The anchor's marker (the post on its +y edge) tells which
+  quarter turn (the env must be made with ``anchor_marker``). A reading can take the wrong quarter
+  turn (where the centre is off), so the quarter turn held is the vote of all the readings so far
+  (fading by ``vote_decay`` per step);
 - **the reference**: the formation's offset of the current placement from that anchor pose, shown
   while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
 - **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
@@ -49,6 +51,9 @@ from distill.egomap import odometry, pixel_rays, project
 
 SIGHT = 0.085
 """The faces a camera sees of a 0.2 m cube lie this much nearer than its centre, on average (m)."""
+PRIOR = 1.0
+"""Row pairs' worth of weight that keeps a face-plane centre at the pixel mean's along a direction
+no face fixes (one face seen)."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
 """A square's corners in its own frame, in the env's order, per unit half-side."""
 KEYS = (
@@ -119,6 +124,8 @@ class GeoKeypoints:
         unplaced: the obstacle seen this far (m) from the first target (and the anchor seen, with its
             yaw) says the first box is not placed; within the env's ``position_tolerance``, that it is.
         vote_decay: the anchor's quarter-turn votes fade by this per step.
+        face_planes: centres from the planes of the side faces (``_planes``); without, the pixel
+            mean moved ``SIGHT`` along the line of sight.
     """
 
     SENTINEL = -1e9
@@ -132,6 +139,7 @@ class GeoKeypoints:
         margin: float = 0.1,
         unplaced: float = 0.25,
         vote_decay: float = 0.99,
+        face_planes: bool = True,
     ) -> None:
         missing = set(KEYS) - set(geometry)
         if missing:
@@ -165,6 +173,7 @@ class GeoKeypoints:
         self.close, self.far, self.margin = close, far, margin
         self.tolerance = float(geometry["position_tolerance"])
         self.unplaced, self.vote_decay = unplaced, vote_decay
+        self.face_planes = face_planes
         self.obs_dim = 4 * 4 * 3 + 5  # the teacher's privileged group: 4 groups x 4 corners x (x, y, shown), robot
 
     def _t(self, name: str, dev: torch.device) -> torch.Tensor:
@@ -221,6 +230,8 @@ class GeoKeypoints:
         s4 = (pair * torch.sin(4 * theta)).flatten(2).sum(2)
         yaw4 = torch.atan2(s4, c4) / 4
         faces = pair.flatten(2).sum(2) >= 3
+        if self.face_planes:
+            centre = self._planes(grid[..., :2], pair, theta, yaw4, cam[:2], centre)
         marker = post[:, 1]
         mxy = (marker[..., None] * pts[:, 1, :, :2]).sum(1) / marker.sum(1, keepdim=True).clamp(min=1)
         mxy = mxy + 0.02 * sight[:, 1] / sight[:, 1].norm(dim=-1, keepdim=True).clamp(min=1e-6)
@@ -230,6 +241,33 @@ class GeoKeypoints:
         yaw = torch.where(faces[:, 1], yaw4[:, 1] + k * math.pi / 2, coarse)
         sure = seen[:, 1] & (marker.sum(1) >= 4) & (pair[:, 1].flatten(1).sum(1) >= 10)
         return centre, seen, yaw4, yaw, sure
+
+    def _planes(
+        self,
+        grid: torch.Tensor,
+        pair: torch.Tensor,
+        theta: torch.Tensor,
+        yaw4: torch.Tensor,
+        cam: torch.Tensor,
+        prior: torch.Tensor,
+    ) -> torch.Tensor:
+        """Box centres ``[N, 3, 2]`` from the planes of their side faces: a face's pixels fix the
+        centre along its normal (``half`` behind the face), wherever the rest of the box is hidden or
+        cut by the image's edge. Each row pair (``pair``, direction ``theta``) lies on the face whose
+        direction it runs along (the box's x or y, from ``yaw4``), and of that face's two sides, on
+        the one that faces the camera. Two faces seen fix the centre; along a direction no face
+        fixes, it stays at ``prior`` (the pixel mean moved along the sight line)."""
+        mid = 0.5 * (grid[..., 1:, :] + grid[..., :-1, :])  # [N, 3, H, W - 1, 2]
+        yaw = yaw4[..., None, None]
+        along_x = torch.cos(2 * (theta - yaw)) > 0  # the face runs along the box's x: normal is its y
+        phi = yaw + along_x * (math.pi / 2)
+        n = torch.stack((torch.cos(phi), torch.sin(phi)), -1)
+        n = torch.where((((mid - cam) * n).sum(-1) > 0)[..., None], -n, n)  # the side facing the camera
+        w = pair.float()[..., None]
+        a = (w[..., None] * n[..., :, None] * n[..., None, :]).flatten(2, 3).sum(2)  # [N, 3, 2, 2]
+        b = (w * n * ((n * mid).sum(-1, keepdim=True) - self.half)).flatten(2, 3).sum(2)  # [N, 3, 2]
+        eye = torch.eye(2, device=grid.device)
+        return torch.linalg.solve(a + PRIOR * eye, b + PRIOR * prior)
 
     def step(
         self,
@@ -257,7 +295,7 @@ class GeoKeypoints:
         c_r, vis_box, yaw4, myaw, sure = self.boxes(depth.float().flatten(2))
         pos, heading = pose[:, :2], pose[:, 2]
         # The anchor's yaw: the angle within a quarter turn from the last sure reading, the quarter
-        # turn from the vote of all of them (one reading in ten takes the wrong one).
+        # turn from the vote of all of them (a reading can take the wrong one).
         read = myaw + heading
         avote = torch.where(fresh[:, 0], 0.0, state.avote) * self.vote_decay
         avote = avote + sure[:, None] * torch.stack((torch.cos(read), torch.sin(read)), -1)

@@ -62,12 +62,45 @@ def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_mark
     assert marker.sum() >= 2 and rel[marker].abs().max() < 0.1, rel[marker]
 
 
+def test_face_planes_place_a_box_closer_than_the_pixel_mean_wholly_in_view_or_cut_by_the_edge() -> None:
+    """A side face's pixels fix the centre along its normal however much of the box is hidden, so
+    the face-plane centre is within 1.5 cm for a box wholly in view, and its median error is at most
+    half the pixel mean's (moved along the sight line), in view or cut by the image's edge (where a
+    box shows one face only, the two agree along that face)."""
+    W = 32
+    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
+    try:
+        obs = env.reset(seed=3)
+        s = env._state()
+        rows = torch.arange(W)[:, None]
+        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
+        true = env._to_robot(s, s["box_pos"])[rows, idx]
+        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
+        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)
+        depth = obs["depth_layers"][:, 0].float().flatten(2)
+        W_img, H_img = env.cfg.camera_resolution
+        err = {}
+        for planes in (True, False):
+            g = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=planes)
+            centre, seen, *_ = g.boxes(depth)
+            err[planes] = (centre[:, :2] - true).norm(dim=-1)
+    finally:
+        env.close()
+    cut = seen[:, :2] & ~whole
+    assert whole.sum() >= 4 and cut.sum() >= 3
+    assert err[True][whole].max() < 0.015 < err[False][whole].max(), (err[True][whole], err[False][whole])
+    for part in (whole, cut):
+        assert err[True][part].median() < 0.5 * err[False][part].median(), (err[True][part], err[False][part])
+
+
 def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_the_anchor_yaw() -> None:
     """The teacher drives; the env's placement index changes as boxes are placed (and knocked out).
     The estimate, told only by where the boxes are seen, follows it: right at nearly every step, and
-    far more often than an estimate that never swaps. In this rollout the anchor's yaw it holds (the
-    vote of its marker readings) takes the wrong quarter turn less often than the single readings do
-    (not so in every rollout: see the README's "What a camera read by geometry alone")."""
+    far more often than an estimate that never swaps. The anchor's single marker readings take the
+    wrong quarter turn rarely (from the face-plane centre; 0.087 of readings from the pixel mean),
+    and the yaw it holds (the vote of those readings, moved by odometry) is within 0.5 rad of the
+    truth at most steps (it misses where a push turned the anchor out of view)."""
     W, steps = 16, 260
     teacher, _ = load_teacher(TEACHER)
     env = _env(W)
@@ -102,7 +135,7 @@ def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_t
     assert changes >= 4, changes
     assert right > 0.95 and right > never + 0.05, (right, never)
     held_wrong, read_wrong = sum(held) / len(held), sum(read) / len(read)
-    assert len(read) > 100 and held_wrong < 0.08 and held_wrong < read_wrong, (held_wrong, read_wrong)
+    assert len(read) > 100 and read_wrong < 0.05 and held_wrong < 0.08, (held_wrong, read_wrong)
 
 
 def test_an_untrained_geometric_student_acts_as_its_teacher_on_geometry() -> None:

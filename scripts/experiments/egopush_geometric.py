@@ -59,10 +59,12 @@ class Geometric:
     placement index and the fraction placed are the env's (as the first table of the README);
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
-    def __init__(self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True) -> None:
+    def __init__(
+        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, face_planes: bool = True
+    ) -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
         W_img, H_img = env.cfg.camera_resolution
-        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img))
+        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=face_planes)
         self.state = self.geo.init_state(env.num_envs)
         self.errors: dict[str, list[float]] = {k + r: [] for k in GROUP for r in ("", " (remembered)")}
         self.kc_right: list[float] = []
@@ -97,7 +99,9 @@ class Geometric:
         return self.teacher(p)
 
 
-def truth_errors(env, teacher, steps: int, seed: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def truth_errors(
+    env, teacher, steps: int, seed: int, face_planes: bool = True
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
     in the image (wholly in view) or not (cut by the image's edge); and, as 0/1 per step, whether the
@@ -105,7 +109,7 @@ def truth_errors(env, teacher, steps: int, seed: int) -> tuple[dict[str, list[fl
     sure) and for the yaw the estimate holds (once its marker was seen), and whether the estimated
     placement index is right."""
     W_img, H_img = env.cfg.camera_resolution
-    geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img))
+    geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=face_planes)
     state = geo.init_state(env.num_envs)
     out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
     rates: dict[str, list[float]] = {"anchor yaw reading wrong": [], "anchor yaw held wrong": [], "index right": []}
@@ -152,6 +156,12 @@ def main() -> None:
         help="placement index and fraction placed: the env's, or the estimate's",
     )
     ap.add_argument(
+        "--centre",
+        choices=("planes", "pixels"),
+        default="planes",
+        help="box centres from the planes of the side faces, or the pixel mean moved along the sight line",
+    )
+    ap.add_argument(
         "--truth-steps",
         type=int,
         default=0,
@@ -166,7 +176,7 @@ def main() -> None:
     cfg.update(cameras=("depth_layers",), anchor_marker=True)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     if args.truth_steps > 0:
-        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed)
+        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed, args.centre == "planes")
         print(f"box centre (active box, anchor) against the truth, {args.truth_steps} steps x {args.num_envs} worlds:")
         for k, v in errs.items():
             v = sorted(v)
@@ -178,14 +188,17 @@ def main() -> None:
         for k, v in rates.items():
             print(f"  {k}: {sum(v) / max(1, len(v)):.3f} of {len(v)} steps")
     if args.episodes > 0:
-        print(f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}")
+        print(
+            f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}, "
+            f"centres from {args.centre}"
+        )
         print(
             "| groups from the camera | success [95% CI] | reach | placement index right "
             "| mean centre error (m) where both show it |"
         )
         print("|---|---|---:|---:|---|")
         for name in args.parts:
-            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged")
+            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre == "planes")
             r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
             lo, hi = r["success_rate_ci95"]
             errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
@@ -196,9 +209,8 @@ def main() -> None:
                 f"| {kc_right:.3f} | {err} |",
                 flush=True,
             )
-            print(
-                json.dumps({"parts": name, "kc": args.kc, "kc_right": kc_right, "errors": errs, **r}), file=sys.stderr
-            )
+            row = {"parts": name, "kc": args.kc, "centre": args.centre, "kc_right": kc_right, "errors": errs}
+            print(json.dumps({**row, **r}), file=sys.stderr)
     env.close()
 
 
