@@ -88,6 +88,18 @@ class StudentConfig:
     """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
     from the student's features and the teacher's frozen network maps it to the action (the
     distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``)."""
+    geo_centres: Literal["planes", "pixels"] = "planes"
+    """``memory=geometric``: where geometry places a box: from the planes of its side faces, or
+    (``pixels``) the mean of its pixels moved along the line of sight, as every geometric student
+    saved before this setting existed (``student_config`` reads those so)."""
+
+
+def student_config(saved: dict[str, Any]) -> StudentConfig:
+    """A saved student's ``StudentConfig``. A ``geometric`` student saved before ``geo_centres``
+    existed read box centres from the pixel mean: so it reads them still (its weights learnt that)."""
+    if saved.get("memory") == "geometric" and "geo_centres" not in saved:
+        saved = {**saved, "geo_centres": "pixels"}
+    return StudentConfig(**saved)
 
 
 class ConvEncoder(nn.Module):
@@ -218,7 +230,7 @@ class Student(nn.Module):
                     "memory 'geometric' needs role-layered depth images (depth_layers) and the robot's and task's "
                     "geometry (EgoPushEnv.keypoint_geometry())"
                 )
-            self.geokp = GeoKeypoints(geometry, (H, W))
+            self.geokp = GeoKeypoints(geometry, (H, W), face_planes=cfg.geo_centres == "planes")
             if cfg.head != "teacher" or teacher_dims is None or int(teacher_dims[0]) != self.geokp.obs_dim:
                 raise ValueError(
                     "memory 'geometric' estimates an EgoPush teacher's observation: it needs head 'teacher' and a "
@@ -500,7 +512,7 @@ class Student(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> tuple[Student, dict[str, Any]]:
         tensors, meta = checkpoint.load(path, "student")
-        cfg = StudentConfig(**meta["student"])
+        cfg = student_config(meta["student"])
         student = cls(
             meta["image_group"],
             tuple(meta["image_shape"]),

@@ -33,7 +33,7 @@ from agents.checkpoint import read_meta  # noqa: E402
 from agents.run_state import episode_rate  # noqa: E402
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env  # noqa: E402
 from distill.finetune import FinetuneConfig  # noqa: E402
-from distill.students import StudentConfig  # noqa: E402
+from distill.students import StudentConfig, student_config  # noqa: E402
 from envs.config import parse_overrides  # noqa: E402
 
 
@@ -188,16 +188,18 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
 
 def _student_of(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with the student network of its ``init_from`` checkpoint (an error if ``--student.*``
-    flags asked for another one)."""
+    flags asked for another one). ``--student.geo-centres`` is this run's: a geometric student can
+    go on learning on the other centres (its network is the same)."""
     try:
-        saved = StudentConfig(**read_meta(cfg.init_from)["student"])
+        saved = student_config(read_meta(cfg.init_from)["student"])
     except (ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"--init-from: {cfg.init_from} is not a student checkpoint ({err!r})") from None
     # --student.segmentation may be added to an RGB student (its new input channels start at zero).
     seg = cfg.student.segmentation and not saved.segmentation
     if seg:
         saved = dataclasses.replace(saved, segmentation=True)
-    if cfg.student not in (StudentConfig(segmentation=seg), saved):
+    saved = dataclasses.replace(saved, geo_centres=cfg.student.geo_centres)
+    if cfg.student not in (StudentConfig(segmentation=seg, geo_centres=cfg.student.geo_centres), saved):
         raise SystemExit(
             f"--init-from: {cfg.init_from} holds the student {dataclasses.asdict(saved)}; "
             "drop the --student.* flags or make them match"

@@ -3,6 +3,7 @@ is placed within centimetres and the anchor's yaw is read from its marker; a swa
 placed) is told from where the boxes are; and a ``memory=geometric`` student starts as its teacher
 acting on geometry's estimate, trains on stored estimates and reloads."""
 
+import json
 import math
 from pathlib import Path
 
@@ -213,6 +214,14 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
     student, meta = Student.load(tmp_path / "checkpoint")
     assert meta["egomap_geometry"] == d.student.geometry and student.cfg.memory == "geometric"
     assert torch.equal(student.teacher_norm.mean, d.teacher.norm.mean)
+    assert student.cfg.geo_centres == "planes" and student.geokp.face_planes
+    # A geometric student saved before geo_centres existed learnt on pixel-mean centres: it keeps them.
+    meta_file = tmp_path / "checkpoint" / "policy.json"
+    saved = json.loads(meta_file.read_text())
+    del saved["student"]["geo_centres"]
+    meta_file.write_text(json.dumps(saved))
+    old, _ = Student.load(tmp_path / "checkpoint")
+    assert old.cfg.geo_centres == "pixels" and not old.geokp.face_planes
     eval_env = make_distill_env(TEACHER, num_envs=2, camera_resolution=(32, 32), anchor_marker=True)
     policy = make_policy(tmp_path / "checkpoint", eval_env)
     assert policy(eval_env.reset(seed=0)).shape == (2, 1, 2)

@@ -6,6 +6,7 @@ the teacher's own. With ``--kc privileged`` (the default) the placement index (w
 next, so which reference, and when the two boxes that are not the anchor swap roles) and the
 fraction placed are the env's; with ``--kc estimated`` they are the estimate's too (a swap is
 seen from where the boxes are), so with ``--parts all`` the teacher reads nothing from the env.
+``--centre pixels`` places boxes by the first form's pixel mean instead of their faces' planes.
 The robot's speed and yaw rate come from the wheel speeds, the previous action from ``proprio``.
 
 Each row also gives the mean distance (m) between the estimated and the teacher's group centre
