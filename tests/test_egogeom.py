@@ -32,26 +32,33 @@ def _geo(env) -> GeoKeypoints:
     return GeoKeypoints(env.keypoint_geometry(), (H_img, W_img))
 
 
+def _first_frame(W: int = 32, seed: int = 3) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, dict, tuple]:
+    """A ``fov`` world's first frame: role layers ``[W, 3, H*W]``, the env's state, the true robot-frame
+    centres of the active box and the anchor ``[W, 2, 2]``, whether all their top corners are in the
+    image ``[W, 2]``, the keypoint geometry and the image's height and width."""
+    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
+    try:
+        obs = env.reset(seed=seed)
+        s = env._state()
+        rows = torch.arange(W)[:, None]
+        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
+        true = env._to_robot(s, s["box_pos"])[rows, idx]
+        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
+        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)
+        W_img, H_img = env.cfg.camera_resolution
+        return obs["depth_layers"][:, 0].float().flatten(2), s, true, whole, env.keypoint_geometry(), (H_img, W_img)
+    finally:
+        env.close()
+
+
 def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_marker() -> None:
     """A box wholly in view is placed within 5 cm of its centre (the plain mean of its pixels is off
     by most of a half box: the camera sees its near faces), and the anchor's yaw is read from its
     marker."""
-    W = 32
-    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
-    try:
-        obs = env.reset(seed=3)
-        s = env._state()
-        rows = torch.arange(W)[:, None]
-        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
-        true = env._to_robot(s, s["box_pos"])[rows, idx]  # [W, 2, 2]
-        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
-        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
-        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)  # all top corners in the image
-        g = _geo(env)
-        depth = obs["depth_layers"][:, 0].float().flatten(2)
-        centre, seen, _, yaw, marker = g.boxes(depth)
-    finally:
-        env.close()
+    depth, s, true, whole, geometry, hw = _first_frame()
+    g = GeoKeypoints(geometry, hw)
+    centre, seen, _, yaw, marker = g.boxes(depth)
     assert whole.sum() >= 4 and seen[:, :2][whole].all()
     err = (centre[:, :2] - true).norm(dim=-1)[whole]
     assert err.max() < 0.05, err
@@ -68,26 +75,11 @@ def test_face_planes_place_a_box_closer_than_the_pixel_mean_wholly_in_view_or_cu
     the face-plane centre is within 1.5 cm for a box wholly in view, and its median error is at most
     half the pixel mean's (moved along the sight line), in view or cut by the image's edge (where a
     box shows one face only, the two agree along that face)."""
-    W = 32
-    env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
-    try:
-        obs = env.reset(seed=3)
-        s = env._state()
-        rows = torch.arange(W)[:, None]
-        idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
-        true = env._to_robot(s, s["box_pos"])[rows, idx]
-        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
-        u, v, d = env.project(corners, 2 * scene.BOX_HALF)
-        whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)
-        depth = obs["depth_layers"][:, 0].float().flatten(2)
-        W_img, H_img = env.cfg.camera_resolution
-        err = {}
-        for planes in (True, False):
-            g = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=planes)
-            centre, seen, *_ = g.boxes(depth)
-            err[planes] = (centre[:, :2] - true).norm(dim=-1)
-    finally:
-        env.close()
+    depth, _, true, whole, geometry, hw = _first_frame()
+    err = {}
+    for planes in (True, False):
+        centre, seen, *_ = GeoKeypoints(geometry, hw, face_planes=planes).boxes(depth)
+        err[planes] = (centre[:, :2] - true).norm(dim=-1)
     cut = seen[:, :2] & ~whole
     assert whole.sum() >= 4 and cut.sum() >= 3
     assert err[True][whole].max() < 0.015 < err[False][whole].max(), (err[True][whole], err[False][whole])
