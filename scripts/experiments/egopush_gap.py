@@ -44,8 +44,15 @@ def main() -> None:
     teacher, _ = load_teacher(args.teacher, meta["env"])
     estimates: list[torch.Tensor] = []
     est_stats: dict[str, list[float]] = collections.defaultdict(lambda: [0.0] * 8)
-    if meta["student"].get("head") == "teacher":
-        student.student.head.register_forward_hook(lambda _m, _i, out: estimates.append(out.detach()))
+    if meta["student"].get("head") == "teacher":  # record each estimate (geometric: geometry's + the head's)
+        estimate = student.student.estimate
+
+        def recording(h: torch.Tensor) -> torch.Tensor:
+            out = estimate(h)
+            estimates.append(out.detach())
+            return out
+
+        student.student.estimate = recording
     obs = env.reset(seed=args.seed)
     gap_sum: dict[str, float] = collections.defaultdict(float)
     acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(5))
