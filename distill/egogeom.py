@@ -22,7 +22,10 @@ through time):
   while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
 - **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
   (``distill.egomap.odometry``), and shown by the teacher's own rules: stored while it projects into
-  the image within range, shown for ``memory_seconds`` after it was last seen;
+  the image within range, shown for ``memory_seconds`` after it was last seen. A ``global`` teacher
+  sees every keypoint at every step, so for it every corner is shown, where it was last seen (never
+  seen: at the robot's start pose, a learnt correction's to mend), and the reference follows the
+  anchor as remembered;
 - **which box is which**: the env swaps the roles of the two boxes that are not the anchor when
   one is placed or knocked out of place (3 boxes: one per role). A swap is seen when a role layer
   shows its box where the other role's box was last seen and not where its own was (with both
@@ -147,11 +150,11 @@ class GeoKeypoints:
         if (
             int(geometry["n_boxes"]) != 3
             or geometry["task"] == "goal"
-            or geometry["observability"] not in ("fov", "fov_gated")
+            or geometry["observability"] not in ("global", "fov", "fov_gated")
         ):
             raise ValueError(
                 "geometric keypoints track one box per role: a world with an anchor box and 3 boxes (egopush-line) "
-                f"and a fov or fov_gated teacher; got task {geometry['task']!r}, {geometry['n_boxes']} boxes, "
+                f"and a global, fov or fov_gated teacher; got task {geometry['task']!r}, {geometry['n_boxes']} boxes, "
                 f"observability {geometry['observability']!r}"
             )
         self.hw = tuple(image_hw)
@@ -168,6 +171,7 @@ class GeoKeypoints:
         self.half = float(geometry["box_half"])
         self.top = 2 * self.half
         self.memory = float(geometry["memory_seconds"])
+        self.show_all = geometry["observability"] == "global"
         self.gate = float(geometry["gate_fraction"]) if geometry["observability"] == "fov_gated" else None
         self.P = len(geometry["offsets"])
         self.close, self.far, self.margin = close, far, margin
@@ -362,7 +366,16 @@ class GeoKeypoints:
         r = rows[:, None]
         kp[r, slot] = torch.where(vis[..., None], now_w, kp[r, slot])
         seen_at[r, slot] = torch.where(vis, step[:, None, None], seen_at[r, slot])
-        shown = ((step[:, None, None] - seen_at[r, slot]) * self.dt <= self.memory).float()  # [N, 4, 4]
+        if self.show_all:
+            # A global teacher sees every keypoint at every step: each is shown where it was last
+            # seen (never seen: at the episode's start pose), the reference from the anchor as
+            # remembered, once its yaw has been read.
+            anchor = kp[:, 1].mean(1)  # [N, 2] start frame
+            ref_w = anchor[:, None] + rotate(self._t("offsets", dev)[kc][:, None] + unit, ayaw[:, None])
+            kp[rows, 3 + kc] = torch.where(ayaw_seen[:, None, None], ref_w, kp[rows, 3 + kc])
+            shown = torch.ones_like(seen_at[r, slot])
+        else:
+            shown = ((step[:, None, None] - seen_at[r, slot]) * self.dt <= self.memory).float()  # [N, 4, 4]
         corners = rotate(kp[r, slot] - pos[:, None, None], -heading[:, None, None])
         kp_obs = torch.cat((corners * shown[..., None], shown[..., None]), -1).flatten(1)  # [N, 48]
         placed = (kc.float() / self.P)[:, None]
