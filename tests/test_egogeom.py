@@ -131,6 +131,44 @@ def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_t
     assert len(read) > 100 and read_wrong < 0.05 and held_wrong < 0.08, (held_wrong, read_wrong)
 
 
+def test_for_a_global_teacher_every_corner_is_shown_and_a_box_out_of_view_stays_where_it_was_seen() -> None:
+    """A ``global`` teacher sees every keypoint at every step. Its estimate shows every corner at
+    every step; a box seen earlier and out of view now stays where it was seen (moved by odometry),
+    within centimetres of the teacher's, where a box never seen is metres off; and the reference
+    follows the remembered anchor once its yaw is read."""
+    W, steps = 16, 120
+    teacher, meta = load_teacher(ROOT / "checkpoints" / "egopush-line-teacher-global")
+    env = envs.make(
+        "egopush-line", num_envs=W, **{**meta["env_config"], "cameras": ("depth_layers",), "anchor_marker": True}
+    )
+    geo = _geo(env)
+    state = geo.init_state(W)
+    obs = env.reset(seed=5)
+    remembered, never, reference, shown = [], [], [], []
+    try:
+        for _ in range(steps):
+            first = env.episode_length.cpu() == 0
+            depth = obs["depth_layers"][:, 0].float()
+            _, in_view, *_ = geo.boxes(depth.flatten(2))
+            state = geo.step(depth, obs["proprio"][:, 0].float(), state, first)
+            truth = obs["privileged"][:, 0, :48].view(W, 4, 4, 3)
+            est = state.out[:, :48].view(W, 4, 4, 3)
+            shown.append(float(est[..., 2].min()))
+            err = (truth[..., :2].mean(2) - est[..., :2].mean(2)).norm(dim=-1)  # [W, 4] centres
+            ever = (state.seen[:, :3] > geo.SENTINEL).any(-1)
+            remembered += err[:, :3][ever & ~in_view].tolist()
+            never += err[:, :3][~ever].tolist()
+            reference += err[:, 3][state.ayaw_seen].tolist()
+            with torch.no_grad():
+                obs, *_ = env.step(teacher(obs["privileged"].float()))
+    finally:
+        env.close()
+    assert min(shown) == 1.0
+    assert len(remembered) > 500 and len(never) > 100 and len(reference) > 500
+    med = {k: torch.tensor(v).median().item() for k, v in (("rem", remembered), ("never", never), ("ref", reference))}
+    assert med["rem"] < 0.15 and med["never"] > 0.5 and med["ref"] < 0.1, med
+
+
 def test_an_untrained_geometric_student_acts_as_its_teacher_on_geometry() -> None:
     """The correction starts at zero: the student's estimate is geometry's, normalised as the
     teacher's observation, and its action is the teacher's on that estimate."""
