@@ -1,6 +1,7 @@
 """Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
 
-python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer|map] [--tag -TAG]
+python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer|map|geometric]
+    [--tag -TAG] [--seeds 0,1]
 
 Runs are read from runs/egopush-TASK-student[TAG]-OBS-sSEED; the tag is "-MEMORY" unless --tag is given.
 Below each teacher's seeds, a "pooled" row: the episodes of all its seeds together (successes summed,
@@ -64,7 +65,10 @@ def main() -> None:
     tag = "" if memory == "none" else f"-{memory}"
     if "--tag" in sys.argv:
         tag = sys.argv[sys.argv.index("--tag") + 1]
-    print(table(ROOT, task, tag))
+    seeds = (0, 1)
+    if "--seeds" in sys.argv:
+        seeds = tuple(int(x) for x in sys.argv[sys.argv.index("--seeds") + 1].split(","))
+    print(table(ROOT, task, tag, seeds))
 
 
 if __name__ == "__main__":
