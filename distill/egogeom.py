@@ -373,7 +373,7 @@ class GeoKeypoints:
             anchor = kp[:, 1].mean(1)  # [N, 2] start frame
             ref_w = anchor[:, None] + rotate(self._t("offsets", dev)[kc][:, None] + unit, ayaw[:, None])
             kp[rows, 3 + kc] = torch.where(ayaw_seen[:, None, None], ref_w, kp[rows, 3 + kc])
-            shown = torch.ones_like(seen_at[r, slot])
+            shown = torch.ones(N, 4, 4, device=dev)
         else:
             shown = ((step[:, None, None] - seen_at[r, slot]) * self.dt <= self.memory).float()  # [N, 4, 4]
         corners = rotate(kp[r, slot] - pos[:, None, None], -heading[:, None, None])
