@@ -12,12 +12,15 @@ through time):
   (``distill.egomap.pixel_rays``); the direction between neighbouring pixels of an image row on its
   side faces gives its yaw up to a quarter turn; each side face seen fixes the centre along its
   normal, half a box behind the face, however much of the box is hidden or cut by the image's edge
-  (``GeoKeypoints._planes``). Along a direction no face fixes (one face seen), the centre is the
-  pixels' mean moved ``SIGHT`` further along the line of sight (a camera sees a box's near faces, 7
-  to 10 cm nearer than its centre). The anchor's marker (the post on its +y edge) tells which
-  quarter turn (the env must be made with ``anchor_marker``). A reading can take the wrong quarter
-  turn (where the centre is off), so the quarter turn held is the vote of all the readings so far
-  (fading by ``vote_decay`` per step);
+  (``GeoKeypoints._planes``). Where one face is seen, its ends fix the centre along it: an image
+  row's outermost pixel of the face, not at the image's edge and not beside a nearer box, is one of
+  the face's two vertical edges (the box's silhouette), so the centre is half a box in from it
+  (``GeoKeypoints._corners``); a sliver at the image's edge that shows no face is not used. Along a
+  direction neither fixes, the centre is the pixels' mean moved ``SIGHT`` further along the line of
+  sight (a camera sees a box's near faces, 7 to 10 cm nearer than its centre). The anchor's marker
+  (the post on its +y edge) tells which quarter turn (the env must be made with ``anchor_marker``).
+  A reading can take the wrong quarter turn (where the centre is off), so the quarter turn held is
+  the vote of all the readings so far (fading by ``vote_decay`` per step);
 - **the reference**: the formation's offset of the current placement from that anchor pose, shown
   while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
 - **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
@@ -55,6 +58,11 @@ from distill.egomap import odometry, pixel_rays, project
 SIGHT = 0.085
 """The faces a camera sees of a 0.2 m cube lie this much nearer than its centre, on average (m)."""
 PRIOR = 1.0
+SLIVER = 50
+"""With ``centres="corners"``, a box that shows no side face (3 row pairs) and fewer pixels than
+this counts as not seen: a sliver at the image's edge places it centimetres off."""
+CENTRES = ("corners", "planes", "pixels")
+"""Where a box's centre comes from (``GeoKeypoints``'s ``centres``)."""
 """Row pairs' worth of weight that keeps a face-plane centre at the pixel mean's along a direction
 no face fixes (one face seen)."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
@@ -127,8 +135,11 @@ class GeoKeypoints:
         unplaced: the obstacle seen this far (m) from the first target (and the anchor seen, with its
             yaw) says the first box is not placed; within the env's ``position_tolerance``, that it is.
         vote_decay: the anchor's quarter-turn votes fade by this per step.
-        face_planes: centres from the planes of the side faces (``_planes``); without, the pixel
-            mean moved ``SIGHT`` along the line of sight.
+        centres: where a box's centre comes from: ``corners``, the planes of its side faces
+            (``_planes``) and, where one face is seen, its silhouette's vertical edges
+            (``_corners``), a sliver of no face and under ``SLIVER`` pixels counting as not seen;
+            ``planes``, the face planes alone; ``pixels``, the pixel mean moved
+            ``SIGHT`` along the line of sight.
     """
 
     SENTINEL = -1e9
@@ -142,8 +153,10 @@ class GeoKeypoints:
         margin: float = 0.1,
         unplaced: float = 0.25,
         vote_decay: float = 0.99,
-        face_planes: bool = True,
+        centres: str = "corners",
     ) -> None:
+        if centres not in CENTRES:
+            raise ValueError(f"centres must be one of {CENTRES}, got {centres!r}")
         missing = set(KEYS) - set(geometry)
         if missing:
             raise ValueError(f"geometric keypoints need EgoPushEnv.keypoint_geometry(); lacks {sorted(missing)}")
@@ -177,7 +190,7 @@ class GeoKeypoints:
         self.close, self.far, self.margin = close, far, margin
         self.tolerance = float(geometry["position_tolerance"])
         self.unplaced, self.vote_decay = unplaced, vote_decay
-        self.face_planes = face_planes
+        self.centres = centres
         self.obs_dim = 4 * 4 * 3 + 5  # the teacher's privileged group: 4 groups x 4 corners x (x, y, shown), robot
 
     def _t(self, name: str, dev: torch.device) -> torch.Tensor:
@@ -234,8 +247,22 @@ class GeoKeypoints:
         s4 = (pair * torch.sin(4 * theta)).flatten(2).sum(2)
         yaw4 = torch.atan2(s4, c4) / 4
         faces = pair.flatten(2).sum(2) >= 3
-        if self.face_planes:
-            centre = self._planes(grid[..., :2], pair, theta, yaw4, cam[:2], centre)
+        if self.centres == "corners":  # a sliver at the image's edge shows no face: not placed
+            seen = seen & (faces | (m.sum(2) >= SLIVER))
+        if self.centres != "pixels":
+            a, b, nface, single = self._planes(grid[..., :2], pair, theta, yaw4, cam[:2])
+            eye = torch.eye(2, device=dev)
+            planes = torch.linalg.solve(a + PRIOR * eye, b + PRIOR * centre)
+            if self.centres == "corners":
+                # Along the one face seen, its silhouette's ends (picked around the plane solution).
+                t = torch.stack((-nface[..., 1], nface[..., 0]), -1)  # along the face
+                tt = single[..., None, None] * t[..., :, None] * t[..., None, :]
+                on_img = on.view(*on.shape[:2], *self.hw)
+                for c, n in self._corners(depth.view(*on_img.shape), grid, on_img, side, yaw4, nface, planes):
+                    a = a + n[..., None, None] * tt
+                    b = b + n[..., None] * (tt @ c[..., None])[..., 0]
+                planes = torch.linalg.solve(a + PRIOR * eye, b + PRIOR * centre)
+            centre = planes
         marker = post[:, 1]
         mxy = (marker[..., None] * pts[:, 1, :, :2]).sum(1) / marker.sum(1, keepdim=True).clamp(min=1)
         mxy = mxy + 0.02 * sight[:, 1] / sight[:, 1].norm(dim=-1, keepdim=True).clamp(min=1e-6)
@@ -253,14 +280,15 @@ class GeoKeypoints:
         theta: torch.Tensor,
         yaw4: torch.Tensor,
         cam: torch.Tensor,
-        prior: torch.Tensor,
-    ) -> torch.Tensor:
-        """Box centres ``[N, 3, 2]`` from the planes of their side faces: a face's pixels fix the
-        centre along its normal (``half`` behind the face), wherever the rest of the box is hidden or
-        cut by the image's edge. Each row pair (``pair``, direction ``theta``) lies on the face whose
-        direction it runs along (the box's x or y, from ``yaw4``), and of that face's two sides, on
-        the one that faces the camera. Two faces seen fix the centre; along a direction no face
-        fixes, it stays at ``prior`` (the pixel mean moved along the sight line)."""
+    ) -> tuple[torch.Tensor, ...]:
+        """The planes of the boxes' side faces, as least squares for the centres: a face's pixels
+        fix the centre along its normal (``half`` behind the face), wherever the rest of the box is
+        hidden or cut by the image's edge. Each row pair (``pair``, direction ``theta``) lies on the
+        face whose direction it runs along (the box's x or y, from ``yaw4``), and of that face's two
+        sides, on the one that faces the camera. Returns the normal equations ``a`` ``[N, 3, 2, 2]``
+        and ``b`` ``[N, 3, 2]`` (two faces seen fix the centre; along a direction no face fixes,
+        ``a`` is zero, for a prior to fill), the seen faces' mean normal ``[N, 3, 2]`` (toward the
+        camera) and whether exactly one face is seen (3 row pairs or more) ``[N, 3]``."""
         mid = 0.5 * (grid[..., 1:, :] + grid[..., :-1, :])  # [N, 3, H, W - 1, 2]
         yaw = yaw4[..., None, None]
         along_x = torch.cos(2 * (theta - yaw)) > 0  # the face runs along the box's x: normal is its y
@@ -270,8 +298,65 @@ class GeoKeypoints:
         w = pair.float()[..., None]
         a = (w[..., None] * n[..., :, None] * n[..., None, :]).flatten(2, 3).sum(2)  # [N, 3, 2, 2]
         b = (w * n * ((n * mid).sum(-1, keepdim=True) - self.half)).flatten(2, 3).sum(2)  # [N, 3, 2]
-        eye = torch.eye(2, device=grid.device)
-        return torch.linalg.solve(a + PRIOR * eye, b + PRIOR * prior)
+        nsum = (w * n).flatten(2, 3).sum(2)
+        nface = nsum / nsum.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        faces = ((pair & along_x).flatten(2).sum(2) >= 3).long() + ((pair & ~along_x).flatten(2).sum(2) >= 3).long()
+        return a, b, nface, faces == 1
+
+    def _corners(
+        self,
+        depth: torch.Tensor,
+        grid: torch.Tensor,
+        on: torch.Tensor,
+        side: torch.Tensor,
+        yaw4: torch.Tensor,
+        nface: torch.Tensor,
+        centre: torch.Tensor,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The centres the ends of a box's one seen face give, left end then right: ``[N, 3, 2]``
+        each, with the number of image rows it rests on ``[N, 3]`` (0: none). In an image row, a
+        box's outermost pixel is on its silhouette; where it is a side face's pixel, not at the
+        image's edge, and the pixel beyond shows no nearer box of another layer, it lies on a
+        vertical edge of the box: the end of the face seen (``nface``, toward the camera) toward
+        that side, the one whose bearing from the camera around ``centre`` is outermost. Moved half
+        a pixel outward (the pixel's centre is inside the silhouette); the centre is half a box in
+        from it along both axes. ``depth`` ``[N, 3, H, W]``, ``grid`` its points ``[N, 3, H, W, 3]``,
+        ``on`` and ``side`` (a side face's pixel) ``[N, 3, H, W]``."""
+        N, L, H, W = depth.shape
+        dev = depth.device
+        col = torch.arange(W, device=dev)
+        cam = self._t("cam", dev)[:2]
+        right = self._t("mat", dev)[:2, 0]  # the image's +u axis, robot frame
+        corner = rotate(self._t("unit", dev), yaw4[..., None])  # [N, 3, 4, 2]
+        face = (corner * nface[:, :, None]).sum(-1) > 0  # the seen face's two corners
+        cand = centre[:, :, None] + corner - cam
+        bearing = torch.atan2(cand[..., 1], cand[..., 0])
+        to_c = centre - cam
+        rel = torch.remainder(bearing - torch.atan2(to_c[..., 1], to_c[..., 0])[..., None] + math.pi, 2 * math.pi)
+        rel = rel - math.pi  # [N, 3, 4], positive to the left
+        layer = torch.arange(L, device=dev).view(1, L, 1)
+        out = []
+        for sign in (-1, 1):  # the left end (toward column 0), then the right
+            if sign < 0:
+                end, end_side = torch.where(on, col, W).amin(-1), torch.where(side, col, W).amin(-1)
+            else:
+                end, end_side = torch.where(on, col, -1).amax(-1), torch.where(side, col, -1).amax(-1)
+            ok = (end == end_side) & (end >= 0) & (end < W) & (end + sign >= 0) & (end + sign < W)  # [N, 3, H]
+            idx = end.clamp(0, W - 1)
+            beyond = (end + sign).clamp(0, W - 1)
+            here = depth.gather(-1, idx[..., None])[..., 0]
+            for i in range(L):  # another layer's nearer box beside the end: it hides the edge
+                nb = depth.gather(-1, beyond[:, i, None, :, None].expand(N, L, H, 1))[..., 0]
+                ok[:, i] &= ~((nb > 0) & (nb < here[:, i, None] + 0.02) & (layer != i)).any(1)
+            p = grid[..., :2].gather(3, idx[..., None, None].expand(N, L, H, 1, 2))[..., 0, :]  # [N, 3, H, 2]
+            p = p + sign * (here * self.tan / W)[..., None] * right
+            w = ok.float()
+            n = w.sum(-1)
+            point = (w[..., None] * p).sum(2) / n[..., None].clamp(min=1)
+            pick = torch.where(face, -sign * rel, -math.inf).argmax(-1)  # [N, 3]
+            offset = corner.gather(2, pick[..., None, None].expand(N, L, 1, 2))[:, :, 0]
+            out.append((point - offset, n))
+        return out
 
     def step(
         self,

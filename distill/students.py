@@ -88,10 +88,12 @@ class StudentConfig:
     """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
     from the student's features and the teacher's frozen network maps it to the action (the
     distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``)."""
-    geo_centres: Literal["planes", "pixels"] = "planes"
-    """``memory=geometric``: where geometry places a box: from the planes of its side faces, or
-    (``pixels``) the mean of its pixels moved along the line of sight, as every geometric student
-    saved before this setting existed (``student_config`` reads those so)."""
+    geo_centres: Literal["corners", "planes", "pixels"] = "corners"
+    """``memory=geometric``: where geometry places a box (``distill.egogeom.GeoKeypoints``'s
+    ``centres``): from the planes of its side faces; ``corners``, those and, where one face is seen,
+    its silhouette's vertical edges; or (``pixels``) the mean of its pixels moved along the line of
+    sight, as every geometric student saved before this setting existed (``student_config`` reads
+    those so)."""
 
 
 def student_config(saved: dict[str, Any]) -> StudentConfig:
@@ -230,7 +232,7 @@ class Student(nn.Module):
                     "memory 'geometric' needs role-layered depth images (depth_layers) and the robot's and task's "
                     "geometry (EgoPushEnv.keypoint_geometry())"
                 )
-            self.geokp = GeoKeypoints(geometry, (H, W), face_planes=cfg.geo_centres == "planes")
+            self.geokp = GeoKeypoints(geometry, (H, W), centres=cfg.geo_centres)
             if cfg.head != "teacher" or teacher_dims is None or int(teacher_dims[0]) != self.geokp.obs_dim:
                 raise ValueError(
                     "memory 'geometric' estimates an EgoPush teacher's observation: it needs head 'teacher' and a "

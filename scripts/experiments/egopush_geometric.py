@@ -6,7 +6,9 @@ the teacher's own. With ``--kc privileged`` (the default) the placement index (w
 next, so which reference, and when the two boxes that are not the anchor swap roles) and the
 fraction placed are the env's; with ``--kc estimated`` they are the estimate's too (a swap is
 seen from where the boxes are), so with ``--parts all`` the teacher reads nothing from the env.
-``--centre pixels`` places boxes by the first form's pixel mean instead of their faces' planes.
+``--centre`` says where a box's centre comes from: ``corners`` (the default: the planes of its side
+faces and, where one face is seen, the silhouette's ends), ``planes`` (the face planes alone) or
+``pixels`` (the first form's pixel mean).
 The robot's speed and yaw rate come from the wheel speeds, the previous action from ``proprio``.
 
 Each row also gives the mean distance (m) between the estimated and the teacher's group centre
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import envs  # noqa: E402
 from agents.evaluate import run_episodes  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
-from distill.egogeom import GeoKeypoints  # noqa: E402
+from distill.egogeom import CENTRES, GeoKeypoints  # noqa: E402
 from envs.egopush import scene  # noqa: E402
 
 PARTS = {
@@ -62,11 +64,11 @@ class Geometric:
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
     def __init__(
-        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, face_planes: bool = True
+        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, centres: str = "corners"
     ) -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
         W_img, H_img = env.cfg.camera_resolution
-        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=face_planes)
+        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
         self.state = self.geo.init_state(env.num_envs)
         self.errors: dict[str, list[float]] = {k + r: [] for k in GROUP for r in ("", " (remembered)")}
         self.kc_right: list[float] = []
@@ -102,7 +104,7 @@ class Geometric:
 
 
 def truth_errors(
-    env, teacher, steps: int, seed: int, face_planes: bool = True
+    env, teacher, steps: int, seed: int, centres: str = "corners"
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
@@ -111,7 +113,7 @@ def truth_errors(
     sure) and for the yaw the estimate holds (once its marker was seen), and whether the estimated
     placement index is right."""
     W_img, H_img = env.cfg.camera_resolution
-    geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), face_planes=face_planes)
+    geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
     state = geo.init_state(env.num_envs)
     out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
     rates: dict[str, list[float]] = {"anchor yaw reading wrong": [], "anchor yaw held wrong": [], "index right": []}
@@ -159,9 +161,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--centre",
-        choices=("planes", "pixels"),
-        default="planes",
-        help="box centres from the planes of the side faces, or the pixel mean moved along the sight line",
+        choices=CENTRES,
+        default="corners",
+        help="box centres from the planes of the side faces and (one face seen) its silhouette's ends; the face "
+        "planes alone; or the pixel mean moved along the sight line",
     )
     ap.add_argument(
         "--truth-steps",
@@ -178,7 +181,7 @@ def main() -> None:
     cfg.update(cameras=("depth_layers",), anchor_marker=True)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     if args.truth_steps > 0:
-        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed, args.centre == "planes")
+        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed, args.centre)
         print(f"box centre (active box, anchor) against the truth, {args.truth_steps} steps x {args.num_envs} worlds:")
         for k, v in errs.items():
             v = sorted(v)
@@ -200,7 +203,7 @@ def main() -> None:
         )
         print("|---|---|---:|---:|---|")
         for name in args.parts:
-            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre == "planes")
+            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre)
             r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
             lo, hi = r["success_rate_ci95"]
             errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
