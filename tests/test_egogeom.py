@@ -93,8 +93,8 @@ def test_the_silhouette_of_a_box_cut_by_the_edge_places_it_along_its_one_face_se
     The face's end that the image does show (an image row's outermost pixel, not at the edge and not
     beside a nearer box) is a vertical edge of the box, so with it (``centres="corners"``) every cut
     box of 10 pixels or more is placed within 2 cm, where the face planes alone miss some by more
-    than 5 cm; boxes wholly in view stay within 1.5 cm. (A sliver of a few pixels at the edge shows
-    no face: it stays centimetres off either way.)"""
+    than 5 cm; boxes wholly in view stay within 1.5 cm. (A sliver of fewer pixels shows no face,
+    and with ``corners`` it is not placed at all.)"""
     depth, _, true, whole, geometry, hw = _first_frame(64, seed=4)
     err = {}
     for centres in ("corners", "planes"):
