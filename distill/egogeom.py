@@ -15,7 +15,10 @@ through time):
   (``GeoKeypoints._planes``). Where one face is seen, its ends fix the centre along it: an image
   row's outermost pixel of the face, not at the image's edge and not beside a nearer box, is one of
   the face's two vertical edges (the box's silhouette), so the centre is half a box in from it
-  (``GeoKeypoints._corners``); a sliver at the image's edge that shows no face is not used. Along a
+  (``GeoKeypoints._corners``); a sliver at the image's edge that shows no face is not used. A box
+  that shows its top face alone (the one being pushed: its near faces are below the image) is placed
+  by that face's far edge (each image column's topmost pixel) and lateral edges (each row's
+  outermost), half a box in from each (``GeoKeypoints._top``). Along a
   direction neither fixes, the centre is the pixels' mean moved ``SIGHT`` further along the line of
   sight (a camera sees a box's near faces, 7 to 10 cm nearer than its centre). The anchor's marker
   (the post on its +y edge) tells which quarter turn (the env must be made with ``anchor_marker``).
@@ -58,13 +61,16 @@ from distill.egomap import odometry, pixel_rays, project
 SIGHT = 0.085
 """The faces a camera sees of a 0.2 m cube lie this much nearer than its centre, on average (m)."""
 PRIOR = 1.0
-SLIVER = 50
-"""With ``centres="corners"``, a box that shows no side face (3 row pairs) and fewer pixels than
-this counts as not seen: a sliver at the image's edge places it centimetres off."""
-CENTRES = ("corners", "planes", "pixels")
-"""Where a box's centre comes from (``GeoKeypoints``'s ``centres``)."""
 """Row pairs' worth of weight that keeps a face-plane centre at the pixel mean's along a direction
 no face fixes (one face seen)."""
+SLIVER = 50
+"""With ``centres="corners"`` or ``"top"``, a box that shows no side face (3 row pairs) and fewer pixels than
+this counts as not seen: a sliver at the image's edge places it centimetres off."""
+TOP_PAIRS = 3
+"""With ``centres="top"``, a box that shows no side face is placed by its top face's edges where
+its far edge gives this many pairs of neighbouring columns."""
+CENTRES = ("top", "corners", "planes", "pixels")
+"""Where a box's centre comes from (``GeoKeypoints``'s ``centres``)."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
 """A square's corners in its own frame, in the env's order, per unit half-side."""
 KEYS = (
@@ -135,11 +141,12 @@ class GeoKeypoints:
         unplaced: the obstacle seen this far (m) from the first target (and the anchor seen, with its
             yaw) says the first box is not placed; within the env's ``position_tolerance``, that it is.
         vote_decay: the anchor's quarter-turn votes fade by this per step.
-        centres: where a box's centre comes from: ``corners``, the planes of its side faces
-            (``_planes``) and, where one face is seen, its silhouette's vertical edges
-            (``_corners``), a sliver of no face and under ``SLIVER`` pixels counting as not seen;
-            ``planes``, the face planes alone; ``pixels``, the pixel mean moved
-            ``SIGHT`` along the line of sight.
+        centres: where a box's centre comes from: ``top``, as ``corners`` and, where no side face
+            is seen (the box being pushed), its top face's far and lateral edges (``_top``);
+            ``corners``, the planes of its side faces (``_planes``) and, where one face is seen, its
+            silhouette's vertical edges (``_corners``), a sliver of no face and under ``SLIVER``
+            pixels counting as not seen (with ``top`` too); ``planes``, the face planes alone;
+            ``pixels``, the pixel mean moved ``SIGHT`` along the line of sight.
     """
 
     SENTINEL = -1e9
@@ -153,7 +160,7 @@ class GeoKeypoints:
         margin: float = 0.1,
         unplaced: float = 0.25,
         vote_decay: float = 0.99,
-        centres: str = "corners",
+        centres: str = "top",
     ) -> None:
         if centres not in CENTRES:
             raise ValueError(f"centres must be one of {CENTRES}, got {centres!r}")
@@ -247,13 +254,13 @@ class GeoKeypoints:
         s4 = (pair * torch.sin(4 * theta)).flatten(2).sum(2)
         yaw4 = torch.atan2(s4, c4) / 4
         faces = pair.flatten(2).sum(2) >= 3
-        if self.centres == "corners":  # a sliver at the image's edge shows no face: not placed
+        if self.centres in ("top", "corners"):  # a sliver at the image's edge shows no face: not placed
             seen = seen & (faces | (m.sum(2) >= SLIVER))
         if self.centres != "pixels":
             a, b, nface, single = self._planes(grid[..., :2], pair, theta, yaw4, cam[:2])
             eye = torch.eye(2, device=dev)
             planes = torch.linalg.solve(a + PRIOR * eye, b + PRIOR * centre)
-            if self.centres == "corners":
+            if self.centres in ("top", "corners"):
                 # Along the one face seen, its silhouette's ends (picked around the plane solution).
                 t = torch.stack((-nface[..., 1], nface[..., 0]), -1)  # along the face
                 tt = single[..., None, None] * t[..., :, None] * t[..., None, :]
@@ -263,6 +270,12 @@ class GeoKeypoints:
                     b = b + n[..., None] * (tt @ c[..., None])[..., 0]
                 planes = torch.linalg.solve(a + PRIOR * eye, b + PRIOR * centre)
             centre = planes
+        if self.centres == "top":  # no side face seen (the box being pushed): its top face's edges
+            on_img = on.view(*on.shape[:2], *self.hw)
+            top, tyaw, edge = self._top(depth.view(*on_img.shape), grid, on_img, centre)
+            use = ~faces & (edge >= TOP_PAIRS)
+            centre = torch.where(use[..., None], top, centre)
+            yaw4 = torch.where(use, tyaw, yaw4)
         marker = post[:, 1]
         mxy = (marker[..., None] * pts[:, 1, :, :2]).sum(1) / marker.sum(1, keepdim=True).clamp(min=1)
         mxy = mxy + 0.02 * sight[:, 1] / sight[:, 1].norm(dim=-1, keepdim=True).clamp(min=1e-6)
@@ -302,6 +315,87 @@ class GeoKeypoints:
         nface = nsum / nsum.norm(dim=-1, keepdim=True).clamp(min=1e-6)
         faces = ((pair & along_x).flatten(2).sum(2) >= 3).long() + ((pair & ~along_x).flatten(2).sum(2) >= 3).long()
         return a, b, nface, faces == 1
+
+    def _top(
+        self,
+        depth: torch.Tensor,
+        grid: torch.Tensor,
+        on: torch.Tensor,
+        prior: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """Centres from the edges of the boxes' top faces, for a box that shows no side face (the
+        one being pushed, its near faces below the image). In each image column, a box's topmost
+        pixel, where it and the two below it are on the top face and the pixel above shows no nearer
+        box of another layer, lies half a row inside the top face's far edge: neighbouring columns'
+        points (moved half a row outward) give the edge's direction (the yaw up to a quarter turn)
+        and fix the centre half a box nearer the camera, along the edge's normal. In each image row,
+        a box's outermost pixel, where it is on the top face, not at the image's edge and not beside
+        a nearer box, lies on a lateral edge (moved half a pixel outward): it fixes the centre half
+        a box inward along the box's axis most nearly sideways in the image. Least squares, with
+        ``prior`` ``[N, 3, 2]`` along a direction nothing fixes. Returns the centres ``[N, 3, 2]``,
+        the yaws up to a quarter turn ``[N, 3]`` and the number of column pairs on the far edge
+        ``[N, 3]``. ``depth`` ``[N, 3, H, W]``, ``grid`` its points ``[N, 3, H, W, 3]``, ``on``
+        ``[N, 3, H, W]``."""
+        N, L, H, W = depth.shape
+        dev = depth.device
+        cam = self._t("cam", dev)[:2]
+        right = self._t("mat", dev)[:2, 0]  # the image's +u axis, robot frame
+        layer = torch.arange(L, device=dev).view(1, L, 1)
+        z = grid[..., 2]
+        top = on & (z > self.top - 0.015) & (z < self.top + 0.005)
+        row = torch.arange(H, device=dev).view(1, 1, H, 1)
+        first = torch.where(on, row, H).amin(2)  # [N, 3, W]: each column's topmost row
+        fr = first.clamp(0, H - 3)
+
+        def at(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # row r [N, 3, W] of t [N, 3, H, W(, C)]
+            if t.dim() == 4:
+                return t.gather(2, r[:, :, None]).squeeze(2)
+            return t.gather(2, r[:, :, None, :, None].expand(N, L, 1, W, t.shape[-1])).squeeze(2)
+
+        ok = (first > 0) & (first < H - 2) & at(top, fr) & at(top, fr + 1) & at(top, fr + 2)
+        here = at(depth, fr)
+        above = (fr - 1).clamp(min=0)
+        for i in range(L):  # another layer's nearer box just above: it hides the far edge
+            nb = depth.gather(2, above[:, i, None, None].expand(N, L, 1, W)).squeeze(2)
+            ok[:, i] &= ~((nb > 0) & (nb < here[:, i, None] + 0.02) & (layer != i)).any(1)
+        q0, q1 = at(grid[..., :2], fr), at(grid[..., :2], fr + 1)
+        q = q0 + 0.5 * (q0 - q1)  # half a row beyond the topmost pixel: on the edge
+        step = q[..., 1:, :] - q[..., :-1, :]
+        pair = ok[..., 1:] & ok[..., :-1] & (step.norm(dim=-1) < 0.05)
+        theta = torch.atan2(step[..., 1], step[..., 0])
+        c4, s4 = (pair * torch.cos(4 * theta)).sum(-1), (pair * torch.sin(4 * theta)).sum(-1)
+        yaw4 = torch.atan2(s4, c4) / 4
+        mid = 0.5 * (q[..., 1:, :] + q[..., :-1, :])
+        phi = yaw4[..., None] + (torch.cos(2 * (theta - yaw4[..., None])) > 0) * (math.pi / 2)
+        n = torch.stack((torch.cos(phi), torch.sin(phi)), -1)
+        n = torch.where((((mid - cam) * n).sum(-1) < 0)[..., None], -n, n)  # away from the camera
+        w = pair.float()[..., None]
+        a = (w[..., None] * n[..., :, None] * n[..., None, :]).sum(2)
+        b = (w * n * ((n * mid).sum(-1, keepdim=True) - self.half)).sum(2)
+        col = torch.arange(W, device=dev)
+        quarter = torch.arange(4, device=dev) * (math.pi / 2)
+        ang = yaw4[..., None] + quarter  # [N, 3, 4]: the box's four axes
+        axes = torch.stack((torch.cos(ang), torch.sin(ang)), -1)
+        for sign in (-1, 1):  # the left edge (toward column 0), then the right
+            if sign < 0:
+                end, end_top = torch.where(on, col, W).amin(-1), torch.where(top, col, W).amin(-1)
+            else:
+                end, end_top = torch.where(on, col, -1).amax(-1), torch.where(top, col, -1).amax(-1)
+            okr = (end == end_top) & (end >= 0) & (end < W) & (end + sign >= 0) & (end + sign < W)  # [N, 3, H]
+            idx, beyond = end.clamp(0, W - 1), (end + sign).clamp(0, W - 1)
+            hr = depth.gather(-1, idx[..., None])[..., 0]
+            for i in range(L):
+                nb = depth.gather(-1, beyond[:, i, None, :, None].expand(N, L, H, 1))[..., 0]
+                okr[:, i] &= ~((nb > 0) & (nb < hr[:, i, None] + 0.02) & (layer != i)).any(1)
+            p = grid[..., :2].gather(3, idx[..., None, None].expand(N, L, H, 1, 2))[..., 0, :]
+            p = p + sign * (hr * self.tan / W)[..., None] * right
+            k = (axes * (sign * right)).sum(-1).argmax(-1)  # the outward axis most nearly sideways
+            nn = axes.gather(2, k[..., None, None].expand(N, L, 1, 2))[:, :, 0]  # [N, 3, 2]
+            wr = okr.float()
+            a = a + wr.sum(-1)[..., None, None] * nn[..., :, None] * nn[..., None, :]
+            b = b + (wr[..., None] * nn[:, :, None] * ((nn[:, :, None] * p).sum(-1, keepdim=True) - self.half)).sum(2)
+        eye = torch.eye(2, device=dev)
+        return torch.linalg.solve(a + PRIOR * eye, b + PRIOR * prior), yaw4, pair.sum(-1)
 
     def _corners(
         self,

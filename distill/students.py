@@ -88,12 +88,13 @@ class StudentConfig:
     """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
     from the student's features and the teacher's frozen network maps it to the action (the
     distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``)."""
-    geo_centres: Literal["corners", "planes", "pixels"] = "corners"
+    geo_centres: Literal["top", "corners", "planes", "pixels"] = "top"
     """``memory=geometric``: where geometry places a box (``distill.egogeom.GeoKeypoints``'s
-    ``centres``): from the planes of its side faces; ``corners``, those and, where one face is seen,
-    its silhouette's vertical edges; or (``pixels``) the mean of its pixels moved along the line of
-    sight, as every geometric student saved before this setting existed (``student_config`` reads
-    those so)."""
+    ``centres``): ``planes``, from the planes of its side faces; ``corners``, those and, where one
+    face is seen, its silhouette's vertical edges; ``top``, those and, where no side face is seen
+    (the box being pushed), its top face's edges; or (``pixels``) the mean of its pixels moved along
+    the line of sight, as every geometric student saved before this setting existed
+    (``student_config`` reads those so)."""
 
 
 def student_config(saved: dict[str, Any]) -> StudentConfig:

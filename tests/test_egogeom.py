@@ -108,6 +108,47 @@ def test_the_silhouette_of_a_box_cut_by_the_edge_places_it_along_its_one_face_se
         GeoKeypoints(geometry, hw, centres="edges")
 
 
+def test_a_box_that_shows_only_its_top_face_is_placed_by_that_face_s_edges() -> None:
+    """The box being pushed fills the bottom of the image: its near faces are below it, and the
+    camera sees its top face alone. With no side face, ``corners`` falls back on the pixel mean
+    (moved along the sight line), several centimetres off; the top face's far edge (each column's
+    topmost pixel) and its lateral edges (each row's outermost) place it within 3 cm on average
+    (``centres="top"``), less than half the error. Boxes that show a side face are placed as by
+    ``corners``."""
+    W, steps = 8, 120
+    teacher, _ = load_teacher(TEACHER)
+    env = _env(W)
+    W_img, H_img = env.cfg.camera_resolution
+    geos = {c: GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=c) for c in ("top", "corners")}
+    obs = env.reset(seed=1000)
+    rows = torch.arange(W)[:, None]
+    err = {c: [] for c in geos}
+    same = []
+    try:
+        for _ in range(steps):
+            s = env._state()
+            ids = torch.stack((s["active"], torch.zeros_like(s["active"]), env._obstacle_order[s["active"]][:, 0]), 1)
+            true = env._to_robot(s, s["box_pos"])[rows, ids]
+            depth = obs["depth_layers"][:, 0].float().flatten(2)
+            out = {c: g.boxes(depth) for c, g in geos.items()}
+            assert torch.equal(out["top"][1], out["corners"][1])  # the same boxes are seen
+            grid = geos["top"].tables["cam"] + depth[..., None] * geos["top"].tables["ray"]
+            side = ((depth > 0) & (grid[..., 2] > 0.01) & (grid[..., 2] < 2 * scene.BOX_HALF - 0.01)).sum(-1)
+            only_top = out["top"][1] & (side == 0)
+            for c in geos:
+                err[c] += (out[c][0] - true).norm(dim=-1)[only_top].tolist()
+            faced = out["top"][1] & (side >= 20)
+            same.append(torch.allclose(out["top"][0][faced], out["corners"][0][faced]))
+            with torch.no_grad():
+                obs, *_ = env.step(teacher(obs["privileged"].float()))
+    finally:
+        env.close()
+    mean = {c: sum(v) / max(len(v), 1) for c, v in err.items()}
+    assert len(err["top"]) >= 30, len(err["top"])
+    assert mean["top"] < 0.03 and mean["top"] < 0.5 * mean["corners"], mean
+    assert all(same)
+
+
 def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_the_anchor_yaw() -> None:
     """The teacher drives; the env's placement index changes as boxes are placed (and knocked out).
     The estimate, told only by where the boxes are seen, follows it: right at nearly every step, and
@@ -247,7 +288,8 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
     W, steps = 4, 8
     env = make_distill_env(TEACHER, num_envs=W, camera_resolution=(32, 32), anchor_marker=True)
     cfg = DaggerConfig(steps_per_iter=steps, buffer_steps=steps, updates_per_iter=2, aux_coef=1.0)
-    student_cfg = StudentConfig(memory="geometric", head="teacher")
+    student_cfg = StudentConfig(memory="geometric", head="teacher", geo_centres="corners")  # not the default
+    assert StudentConfig().geo_centres != "corners"
     d = Distiller(env, TEACHER, student_cfg, cfg, W * steps * 2, 0, tmp_path)
     outs, step = [], d.student.step
 

@@ -6,9 +6,10 @@ the teacher's own. With ``--kc privileged`` (the default) the placement index (w
 next, so which reference, and when the two boxes that are not the anchor swap roles) and the
 fraction placed are the env's; with ``--kc estimated`` they are the estimate's too (a swap is
 seen from where the boxes are), so with ``--parts all`` the teacher reads nothing from the env.
-``--centre`` says where a box's centre comes from: ``corners`` (the default: the planes of its side
-faces and, where one face is seen, the silhouette's ends), ``planes`` (the face planes alone) or
-``pixels`` (the first form's pixel mean).
+``--centre`` says where a box's centre comes from: ``top`` (the default: as ``corners``, and where
+no side face is seen, the top face's edges), ``corners`` (the planes of its side faces and, where
+one face is seen, the silhouette's ends), ``planes`` (the face planes alone) or ``pixels`` (the
+first form's pixel mean).
 The robot's speed and yaw rate come from the wheel speeds, the previous action from ``proprio``.
 
 Each row also gives the mean distance (m) between the estimated and the teacher's group centre
@@ -63,9 +64,7 @@ class Geometric:
     placement index and the fraction placed are the env's (as the first table of the README);
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
-    def __init__(
-        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, centres: str = "corners"
-    ) -> None:
+    def __init__(self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, centres: str = "top") -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
         W_img, H_img = env.cfg.camera_resolution
         self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
@@ -104,7 +103,7 @@ class Geometric:
 
 
 def truth_errors(
-    env, teacher, steps: int, seed: int, centres: str = "corners"
+    env, teacher, steps: int, seed: int, centres: str = "top"
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
@@ -162,9 +161,10 @@ def main() -> None:
     ap.add_argument(
         "--centre",
         choices=CENTRES,
-        default="corners",
-        help="box centres from the planes of the side faces and (one face seen) its silhouette's ends; the face "
-        "planes alone; or the pixel mean moved along the sight line",
+        default="top",
+        help="box centres from the planes of the side faces, (one face seen) its silhouette's ends and (no side "
+        "face seen) the top face's edges; without the top face; the face planes alone; or the pixel mean moved "
+        "along the sight line",
     )
     ap.add_argument(
         "--truth-steps",
