@@ -271,11 +271,15 @@ class GeoKeypoints:
                 planes = torch.linalg.solve(a + PRIOR * eye, b + PRIOR * centre)
             centre = planes
         if self.centres == "top":  # no side face seen (the box being pushed): its top face's edges
-            on_img = on.view(*on.shape[:2], *self.hw)
-            top, tyaw, edge = self._top(depth.view(*on_img.shape), grid, on_img, centre)
-            use = ~faces & (edge >= TOP_PAIRS)
-            centre = torch.where(use[..., None], top, centre)
-            yaw4 = torch.where(use, tyaw, yaw4)
+            need = seen & ~faces
+            rows = need.any(1).nonzero().squeeze(1)  # only the worlds that show such a box
+            if rows.numel():
+                on_img = on[rows].view(len(rows), on.shape[1], *self.hw)
+                top, tyaw, edge = self._top(depth[rows].view(*on_img.shape), grid[rows], on_img, centre[rows])
+                use = need[rows] & (edge >= TOP_PAIRS)
+                centre, yaw4 = centre.clone(), yaw4.clone()
+                centre[rows] = torch.where(use[..., None], top, centre[rows])
+                yaw4[rows] = torch.where(use, tyaw, yaw4[rows])
         marker = post[:, 1]
         mxy = (marker[..., None] * pts[:, 1, :, :2]).sum(1) / marker.sum(1, keepdim=True).clamp(min=1)
         mxy = mxy + 0.02 * sight[:, 1] / sight[:, 1].norm(dim=-1, keepdim=True).clamp(min=1e-6)
