@@ -376,23 +376,11 @@ class GeoKeypoints:
         w = pair.float()[..., None]
         a = (w[..., None] * n[..., :, None] * n[..., None, :]).sum(2)
         b = (w * n * ((n * mid).sum(-1, keepdim=True) - self.half)).sum(2)
-        col = torch.arange(W, device=dev)
         quarter = torch.arange(4, device=dev) * (math.pi / 2)
         ang = yaw4[..., None] + quarter  # [N, 3, 4]: the box's four axes
         axes = torch.stack((torch.cos(ang), torch.sin(ang)), -1)
         for sign in (-1, 1):  # the left edge (toward column 0), then the right
-            if sign < 0:
-                end, end_top = torch.where(on, col, W).amin(-1), torch.where(top, col, W).amin(-1)
-            else:
-                end, end_top = torch.where(on, col, -1).amax(-1), torch.where(top, col, -1).amax(-1)
-            okr = (end == end_top) & (end >= 0) & (end < W) & (end + sign >= 0) & (end + sign < W)  # [N, 3, H]
-            idx, beyond = end.clamp(0, W - 1), (end + sign).clamp(0, W - 1)
-            hr = depth.gather(-1, idx[..., None])[..., 0]
-            for i in range(L):
-                nb = depth.gather(-1, beyond[:, i, None, :, None].expand(N, L, H, 1))[..., 0]
-                okr[:, i] &= ~((nb > 0) & (nb < hr[:, i, None] + 0.02) & (layer != i)).any(1)
-            p = grid[..., :2].gather(3, idx[..., None, None].expand(N, L, H, 1, 2))[..., 0, :]
-            p = p + sign * (hr * self.tan / W)[..., None] * right
+            okr, p = self._row_ends(depth, grid, on, top, sign)
             k = (axes * (sign * right)).sum(-1).argmax(-1)  # the outward axis most nearly sideways
             nn = axes.gather(2, k[..., None, None].expand(N, L, 1, 2))[:, :, 0]  # [N, 3, 2]
             wr = okr.float()
@@ -400,6 +388,33 @@ class GeoKeypoints:
             b = b + (wr[..., None] * nn[:, :, None] * ((nn[:, :, None] * p).sum(-1, keepdim=True) - self.half)).sum(2)
         eye = torch.eye(2, device=dev)
         return torch.linalg.solve(a + PRIOR * eye, b + PRIOR * prior), yaw4, pair.sum(-1)
+
+    def _row_ends(
+        self, depth: torch.Tensor, grid: torch.Tensor, on: torch.Tensor, kind: torch.Tensor, sign: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image row's outermost pixel of each box toward ``sign`` (-1: column 0, 1: the last),
+        where it lies on the box's silhouette: it is of ``kind`` (``[N, 3, H, W]``: a side face's or
+        the top face's pixel), not at the image's edge, and the pixel beyond shows no nearer box of
+        another layer (that would hide the edge). Returns whether each row has one ``[N, 3, H]`` and
+        its robot-frame point moved half a pixel outward ``[N, 3, H, 2]`` (the pixel's centre is
+        inside the silhouette). ``depth`` ``[N, 3, H, W]``, ``grid`` its points ``[N, 3, H, W, 3]``."""
+        N, L, H, W = depth.shape
+        dev = depth.device
+        col = torch.arange(W, device=dev)
+        if sign < 0:
+            end, end_kind = torch.where(on, col, W).amin(-1), torch.where(kind, col, W).amin(-1)
+        else:
+            end, end_kind = torch.where(on, col, -1).amax(-1), torch.where(kind, col, -1).amax(-1)
+        ok = (end == end_kind) & (end >= 0) & (end < W) & (end + sign >= 0) & (end + sign < W)
+        idx, beyond = end.clamp(0, W - 1), (end + sign).clamp(0, W - 1)
+        here = depth.gather(-1, idx[..., None])[..., 0]
+        layer = torch.arange(L, device=dev).view(1, L, 1)
+        for i in range(L):
+            nb = depth.gather(-1, beyond[:, i, None, :, None].expand(N, L, H, 1))[..., 0]
+            ok[:, i] &= ~((nb > 0) & (nb < here[:, i, None] + 0.02) & (layer != i)).any(1)
+        p = grid[..., :2].gather(3, idx[..., None, None].expand(N, L, H, 1, 2))[..., 0, :]
+        right = self._t("mat", dev)[:2, 0]  # the image's +u axis, robot frame
+        return ok, p + sign * (here * self.tan / W)[..., None] * right
 
     def _corners(
         self,
@@ -422,9 +437,7 @@ class GeoKeypoints:
         ``on`` and ``side`` (a side face's pixel) ``[N, 3, H, W]``."""
         N, L, H, W = depth.shape
         dev = depth.device
-        col = torch.arange(W, device=dev)
         cam = self._t("cam", dev)[:2]
-        right = self._t("mat", dev)[:2, 0]  # the image's +u axis, robot frame
         corner = rotate(self._t("unit", dev), yaw4[..., None])  # [N, 3, 4, 2]
         face = (corner * nface[:, :, None]).sum(-1) > 0  # the seen face's two corners
         cand = centre[:, :, None] + corner - cam
@@ -432,22 +445,9 @@ class GeoKeypoints:
         to_c = centre - cam
         rel = torch.remainder(bearing - torch.atan2(to_c[..., 1], to_c[..., 0])[..., None] + math.pi, 2 * math.pi)
         rel = rel - math.pi  # [N, 3, 4], positive to the left
-        layer = torch.arange(L, device=dev).view(1, L, 1)
         out = []
         for sign in (-1, 1):  # the left end (toward column 0), then the right
-            if sign < 0:
-                end, end_side = torch.where(on, col, W).amin(-1), torch.where(side, col, W).amin(-1)
-            else:
-                end, end_side = torch.where(on, col, -1).amax(-1), torch.where(side, col, -1).amax(-1)
-            ok = (end == end_side) & (end >= 0) & (end < W) & (end + sign >= 0) & (end + sign < W)  # [N, 3, H]
-            idx = end.clamp(0, W - 1)
-            beyond = (end + sign).clamp(0, W - 1)
-            here = depth.gather(-1, idx[..., None])[..., 0]
-            for i in range(L):  # another layer's nearer box beside the end: it hides the edge
-                nb = depth.gather(-1, beyond[:, i, None, :, None].expand(N, L, H, 1))[..., 0]
-                ok[:, i] &= ~((nb > 0) & (nb < here[:, i, None] + 0.02) & (layer != i)).any(1)
-            p = grid[..., :2].gather(3, idx[..., None, None].expand(N, L, H, 1, 2))[..., 0, :]  # [N, 3, H, 2]
-            p = p + sign * (here * self.tan / W)[..., None] * right
+            ok, p = self._row_ends(depth, grid, on, side, sign)
             w = ok.float()
             n = w.sum(-1)
             point = (w[..., None] * p).sum(2) / n[..., None].clamp(min=1)
