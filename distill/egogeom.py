@@ -70,7 +70,7 @@ TOP_PAIRS = 3
 """With ``centres="top"``, a box that shows no side face is placed by its top face's edges where
 its far edge gives this many pairs of neighbouring columns."""
 CENTRES = ("top", "corners", "planes", "pixels")
-"""Where a box's centre comes from (``GeoKeypoints``'s ``centres``)."""
+"""Where a box's centre comes from (``GeoKeypoints``'s ``centres``), the default first."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
 """A square's corners in its own frame, in the env's order, per unit half-side."""
 KEYS = (
@@ -160,7 +160,7 @@ class GeoKeypoints:
         margin: float = 0.1,
         unplaced: float = 0.25,
         vote_decay: float = 0.99,
-        centres: str = "top",
+        centres: str = CENTRES[0],
     ) -> None:
         if centres not in CENTRES:
             raise ValueError(f"centres must be one of {CENTRES}, got {centres!r}")

@@ -64,7 +64,7 @@ class Geometric:
     placement index and the fraction placed are the env's (as the first table of the README);
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
-    def __init__(self, env, teacher, parts: tuple[str, ...], privileged_kc: bool = True, centres: str = "top") -> None:
+    def __init__(self, env, teacher, parts: tuple[str, ...], privileged_kc: bool, centres: str) -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
         W_img, H_img = env.cfg.camera_resolution
         self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
@@ -103,7 +103,7 @@ class Geometric:
 
 
 def truth_errors(
-    env, teacher, steps: int, seed: int, centres: str = "top"
+    env, teacher, steps: int, seed: int, centres: str
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The teacher drives ``env`` for ``steps`` steps; at each, the distance (m) from each box centre
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument(
         "--centre",
         choices=CENTRES,
-        default="top",
+        default=CENTRES[0],
         help="box centres from the planes of the side faces, (one face seen) its silhouette's ends and (no side "
         "face seen) the top face's edges; without the top face; the face planes alone; or the pixel mean moved "
         "along the sight line",
