@@ -237,3 +237,30 @@ def test_only_the_anchor_marker_shows_which_side_the_formation_is_on(marker):
     assert (s["targets"][0] - s["targets"][1]).norm(dim=-1).min() > 0.2
     plain = envs.make("egopush-line", num_envs=1)
     assert torch.equal(torch.as_tensor(plain.mj_model.body_mass), torch.as_tensor(env.mj_model.body_mass))
+
+
+def test_knock_counter_counts_a_placed_box_knocked_out_of_place():
+    """``egopush_failures.py`` counts a knock-out where the number of boxes in place falls between
+    control steps, and starts again with each episode."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    from egopush_failures import KnockCounter
+
+    env = envs.make("egopush-line", num_envs=1)
+    obs = env.reset(seed=0)
+    counter = KnockCounter(env, lambda o: torch.zeros(1, 1, 2))
+    far = (1.2, -1.2, 0.0)
+    on_target = {0: (0.0, 0.0, 0.0), 1: (0.0, SPACING, 0.0), 2: far}
+    place_push(env, 0, robot=(-1.2, -1.0, 0.0), boxes=on_target)
+    obs, *_ = env.step(counter(obs))  # first step of the episode: box 1 in place, nothing counted
+    assert env.placed_mask().sum().item() == 1 and counter.knocks.tolist() == [0]
+    knocked = {1: (0.3, SPACING + 0.3, 0.0)}
+    for expected, boxes in ((1, knocked), (1, on_target), (2, knocked), (2, knocked)):
+        place_push(env, 0, boxes=boxes)
+        obs, *_ = env.step(counter(obs))
+        assert counter.knocks.tolist() == [expected]
+    env.episode_length[:] = 0  # a new episode: counted afresh
+    counter(obs)
+    assert counter.knocks.tolist() == [0]

@@ -1,5 +1,7 @@
 """How an EgoPush policy's episodes end: how many boxes were in place when each episode ended,
-split by success, over the same episodes ``eval.py`` plays (same seed and worlds).
+split by success, over the same episodes ``eval.py`` plays (same seed and worlds); and how often
+a placed box was knocked out of place during them (the number of boxes in place fell from one
+control step to the next), split the same way.
 
     python scripts/experiments/egopush_failures.py checkpoints/egopush-line-teacher-fov --episodes 200
 """
@@ -12,11 +14,33 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
 from agents.evaluate import _episodes  # noqa: E402
-from agents.policies import make_policy  # noqa: E402
+from agents.policies import episode_done, make_policy  # noqa: E402
+
+
+class KnockCounter:
+    """Wraps a policy: before each action, counts per world how often the number of boxes in place
+    fell since the last control step (a placed box knocked out of place) in the current episode."""
+
+    def __init__(self, env, policy) -> None:
+        self.env, self.policy = env, policy
+        self.placed = torch.zeros(env.num_envs, dtype=torch.long)
+        self.knocks = torch.zeros(env.num_envs, dtype=torch.long)
+
+    def __call__(self, obs):
+        placed = self.env.placed_mask().sum(1).cpu()
+        fresh = self.env.episode_length.cpu() == 0
+        self.knocks = torch.where(fresh, 0, self.knocks + (placed < self.placed).long())
+        self.placed = placed
+        return self.policy(obs)
+
+    def episode_done(self, done) -> None:
+        episode_done(self.policy, done)
 
 
 def main() -> None:
@@ -33,15 +57,25 @@ def main() -> None:
     env = envs.make(meta["env"], num_envs=min(args.num_envs, args.episodes), **cfg)
     policy = make_policy(str(args.checkpoint), env)
     ends: collections.Counter[tuple[bool, int]] = collections.Counter()
+    knocks: dict[bool, list[int]] = {True: [], False: []}
+    watched = KnockCounter(env, policy)
 
     def count(w: int, info: dict) -> None:
         ends[(bool(info["success"][w]), int(info["placed"][w]))] += 1
+        knocks[bool(info["success"][w])].append(int(watched.knocks[w]))
 
-    _episodes(env, policy, args.episodes, args.seed, True, count)
+    _episodes(env, watched, args.episodes, args.seed, True, count)
     print(f"{args.checkpoint}: {args.episodes} episodes, seed {args.seed}")
     print("| outcome | boxes in place at the end | episodes |\n|---|---:|---:|")
     for (success, placed), n in sorted(ends.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
         print(f"| {'success' if success else 'timeout'} | {placed} of {env.n_placed} | {n} |")
+    print("\n| outcome | episodes | knock-outs per episode (mean) | episodes with 2 or more |\n|---|---:|---:|---:|")
+    for success in (True, False):
+        k = knocks[success]
+        if k:
+            many = sum(x >= 2 for x in k)
+            name = "success" if success else "timeout"
+            print(f"| {name} | {len(k)} | {sum(k) / len(k):.2f} | {many} ({many / len(k):.0%}) |")
 
 
 if __name__ == "__main__":
