@@ -1,0 +1,106 @@
+"""Does an EgoPush teacher rely on the order of a box's corners, which no camera can see?
+
+The privileged keypoints list each box's corners in the order its yaw gives them (``envs.egopush``:
+corner ``i`` at the box's yaw plus ``i`` quarter turns). A cube looks the same after a quarter turn,
+so from an image only its yaw modulo a quarter turn can be known (``distill.egogeom`` estimates that
+one): the order of a camera-estimated box is the env's order shifted by a number of places the
+camera cannot know. Here the teacher is evaluated (as ``eval.py``: deterministic actions, Wilson
+intervals, the same seeds and worlds) on its own observation as is, and with the corners of the two
+boxes that are not the anchor (active box, obstacle) put in the camera's order: shifted so that
+corner 0 is the one of the box's yaw taken into [-45, 45) degrees. The anchor (its marker tells
+its whole yaw) and the reference (turned with the anchor) keep theirs.
+
+    python scripts/experiments/egopush_corner_order.py checkpoints/egopush-line-teacher-fov_gated \\
+        --seeds 1000 2000 3000 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import envs  # noqa: E402
+from agents.evaluate import run_episodes, wilson_interval  # noqa: E402
+from distill.dagger import load_teacher  # noqa: E402
+
+GROUPS = 4
+"""Keypoint groups of an EgoPush teacher's observation: active box, anchor, obstacle, reference."""
+
+
+def camera_order(kp: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """One group's corners ``[N, 4, C]`` in the env's order for boxes of yaw ``[N]`` -> the same
+    corners, corner 0 the one of the yaw taken into [-pi/4, pi/4) (a quarter turn moves corner ``i``
+    to ``i + 1``, so the shift is the yaw's whole quarter turns)."""
+    quarter = math.pi / 2
+    turns = torch.round((yaw - (torch.remainder(yaw + quarter / 2, quarter) - quarter / 2)) / quarter).long() % 4
+    out = kp.clone()
+    for k in range(1, 4):
+        rows = turns == k
+        out[rows] = kp[rows].roll(k, 1)
+    return out
+
+
+class CameraOrder:
+    """The teacher on its ``privileged`` group, with the active box's and the obstacle's corners in
+    the camera's order (``camera_order``)."""
+
+    def __init__(self, env, teacher) -> None:
+        self.env, self.teacher = env, teacher
+        self.placed_idx = env._placed_idx.cpu()
+        self.rows = torch.arange(env.num_envs)
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = self.env._state()
+        kc = s["kc"].cpu()
+        box_yaw = s["box_yaw"].cpu()
+        p = obs["privileged"].float().clone()  # [N, 1, D]
+        kp = p[:, 0, : GROUPS * 12].reshape(-1, GROUPS, 4, 3).cpu()
+        for group, box in ((0, self.placed_idx[kc]), (2, self.placed_idx[1 - kc])):
+            kp[:, group] = camera_order(kp[:, group], box_yaw[self.rows, box])
+        p[:, 0, : GROUPS * 12] = kp.flatten(1).to(p)
+        return self.teacher(p)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("teacher", type=Path, help="an egopush-line teacher checkpoint (3 boxes)")
+    ap.add_argument("--episodes", type=int, default=200, help="per seed and row")
+    ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1000])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    teacher, meta = load_teacher(args.teacher)
+    cfg = dict(meta["env_config"])
+    if meta["env"] != "egopush-line" or cfg.get("n_boxes", 3) != 3:
+        raise SystemExit(f"{args.teacher}: expected an egopush-line teacher with 3 boxes")
+    env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
+    rows = {
+        "as is (the env's order)": lambda obs: teacher(obs["privileged"].float()),
+        "camera's order": CameraOrder(env, teacher),
+    }
+    print(f"{args.teacher}: {args.episodes} episodes per seed")
+    print("| corners | " + " | ".join(f"seed {s}" for s in args.seeds) + " | pooled |")
+    print("|---|" + "---|" * (len(args.seeds) + 1))
+    for name, policy in rows.items():
+        cells, total = [], 0
+        for seed in args.seeds:
+            r = run_episodes(env, policy, args.episodes, seed, progress=False)
+            wins = round(r["success_rate"] * args.episodes)
+            total += wins
+            lo, hi = r["success_rate_ci95"]
+            cells.append(f"{r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}]")
+        n = args.episodes * len(args.seeds)
+        lo, hi = wilson_interval(total, n)
+        pooled = f"{total} / {n}: {total / n:.3f} [{lo:.3f}, {hi:.3f}]"
+        print(f"| {name} | " + " | ".join(cells) + f" | {pooled} |", flush=True)
+    env.close()
+
+
+if __name__ == "__main__":
+    main()
