@@ -37,8 +37,7 @@ through time):
   shows its box where the other role's box was last seen and not where its own was (with both
   layers showing a box: when the crossed pairing fits better than the straight one); the memories
   swap with it, and the placement index (which target is next, so which reference) flips. Where
-  the anchor (its marker read at this step) and the obstacle are in view, the index is also read
-  directly: 1 when the obstacle is
+  the anchor and the obstacle are in view, the index is also read directly: 1 when the obstacle is
   within the env's tolerance of the first target (it is the first box, placed), 0 when it is
   clearly away from it. The fraction placed is the placement index over the number of placements.
 
@@ -509,14 +508,13 @@ class GeoKeypoints:
         both = vis_box[:, 0] & vis_box[:, 2]
         crossed = (d_ao + d_oa + self.margin < d_aa + d_oo) & ((d_ao < self.close) | (d_oa < self.close))
         moved = torch.where(both, crossed, one)
-        # The placement index read directly, where the anchor (its marker read now) and the obstacle
-        # are in view: 1 exactly when the obstacle is the first box, placed at the first target. A yaw
-        # held since an earlier reading is a quarter turn off where the anchor was turned out of view,
-        # which moves that target round the anchor. Estimates err by centimetres, so only a clear case
-        # counts: within the env's tolerance (1), or more than ``unplaced`` from the target (0).
+        # The placement index read directly, where the anchor (with its yaw) and the obstacle are in
+        # view: 1 exactly when the obstacle is the first box, placed at the first target. Estimates
+        # err by centimetres, so only a clear case counts: within the env's tolerance (1), or more
+        # than ``unplaced`` from the target (0).
         target0 = c_r[:, 1] + rotate(self._t("offsets", dev)[0].expand(N, 2), yaw[:, 1])
         off = (c_r[:, 2] - target0).norm(dim=-1)
-        direct = vis_box[:, 1] & vis_box[:, 2] & sure & ((off < self.tolerance) | (off > self.unplaced))
+        direct = vis_box[:, 1] & vis_box[:, 2] & ayaw_seen & ((off < self.tolerance) | (off > self.unplaced))
         kc_direct = (off < self.tolerance).long()
         kc_next = torch.where(direct, kc_direct, torch.where(moved, (kc + 1) % self.P, kc))
         # The memories swap with a change of the index, unless the obstacle is seen where its own

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import place_push
 
 import envs
 from agents.policies import make_policy
@@ -18,7 +17,6 @@ from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_e
 from distill.egogeom import GeoKeypoints
 from distill.students import Student, StudentConfig
 from envs.egopush import scene
-from envs.egopush.tasks import SPACING
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "checkpoints" / "egopush-line-teacher-fov_gated"
@@ -346,32 +344,3 @@ def test_camera_order_lists_a_cube_turned_by_quarter_turns_the_same_way() -> Non
         assert torch.equal(cam[k, :, 2], kp[k, :, 2].roll(k, 0))
     assert torch.equal(cam[4], kp[4])  # a yaw already in [-45, 45) degrees keeps the env's order
     env.close()
-
-
-def test_the_placement_index_is_not_read_from_an_anchor_yaw_held_since_an_old_reading() -> None:
-    """The first box is placed (the obstacle on the first target) and the camera sees it and the
-    anchor. The index is read directly only while the anchor's marker is read: a yaw held from an
-    earlier reading, a quarter turn off (the anchor turned out of view), would put the first target
-    a quarter turn round the anchor and read "not placed"."""
-    env = _env(1)
-    try:
-        env.reset(seed=0)
-        place_push(
-            env, 0, robot=(-1.0, 0.15, 0.0), boxes={0: (0.0, 0.0, 0.0), 1: (0.0, SPACING, 0.0), 2: (1.2, -1.4, 0.0)}
-        )
-        obs, *_ = env.step(torch.zeros(1, 1, 2))
-        assert env._state()["kc"].tolist() == [1]
-        depth, proprio = obs["depth_layers"][:, 0].float(), obs["proprio"][:, 0].float()
-    finally:
-        env.close()
-    geo = _geo(env)
-    _, seen, *_ = geo.boxes(depth.flatten(2))
-    assert seen[0, 1] and seen[0, 2]  # the anchor and the placed box are in view
-    state = geo.init_state(1)
-    state.kc[:] = 1
-    state.ayaw_seen[:] = True
-    state.ayaw[:] = math.pi / 2  # held a quarter turn off (the anchor faces +x, as the robot does)
-    state.avote[:] = torch.tensor([0.0, 5.0])  # and so voted, by many readings
-    real = geo.boxes
-    geo.boxes = lambda d: (*real(d)[:4], torch.zeros(1, dtype=torch.bool))  # the marker is not read now
-    assert int(geo.step(depth, proprio, state, torch.zeros(1, dtype=torch.bool)).kc) == 1
