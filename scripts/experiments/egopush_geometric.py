@@ -109,14 +109,22 @@ def truth_errors(
     estimate (active box, anchor) to the true centre, split by whether all the box's top corners are
     in the image (wholly in view) or not (cut by the image's edge); and, as 0/1 per step, whether the
     anchor's yaw is off by more than 0.5 rad (a wrong quarter turn), for the single readings (where
-    sure) and for the yaw the estimate holds (once its marker was seen), and whether the estimated
-    placement index is right."""
+    sure) and for the yaw the estimate holds (once its marker was seen; also split by how long ago
+    the marker was last read), and whether the estimated placement index is right."""
     W_img, H_img = env.cfg.camera_resolution
     geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
     state = geo.init_state(env.num_envs)
     out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
-    rates: dict[str, list[float]] = {"anchor yaw reading wrong": [], "anchor yaw held wrong": [], "index right": []}
+    rates: dict[str, list[float]] = {
+        "anchor yaw reading wrong": [],
+        "anchor yaw held wrong": [],
+        "  held wrong, marker read at this step": [],
+        "  held wrong, marker last read 1-50 steps before": [],
+        "  held wrong, marker last read more than 50 steps before": [],
+        "index right": [],
+    }
     obs = env.reset(seed=seed)
+    since = torch.zeros(env.num_envs, dtype=torch.long)  # steps since the anchor's marker was read
     rows = torch.arange(env.num_envs)[:, None]
 
     def wrong(yaw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -138,7 +146,15 @@ def truth_errors(
         state = geo.step(depth, obs["proprio"][:, 0].float().cpu(), state, first)
         ayaw = (s["anchor_yaw"] - s["yaw"]).cpu()
         rates["anchor yaw reading wrong"] += wrong(reading, ayaw)[sure].tolist()
-        rates["anchor yaw held wrong"] += wrong(state.ayaw - state.pose[:, 2], ayaw)[state.ayaw_seen].tolist()
+        held = wrong(state.ayaw - state.pose[:, 2], ayaw)
+        rates["anchor yaw held wrong"] += held[state.ayaw_seen].tolist()
+        since = torch.where(sure, 0, since + 1)
+        for key, when in (
+            ("  held wrong, marker read at this step", since == 0),
+            ("  held wrong, marker last read 1-50 steps before", (since > 0) & (since <= 50)),
+            ("  held wrong, marker last read more than 50 steps before", since > 50),
+        ):
+            rates[key] += held[state.ayaw_seen & when].tolist()
         rates["index right"] += (state.kc == s["kc"].cpu()).float().tolist()
         with torch.no_grad():
             obs, *_ = env.step(teacher(obs["privileged"].float()))
