@@ -25,9 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from egopush_geometric import line_teacher  # noqa: E402
+
 import envs  # noqa: E402
 from agents.evaluate import run_episodes, wilson_interval  # noqa: E402
-from distill.dagger import load_teacher  # noqa: E402
 
 GROUPS = 4
 """Keypoint groups of an EgoPush teacher's observation: active box, anchor, obstacle, reference."""
@@ -75,10 +76,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1000])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    teacher, meta = load_teacher(args.teacher)
-    cfg = dict(meta["env_config"])
-    if meta["env"] != "egopush-line" or cfg.get("n_boxes", 3) != 3:
-        raise SystemExit(f"{args.teacher}: expected an egopush-line teacher with 3 boxes")
+    teacher, meta, cfg = line_teacher(args.teacher)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     rows = {
         "as is (the env's order)": lambda obs: teacher(obs["privileged"].float()),

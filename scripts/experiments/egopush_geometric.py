@@ -161,6 +161,16 @@ def truth_errors(
     return out, rates
 
 
+def line_teacher(path: Path) -> tuple[torch.nn.Module, dict, dict]:
+    """An ``egopush-line`` teacher with 3 boxes (one per role; ``SystemExit`` for any other): its
+    policy, its metadata and a copy of its env config."""
+    teacher, meta = load_teacher(path)
+    cfg = dict(meta["env_config"])
+    if meta["env"] != "egopush-line" or cfg.get("n_boxes", 3) != 3:
+        raise SystemExit(f"{path}: expected an egopush-line teacher with 3 boxes")
+    return teacher, meta, cfg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("teacher", type=Path, help="an egopush-line teacher checkpoint (3 boxes)")
@@ -190,10 +200,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    teacher, meta = load_teacher(args.teacher)
-    cfg = dict(meta["env_config"])
-    if meta["env"] != "egopush-line" or cfg.get("n_boxes", 3) != 3:
-        raise SystemExit(f"{args.teacher}: expected an egopush-line teacher with 3 boxes")
+    teacher, meta, cfg = line_teacher(args.teacher)
     cfg.update(cameras=("depth_layers",), anchor_marker=True)
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     if args.truth_steps > 0:
