@@ -168,6 +168,24 @@ def test_pushing_the_anchor_costs_its_displacement_and_driving_past_it_costs_not
     assert abs(float(cost[1])) < 2e-3
 
 
+def test_knocking_a_placed_box_out_costs_one_knock_and_driving_past_it_nothing():
+    env = envs.make("egopush-line", num_envs=2, reward_scales={"knock": 2.0})
+    env.reset(seed=0)
+    boxes = {0: (0.0, 0.0, 0.0), 1: (0.0, SPACING, 0.0), 2: (1.2, -1.2, 0.0)}  # box 1 on its target
+    place_push(env, 0, robot=(-0.6, SPACING + 0.1, 0.0), boxes=boxes)  # box 1 ahead, the anchor clear
+    place_push(env, 1, robot=(-1.5, -1.5, 0.0), boxes=boxes)  # open floor ahead
+    assert env.placed_mask()[:, 0].tolist() == [True, True]
+    knocks = []
+    for _ in range(40):
+        _, reward, term, trunc, info = env.step(torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]))
+        assert not (term | trunc).any()
+        knocks.append(info["reward_terms"]["knock"][:, 0])
+    knocks = torch.stack(knocks)
+    assert env.placed_mask()[:, 0].tolist() == [False, True]  # pushed off its target in world 0 only
+    assert knocks[:, 0].sum().item() == -2.0 and (knocks[:, 0] != 0).sum().item() == 1  # once, scaled by 2
+    assert knocks[:, 1].abs().sum().item() == 0.0
+
+
 def test_student_groups_hold_no_world_coordinates():
     # World 1 is world 0 turned a quarter about the room's centre and then shifted with its walls:
     # the same scene seen from the robot. Every group a student reads must be identical.

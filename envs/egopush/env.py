@@ -45,6 +45,10 @@ class RewardScales:
     """Dense: minus the distance (m) the anchor moved this step. In the line and cross tasks the anchor
     is a box the robot can push, and the targets move with it: pushed against a wall, it leaves
     targets no box can reach (0 in the goal task, whose anchor is a fixed region)."""
+    knock: float = 0.0
+    """Minus the number of placed boxes knocked out of place this step (in place before it, not
+    after). Completing a stage again after a setback pays nothing, which is all a knock-out costs
+    without it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,6 +440,7 @@ class EgoPushEnv(BatchedEnv):
         before = self.sim.qpos[:, self._robot_q : self._robot_q + 2].float().clone()
         self._pos_before = before
         self._anchor_before = self._state()["anchor_pos"].clone()
+        self._placed_before = self._state()["placed"].clone()
         self.prev_action = actions
         ctrl = (actions[:, 0] * self._act_scale).to(self.sim.ctrl)
         self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl
@@ -482,6 +487,7 @@ class EgoPushEnv(BatchedEnv):
             "progress": progress[:, None],
             "time": -torch.ones(self.num_envs, 1, device=self.device),
             "anchor": -(s["anchor_pos"] - self._anchor_before).norm(dim=-1)[:, None],
+            "knock": -(self._placed_before & ~placed).sum(1).float()[:, None],
         }
         info = {
             "success": success.clone(),
