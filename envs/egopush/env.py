@@ -439,8 +439,9 @@ class EgoPushEnv(BatchedEnv):
     def _apply_actions(self, actions: torch.Tensor) -> None:
         before = self.sim.qpos[:, self._robot_q : self._robot_q + 2].float().clone()
         self._pos_before = before
-        self._anchor_before = self._state()["anchor_pos"].clone()
-        self._placed_before = self._state()["placed"].clone()
+        s = self._state()
+        self._anchor_before = s["anchor_pos"].clone()
+        self._placed_before = s["placed"].clone()
         self.prev_action = actions
         ctrl = (actions[:, 0] * self._act_scale).to(self.sim.ctrl)
         self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl
