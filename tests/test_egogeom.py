@@ -116,7 +116,7 @@ def test_a_box_that_shows_only_its_top_face_is_placed_by_that_face_s_edges() -> 
     topmost pixel) and its lateral edges (each row's outermost) place it within 3 cm on average
     (``centres="top"``), less than half the error. Boxes that show a side face are placed as by
     ``corners``."""
-    W, steps = 8, 120
+    W, steps = 8, 200
     teacher, _ = load_teacher(TEACHER)
     env = _env(W)
     W_img, H_img = env.cfg.camera_resolution
