@@ -5,7 +5,8 @@
 #   2. scripts/bench_train.py on warp/CUDA, 4096 worlds (PPO env-steps/s including updates);
 #   3. scripts/bench_distill.py on warp/CUDA, 1024 and 4096 worlds (student frames/s, KV cache);
 #   4. optionally (TRAIN_SECONDS > 0) a fov_gated EgoPush teacher on 4096 worlds, warm-started from the
-#      shipped one and stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
+#      shipped one (and its critic) with its last stage's `knock` reward term (TRAIN_OVERRIDES, JSON, to change
+#      the env) and stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
 # Everything lands in $OUT/gpu-checks.tar.gz (the JSON results, logs, run directory) and $OUT/summary.txt.
 #
 # How to run it (the wheels travel in four calls because Warp's alone is about 143 MiB and a call carries
@@ -25,6 +26,8 @@ cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda:0}
 BACKEND=${BACKEND:-warp}
 TRAIN_SECONDS=${TRAIN_SECONDS:-0}
+# The env of the training (4.): the shipped teacher's last stage, with the `knock` reward term its critic learnt.
+TRAIN_OVERRIDES=${TRAIN_OVERRIDES:-'{"memory_seconds": 60.0, "reward_scales": {"knock": 2.0}}'}
 CHECKS=${CHECKS:-1}  # 0: skip steps 1-3 (a training-only call)
 QUICK=${QUICK:-0}
 OUT=${OUT:-$PWD/gpu-checks-out}
@@ -109,6 +112,6 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
     step train-fov_gated "$TRAIN_SECONDS" python3 scripts/train_teacher.py --env egopush-line \
         --observability fov_gated --backend "$BACKEND" --device "$DEVICE" --num-envs 4096 \
         --total-steps 2000000000 --eval-episodes 0 --init-from checkpoints/egopush-line-teacher-fov_gated \
-        --env-overrides '{"memory_seconds": 60.0}' --run-dir "$run"
+        --env-overrides "$TRAIN_OVERRIDES" --run-dir "$run"
     ls "$run" 2>/dev/null | sed 's/^/   run dir: /' | tee -a "$summary"
 fi
