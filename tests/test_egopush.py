@@ -282,3 +282,19 @@ def test_knock_counter_counts_a_placed_box_knocked_out_of_place():
     env.episode_length[:] = 0  # a new episode: counted afresh
     counter(obs)
     assert counter.knocks.tolist() == [0]
+
+
+@pytest.mark.parametrize("script", ["egopush_failures", "egopush_gap", "soccer_gap"])
+def test_experiment_scripts_name_a_folder_that_is_not_a_checkpoint(script, tmp_path, monkeypatch):
+    """The failure and gap scripts read a checkpoint's metadata through the checkpoint loader: a
+    folder without one (a run directory, whose policy is in ``checkpoint/``) is a clear error."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    module = importlib.import_module(script)
+    teacher = [] if script == "egopush_failures" else ["--teacher", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [script, str(tmp_path), *teacher])
+    with pytest.raises(SystemExit, match=r"checkpoint: .* is not a policy checkpoint: expected policy.safetensors"):
+        module.main()

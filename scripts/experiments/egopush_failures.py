@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
+from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
 from agents.evaluate import _episodes  # noqa: E402
 from agents.policies import episode_done, make_policy  # noqa: E402
 
@@ -50,7 +50,10 @@ def main() -> None:
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1000)
     args = ap.parse_args()
-    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    try:
+        meta = read_meta(args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(f"checkpoint: {err}") from None
     if not meta["env"].startswith("egopush"):
         raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {meta['env']!r}")
     cfg = {k: v for k, v in meta["env_config"].items() if k != "reward_scales"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
+from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
 from agents.policies import episode_done, make_policy  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
 
@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    try:
+        meta = read_meta(args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(f"checkpoint: {err}") from None
     if meta.get("kind") != "student" or not meta["env"].startswith("egopush"):
         raise SystemExit(f"{args.checkpoint}: expected an EgoPush student checkpoint")
     env = envs.make(meta["env"], num_envs=args.num_envs, **meta["env_config"])

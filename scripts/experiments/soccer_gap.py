@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
+from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
 from agents.policies import episode_done, make_policy  # noqa: E402
 from agents.rollout import TeamPolicy  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    meta = json.loads((args.checkpoint / "policy.json").read_text())
+    try:
+        meta = read_meta(args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(f"checkpoint: {err}") from None
     if meta.get("kind") != "student" or meta["env"] != "soccer-1v1":
         raise SystemExit(f"{args.checkpoint}: expected a soccer-1v1 student checkpoint")
     cameras = tuple(dict.fromkeys((*meta["env_config"].get("cameras", ("rgb",)), "segmentation")))
