@@ -292,7 +292,7 @@ def test_experiment_scripts_name_a_folder_that_is_not_a_checkpoint(script, tmp_p
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
     module = importlib.import_module(script)
     teacher = [] if script == "egopush_failures" else ["--teacher", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", [script, str(tmp_path), *teacher])
