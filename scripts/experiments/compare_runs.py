@@ -1,7 +1,7 @@
 """Learning curves of several runs on one plot, and the same curves as a table of bins.
 
 python scripts/experiments/compare_runs.py RUN_DIR [RUN_DIR ...] [--labels A B ...] [--metric episode/success_rate]
-    [--bin 2000000] [--out curves.png]
+    [--bin 2000000] [--out curves.png] [--target 0.95]
 
 Each run is a run directory of train_teacher.py or distill_student.py (its ``metrics.jsonl``; a run
 continued with --resume is one curve). The curve is the metric over the last ~100 finished episodes,
@@ -34,6 +34,8 @@ class CompareConfig:
     """Width of the table's bins, in env-steps or frames."""
     out: Path | None = None
     """Where the PNG goes (default: no plot)."""
+    target: float | None = None
+    """Draw this value of the metric as a dashed line labelled "target" (e.g. an issue's 0.95)."""
 
 
 def binned(history: list[dict], key: str, x_key: str, width: int) -> dict[int, float]:
@@ -55,6 +57,8 @@ def main(cfg: CompareConfig) -> None:
         raise SystemExit(f"--labels: {len(cfg.labels)} labels for {len(cfg.runs)} runs")
     if cfg.bin <= 0:
         raise SystemExit(f"--bin {cfg.bin}: expected a positive number of steps")
+    if cfg.target is not None and not 0.0 <= cfg.target <= 1.0:
+        raise SystemExit(f"--target {cfg.target}: expected a rate between 0 and 1")
     labels = cfg.labels or tuple(r.name for r in cfg.runs)
     curves = []
     for run, label in zip(cfg.runs, labels, strict=True):
@@ -78,6 +82,8 @@ def main(cfg: CompareConfig) -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
         for label, x_key, history in curves:
             ax.plot(*episode_rate(history, cfg.metric, x_key), label=label)
+        if cfg.target is not None:
+            ax.axhline(cfg.target, color="k", linestyle="--", linewidth=1, label=f"target {cfg.target:g}")
         ax.set_xlabel(" / ".join(sorted({x.replace("_", "-") for _, x, _ in curves})))
         ax.set_ylabel(cfg.metric.split("/")[-1] + " (last ~100 episodes)")
         ax.set_ylim(-0.02, 1.02)
