@@ -177,6 +177,11 @@ class GeoKeypoints:
                 f"and a global, fov or fov_gated teacher; got task {geometry['task']!r}, {geometry['n_boxes']} boxes, "
                 f"observability {geometry['observability']!r}"
             )
+        if geometry.get("room_keypoints", False):
+            raise ValueError(
+                "geometric keypoints estimate the boxes' groups only; this teacher also reads the room's "
+                "corners (room_keypoints), which no student estimates yet: distil from a teacher without them"
+            )
         self.hw = tuple(image_hw)
         ray, _ = pixel_rays(geometry, self.hw)
         self.tables = {

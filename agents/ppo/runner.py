@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from agents.actor import GaussianActor
+from agents.actor import GaussianActor, widen_input
 from agents.ppo.algorithm import PPO, Critic, PPOConfig, average_into
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
@@ -225,9 +225,10 @@ class Runner:
         actor, meta = GaussianActor.load(path)
         if meta["env"] != self.env_name:
             raise CheckpointError(f"{path}: trained on {meta['env']!r}, not {self.env_name!r}")
-        # An observability whose group appends inputs (soccer ``fov``'s in-view flags): zero weights there.
+        # A config whose groups append inputs (soccer ``fov``'s in-view flags, EgoPush's
+        # ``room_keypoints``): zero weights there, for the actor and the critic.
         appended = getattr(self.learner.env, "appended_dims", lambda *_: 0)
-        extra = appended(actor.group, meta["env_config"].get("observability", "global"))
+        extra = appended(actor.group, meta["env_config"])
         if extra > 0 and actor.obs_dim + extra == self.actor.obs_dim:
             actor = actor.widened(extra)
         mine = (self.actor.obs_dim, self.actor.act_dim, self.actor.hidden, self.actor.group)
@@ -242,8 +243,15 @@ class Runner:
         if not state.is_file():
             return meta, False
         critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
+        extra = appended("critic", meta["env_config"])
+        src_dim = critic["norm.mean"].shape[0] if "norm.mean" in critic else -1
         try:
-            self.critic.load_state_dict(critic)
+            if extra > 0 and src_dim + extra == self.critic.norm.mean.shape[0]:
+                src = Critic(src_dim, self.cfg.hidden).to(self.learner.env.device)
+                src.load_state_dict(critic)
+                widen_input(src, self.critic, list(range(src_dim)))
+            else:
+                self.critic.load_state_dict(critic)
         except RuntimeError as err:
             raise CheckpointError(f"{path}: its critic does not fit this run's: {err}") from err
         return meta, True

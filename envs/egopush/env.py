@@ -104,6 +104,12 @@ class EgoPushConfig:
     """Formations: a post on the anchor's top at its +y edge, the side the formation extends to. The
     anchor is a cube, so without it no image tells which of its four sides the targets are on
     (only the teachers' reference keypoints do); visual only, the physics is unchanged."""
+    room_keypoints: bool = False
+    """Append the room's four inner corners (x, y in the robot frame, shown flag; 12 inputs) to the
+    ``privileged`` and ``critic`` groups, after everything else. They stand for the walls, which a
+    depth camera sees: in the ``fov`` modes a corner is shown while it is in the camera's frustum and
+    range (at a box's mid-height) and for ``memory_seconds`` after; in ``global`` mode, and in
+    ``critic``, always. Off by default: the teachers in ``checkpoints/`` read no walls."""
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -200,7 +206,10 @@ class EgoPushEnv(BatchedEnv):
         n_obj = B + 1 + self.n_placed
         self._kp_memory = torch.zeros(W, n_obj, KP, 2, device=dev)
         self._kp_seen_step = torch.full((W, n_obj, KP), -1, dtype=torch.long, device=dev)
-        p_dim = 12 * (3 + self.n_slots) + 5
+        # Room corners (``room_keypoints``): world positions and the episode step each was last seen.
+        self._room = self._unit_square * cfg.arena_half  # [4, 2]
+        self._room_seen_step = torch.full((W, KP), -1, dtype=torch.long, device=dev)
+        p_dim = 12 * (3 + self.n_slots) + 5 + (3 * KP if cfg.room_keypoints else 0)
         box = gym.spaces.Box
         self.observation_spaces = {
             "privileged": box(-np.inf, np.inf, (p_dim,), np.float32),
@@ -274,6 +283,7 @@ class EgoPushEnv(BatchedEnv):
             "n_boxes": cfg.n_boxes,
             "task": cfg.task,
             "position_tolerance": cfg.position_tolerance,
+            "room_keypoints": cfg.room_keypoints,
         }
 
     def _reward_scales(self) -> dict[str, float]:
@@ -426,6 +436,7 @@ class EgoPushEnv(BatchedEnv):
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
         self._kp_seen_step[ids] = -1
+        self._room_seen_step[ids] = -1
         self._prev_dist[ids] = self._distances(self._state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -590,14 +601,45 @@ class EgoPushEnv(BatchedEnv):
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
         half_track = scene.ROBOT_HALF[1]
         wheels = torch.stack((s["fwd"] - s["wz"] * half_track, s["fwd"] + s["wz"] * half_track), -1)
+        priv, crit = [masked, robot], [full, robot, time_left]
+        if self.cfg.room_keypoints:
+            shown, every = self._room_keypoints(s)
+            priv.append(shown)
+            crit.append(every)
         obs: Obs = {
-            "privileged": torch.cat((masked, robot), -1)[:, None],
-            "critic": torch.cat((full, robot, time_left), -1)[:, None],
+            "privileged": torch.cat(priv, -1)[:, None],
+            "critic": torch.cat(crit, -1)[:, None],
             "proprio": torch.cat((wheels, self.prev_action[:, 0]), -1)[:, None],
         }
         if self.cfg.cameras:
             obs.update(self._cameras(active))
         return obs
+
+    def _room_keypoints(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The room's corners ``[W, 12]`` as the actor is shown them (x, y zeroed where not shown,
+        then the flags), and ``[W, 12]`` all shown (the critic's). A corner does not move, so the
+        memory is only when it was last seen."""
+        room = self._to_robot(s, self._room.expand(self.num_envs, -1, -1))  # [W, 4, 2]
+        ones = torch.ones_like(room[..., :1])
+        every = torch.cat((room, ones), -1).flatten(1)
+        if self.cfg.observability == "global":
+            return every, every
+        u, v, depth = self.project(room, scene.BOX_HALF)
+        vis = (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
+        step = torch.where(vis, self.episode_length[:, None], self._room_seen_step)
+        self._room_seen_step = step
+        age = (self.episode_length[:, None] - step).float() * self.control_dt
+        flag = ((step >= 0) & (age <= self.cfg.memory_seconds)).float()[..., None]
+        return torch.cat((room * flag, flag), -1).flatten(1), every
+
+    def appended_dims(self, group: str, source_config: dict[str, Any]) -> int:
+        """How many inputs this env's ``group`` appends at its end to the same env under
+        ``source_config`` (an ``EgoPushConfig`` as a dict, e.g. a checkpoint's ``env_config``; the rest
+        is laid out alike): what a warm start from it must add (``room_keypoints``)."""
+        if group not in ("privileged", "critic"):
+            return 0
+        mine, theirs = self.cfg.room_keypoints, bool(source_config.get("room_keypoints", False))
+        return 3 * KP * (int(mine) - int(theirs))
 
     def roles(self, active: torch.Tensor) -> torch.Tensor:
         """``[W, B + 1]`` role index (0 active, 1 anchor, 2 obstacle) of each box and the region."""

@@ -158,7 +158,7 @@ class SoccerEnv(BatchedEnv):
         self._opps = torch.tensor(opps, dtype=torch.long, device=dev)
         # Team frame: team 1 sees the world turned by 180 degrees.
         self._flip = torch.tensor([1.0] * n + [-1.0] * n, device=dev)
-        p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", "global"), 14 * n + 7
+        p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", {"observability": "global"}), 14 * n + 7
         # ``fov`` memory: per observer, each object's world pose when last seen (ball: x, y; robots:
         # x, y, yaw) and whether it is in view now.
         self._ball_seen = torch.zeros(W, A, 2, device=dev)
@@ -182,9 +182,11 @@ class SoccerEnv(BatchedEnv):
         self._seg_table = self._segmentation_table()
         self._geom_owner = self._geom_owners()
 
-    def appended_dims(self, group: str, observability: str) -> int:
+    def appended_dims(self, group: str, source_config: dict[str, Any]) -> int:
         """How many inputs this env's ``group`` appends at its end to the same env under
-        ``observability`` (the rest is laid out alike): what a warm start from it must add."""
+        ``source_config`` (a ``SoccerConfig`` as a dict, e.g. a checkpoint's ``env_config``; the rest
+        is laid out alike): what a warm start from it must add."""
+        observability = source_config.get("observability", "global")
         if group != "privileged" or observability == self.cfg.observability:
             return 0
         flags = 2 * self.cfg.team_size  # the ball and the other robots' in-view flags
