@@ -344,3 +344,12 @@ def test_camera_order_lists_a_cube_turned_by_quarter_turns_the_same_way() -> Non
         assert torch.equal(cam[k, :, 2], kp[k, :, 2].roll(k, 0))
     assert torch.equal(cam[4], kp[4])  # a yaw already in [-45, 45) degrees keeps the env's order
     env.close()
+
+
+def test_a_teacher_that_reads_the_room_s_corners_is_refused_by_name() -> None:
+    # Geometry estimates the boxes' groups only: a teacher with room_keypoints would read 12 inputs it
+    # cannot fill, so the student refuses it with an error that names the setting.
+    env = _env(1, room_keypoints=True)
+    with pytest.raises(ValueError, match="room_keypoints"):
+        _geo(env)
+    assert _geo(_env(1)).obs_dim == 4 * 4 * 3 + 5  # without them, as before

@@ -107,6 +107,47 @@ def test_keypoint_memory_keeps_a_box_that_left_the_view_where_it_was_seen():
     assert _privileged_groups(env, 1)[0, :, 2].tolist() == [1.0] * 4
 
 
+def _room(env, w, group="privileged"):
+    """The room's corners of world w as [4, 3] (x, y in the robot frame, shown), the group's last 12."""
+    return env._observe()[group][w, 0, -12:].view(4, 3)
+
+
+def test_room_corners_shown_by_the_camera_rules_and_remembered():
+    env = envs.make("egopush-line", num_envs=2, observability="fov", memory_seconds=2.0, room_keypoints=True)
+    plain = envs.make("egopush-line", num_envs=2, observability="fov")
+    assert env.observation_spaces["privileged"].shape[-1] == plain.observation_spaces["privileged"].shape[-1] + 12
+    env.reset(seed=0)
+    boxes = {0: (-1.5, 1.5, 0.0), 1: (-1.5, 0.0, 0.0), 2: (-1.5, -1.5, 0.0)}
+    # Robot 1.5 m from the room's (+2, +2) corner, facing it (world 0) or facing away (world 1).
+    place_push(env, 0, robot=(0.94, 0.94, math.pi / 4), boxes=boxes)
+    place_push(env, 1, robot=(0.94, 0.94, -3 * math.pi / 4), boxes=boxes)
+    env._room_seen_step.fill_(-1)  # forget what the robots saw from where the reset put them
+    a, b = _room(env, 0), _room(env, 1)
+    # Corner 0 is (+2, +2) (the unit square's first corner): ahead, 1.5 m along the robot's x.
+    assert a[0, 2] == 1.0 and b[0, 2] == 0.0
+    torch.testing.assert_close(a[0, :2], torch.tensor([1.5, 0.0]), atol=2e-3, rtol=0)
+    assert b[0, :2].abs().sum() == 0  # not shown: no position
+    # The far corners lie beyond the camera's 3 m range: not shown in either world.
+    assert a[2, 2] == 0.0 and b[2, 2] == 0.0
+    # The critic reads every corner, world 1's corner behind it included, at its true position.
+    crit = _room(env, 1, "critic")
+    assert crit[:, 2].tolist() == [1.0] * 4
+    torch.testing.assert_close(crit[0, :2], torch.tensor([-1.5, 0.0]), atol=2e-3, rtol=0)
+    # World 0 turns away: the corner is remembered for memory_seconds (2 s = 40 steps), then dropped.
+    place_push(env, 0, robot=(0.94, 0.94, -3 * math.pi / 4))
+    env.episode_length[0] += 30
+    kept = _room(env, 0)
+    assert kept[0, 2] == 1.0
+    torch.testing.assert_close(kept[0, :2], torch.tensor([-1.5, 0.0]), atol=2e-3, rtol=0)
+    env.episode_length[0] += 20
+    assert _room(env, 0)[0, 2] == 0.0
+    # A global teacher is shown every corner.
+    glob = envs.make("egopush-line", num_envs=1, room_keypoints=True)
+    glob.reset(seed=0)
+    place_push(glob, 0, robot=(0.94, 0.94, -3 * math.pi / 4), boxes=boxes)
+    assert _room(glob, 0)[:, 2].tolist() == [1.0] * 4
+
+
 @pytest.mark.parametrize("mode", ["fov", "fov_gated"])
 def test_reference_gated_on_the_anchor_near_the_image_centre(mode):
     env = envs.make("egopush-line", num_envs=2, observability=mode)

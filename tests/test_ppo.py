@@ -519,6 +519,50 @@ def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
         ship_critic.ship(bare, teacher)
 
 
+def test_init_from_an_egopush_teacher_widens_actor_and_critic_for_room_corners(tmp_path):
+    from safetensors.torch import save_file
+
+    from agents.actor import GaussianActor
+    from agents.ppo.algorithm import Critic
+
+    plain = envs.make("egopush-line", num_envs=2, observability="fov", memory_seconds=2.0)
+    p_dim, c_dim = plain.observation_spaces["privileged"].shape[0], plain.observation_spaces["critic"].shape[0]
+    gen = torch.Generator().manual_seed(0)
+    source, critic = GaussianActor(p_dim, 2, (16, 16)), Critic(c_dim, (16, 16))
+    with torch.no_grad():  # seeded, not the identity normaliser
+        for net in (source, critic):
+            for t in net.parameters():
+                t.copy_(0.3 * torch.randn(t.shape, generator=gen))
+            net.norm.mean.copy_(torch.randn(net.norm.mean.shape, generator=gen))
+            net.norm.var.copy_(0.5 + torch.rand(net.norm.var.shape, generator=gen))
+    source.save(tmp_path / "src", "egopush-line", {"observability": "fov", "memory_seconds": 2.0})
+    save_file(
+        {f"critic/{k}": v.contiguous() for k, v in critic.state_dict().items()},
+        str(tmp_path / "src" / "train_state.safetensors"),
+    )
+    room = envs.make("egopush-line", num_envs=2, observability="fov", memory_seconds=2.0, room_keypoints=True)
+    learner = LearnerEnv(room, "privileged", "critic")
+    runner = Runner(learner, PPOConfig(steps_per_env=8, hidden=(16, 16)), 64, 0, tmp_path / "room", "egopush-line", {})
+    assert (runner.actor.obs_dim, runner.critic.norm.mean.shape[0]) == (p_dim + 12, c_dim + 12)
+    assert runner.init_from(tmp_path / "src")[1]  # the critic was loaded, widened
+    # Until training gives the corners weight, both act and value as their sources, wherever the walls are.
+    obs = room.reset(seed=0)
+    x, xc = obs["privileged"][:, 0], obs["critic"][:, 0]
+    torch.testing.assert_close(x[:, :p_dim], plain.reset(seed=0)["privileged"][:, 0])  # laid out alike before them
+    for corners in (x[:, p_dim:], torch.randn(2, 12, generator=gen)):
+        torch.testing.assert_close(runner.actor(torch.cat((x[:, :p_dim], corners), -1)), source(x[:, :p_dim]))
+        torch.testing.assert_close(runner.critic(torch.cat((xc[:, :c_dim], corners), -1)), critic(xc[:, :c_dim]))
+    # The reverse (a teacher with corners into a run without) does not fit: a clear error.
+    from agents.checkpoint import CheckpointError
+
+    runner.actor.save(tmp_path / "wide", "egopush-line", {"observability": "fov", "room_keypoints": True})
+    narrow = Runner(
+        LearnerEnv(plain, "privileged", "critic"), PPOConfig(hidden=(16, 16)), 64, 0, tmp_path / "n", "egopush-line", {}
+    )
+    with pytest.raises(CheckpointError, match="obs, act, hidden"):
+        narrow.init_from(tmp_path / "wide")
+
+
 def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
     from agents.actor import GaussianActor
     from agents.checkpoint import CheckpointError
