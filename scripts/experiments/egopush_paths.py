@@ -1,6 +1,7 @@
 """Where an EgoPush policy's failed episodes went: one top-down panel per failed episode (the
 robot's path, each box's path from its start, the targets where they were at the end) and, over
-all episodes, how far the anchor was pushed in failures and in successes.
+all episodes, how far the anchor was pushed in failures and in successes, how many ended with a
+target no box fits on (against a wall), and how near a wall the anchor started.
 
 Every world plays one episode from ``--seed`` (the first episode of each world in ``eval.py``'s
 evaluation with the same seed and worlds).
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
 from agents.policies import checkpoint_env, episode_done, make_policy  # noqa: E402
+from envs.egopush.scene import BOX_HALF  # noqa: E402
 
 
 def main() -> None:
@@ -68,6 +70,10 @@ def main() -> None:
     anchor_end = boxes_t[idx, w_all, 0]  # box 0 is the anchor (line and cross)
     moved = (anchor_end - boxes_t[0, :, 0]).norm(dim=-1)
     fails = (~success).nonzero().flatten().tolist()
+    half = float(cfg.get("arena_half", 2.0))
+    # A target no box fits on: its centre closer to a wall than a box's half-side.
+    blocked = (last_targets.abs() > half - BOX_HALF).flatten(1).any(-1)
+    wall_start = half - boxes_t[0, :, 0].abs().max(-1).values  # the anchor's start, to its nearest wall
     print(f"{args.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {args.seed})")
     for label, mask in (("failed", ~success), ("succeeded", success)):
         n = int(mask.sum())
@@ -76,6 +82,11 @@ def main() -> None:
             print(
                 f"  {label}: {n}; anchor moved > {args.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
                 f"median {float(moved[mask].median()):.2f} m"
+            )
+            walled = int(blocked[mask].sum())
+            print(
+                f"    ended with a target no box fits on (nearer a wall than {BOX_HALF} m): {walled}; "
+                f"the anchor's start to its nearest wall: median {float(wall_start[mask].median()):.2f} m"
             )
     for p in sorted(set(placed[~success].tolist())):
         print(f"  failed with {p} box(es) in place: {int(((~success) & (placed == p)).sum())}")
@@ -90,7 +101,6 @@ def main() -> None:
     cols = min(4, len(shown))
     rows = (len(shown) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-    half = float(cfg.get("arena_half", 2.0))
     for ax in axes.flat[len(shown) :]:
         ax.axis("off")
     for ax, w in zip(axes.flat, shown, strict=False):
