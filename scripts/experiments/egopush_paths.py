@@ -1,7 +1,8 @@
 """Where an EgoPush policy's failed episodes went: one top-down panel per failed episode (the
 robot's path, each box's path from its start, the targets where they were at the end) and, over
 all episodes, how far the anchor was pushed in failures and in successes, how many ended with a
-target no box fits on (against a wall), and how near a wall the anchor started.
+target no box fits on (against a wall), how near a wall the anchor started, and how many started with
+box 1 on the anchor's side away from its target (a straight push then runs into the anchor).
 
 Every world plays one episode from ``--seed`` (the first episode of each world in ``eval.py``'s
 evaluation with the same seed and worlds).
@@ -74,6 +75,9 @@ def main() -> None:
     # A target no box fits on: its centre closer to a wall than a box's half-side.
     blocked = (last_targets.abs() > half - BOX_HALF).flatten(1).any(-1)
     wall_start = half - boxes_t[0, :, 0].abs().max(-1).values  # the anchor's start, to its nearest wall
+    # Box 1 starts behind the anchor (seen from its target): a straight push runs into the anchor.
+    toward = targets[0][:, 0] - boxes_t[0, :, 0]  # the anchor's start to box 1's target
+    behind = ((boxes_t[0, :, 1] - boxes_t[0, :, 0]) * toward).sum(-1) < 0
     print(f"{args.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {args.seed})")
     for label, mask in (("failed", ~success), ("succeeded", success)):
         n = int(mask.sum())
@@ -88,6 +92,7 @@ def main() -> None:
                 f"    ended with a target no box fits on (nearer a wall than {BOX_HALF} m): {walled}; "
                 f"the anchor's start to its nearest wall: median {float(wall_start[mask].median()):.2f} m"
             )
+            print(f"    box 1 started on the anchor's side away from its target: {int(behind[mask].sum())}")
     for p in sorted(set(placed[~success].tolist())):
         print(f"  failed with {p} box(es) in place: {int(((~success) & (placed == p)).sum())}")
     if not fails or args.panels <= 0:
