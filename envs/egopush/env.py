@@ -552,9 +552,14 @@ class EgoPushEnv(BatchedEnv):
         step = torch.where(vis, self.episode_length[:, None, None], self._kp_seen_step[rows, obj])
         self._kp_memory[rows, obj] = mem
         self._kp_seen_step[rows, obj] = step
-        age = (self.episode_length[:, None, None] - step).float() * self.control_dt
-        flag = ((step >= 0) & (age <= self.cfg.memory_seconds)).float()
-        return mem, flag
+        return mem, self._recent(step)
+
+    def _recent(self, step: torch.Tensor) -> torch.Tensor:
+        """1 where the episode step ``step`` ``[W, ...]`` a keypoint was last seen (-1: never) lies
+        within the last ``memory_seconds``, else 0."""
+        shape = [self.num_envs] + [1] * (step.dim() - 1)
+        age = (self.episode_length.view(shape) - step).float() * self.control_dt
+        return ((step >= 0) & (age <= self.cfg.memory_seconds)).float()
 
     def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
         """World points ``[W, ..., 2]`` into the robot frame."""
@@ -572,11 +577,16 @@ class EgoPushEnv(BatchedEnv):
         safe = depth.clamp(min=1e-6)
         return cam[..., 0] / safe / self._tan_half, cam[..., 1] / safe / self._tan_half, depth
 
+    def _in_view(self, pts_robot: torch.Tensor) -> torch.Tensor:
+        """Whether robot-frame points ``[W, ..., 2]`` at a box's mid-height are inside the camera's
+        frustum and range."""
+        u, v, depth = self.project(pts_robot, scene.BOX_HALF)
+        return (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
+
     def _visibility(self, kp_robot: torch.Tensor) -> torch.Tensor:
         """``[W, G, 4]`` visibility of keypoints in the ``fov`` modes: inside the camera's frustum
         and range (and, ``fov_gated``, the reference only while the anchor is near the centre)."""
-        u, v, depth = self.project(kp_robot, scene.BOX_HALF)
-        vis = (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
+        vis = self._in_view(kp_robot)
         if self.cfg.observability == "fov_gated":
             # The reference is shown only while the anchor's centre is in view near the image centre.
             centre = kp_robot[:, 1].mean(1)  # anchor centre [W, 2]
@@ -624,12 +634,9 @@ class EgoPushEnv(BatchedEnv):
         every = torch.cat((room, ones), -1).flatten(1)
         if self.cfg.observability == "global":
             return every, every
-        u, v, depth = self.project(room, scene.BOX_HALF)
-        vis = (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
-        step = torch.where(vis, self.episode_length[:, None], self._room_seen_step)
+        step = torch.where(self._in_view(room), self.episode_length[:, None], self._room_seen_step)
         self._room_seen_step = step
-        age = (self.episode_length[:, None] - step).float() * self.control_dt
-        flag = ((step >= 0) & (age <= self.cfg.memory_seconds)).float()[..., None]
+        flag = self._recent(step)[..., None]
         return torch.cat((room * flag, flag), -1).flatten(1), every
 
     def appended_dims(self, group: str, source_config: dict[str, Any]) -> int:
