@@ -103,6 +103,10 @@ class DaggerConfig:
     aux_coef: float = 0.0
     """Weight of the privileged-prediction loss: a linear head on the student's features predicts
     the teacher's normalised observation (MSE, clipped to +-5 standard deviations; 0: off)."""
+    teacher_head_lr: float = 0.0
+    """``head=teacher``: the student's copy of the teacher's network trains too, at this fraction of
+    the learning rate (0: frozen, the teacher's weights as they are). The action loss then also
+    shapes how the student acts on its estimate, errors included, not only the estimate."""
 
 
 # -- losses -----------------------------------------------------------------------------------------
@@ -310,6 +314,14 @@ class Distiller:
                     "(--dagger.aux-coef 1.0)"
                 )
             self.student.load_teacher_head(self.teacher)
+        if cfg.teacher_head_lr < 0:
+            raise ValueError(f"teacher_head_lr must be >= 0, got {cfg.teacher_head_lr}")
+        if cfg.teacher_head_lr > 0:
+            if student_cfg.head != "teacher":
+                raise ValueError(
+                    f"teacher_head_lr trains a head 'teacher' student's copy of the teacher; head {student_cfg.head!r}"
+                )
+            self.student.teacher_head.requires_grad_(True)
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
         if self.align > 0 and not self.student.roles:
             raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
@@ -324,7 +336,10 @@ class Distiller:
             raise ValueError(f"need lr > 0 and 0 <= lr_final <= lr, got lr {cfg.lr}, lr_final {cfg.lr_final}")
         if cfg.lr_schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
-        self.optimizer = torch.optim.Adam(self._trained_parameters(), lr=cfg.lr)
+        tuned = list(self.student.teacher_head.parameters()) if cfg.teacher_head_lr > 0 else []
+        rest = [p for p in self._trained_parameters() if all(p is not q for q in tuned)]
+        groups = [{"params": rest, "scale": 1.0}] + ([{"params": tuned, "scale": cfg.teacher_head_lr}] if tuned else [])
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(seed)
         if student_cfg.memory == "none":
             self.seq_len = student_cfg.frame_stack
@@ -504,7 +519,7 @@ class Distiller:
         seqs = max(1, self.cfg.batch_frames // length)
         lr = self.lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         for _ in range(self.cfg.updates_per_iter):
             total, terms = self.loss(self.buffer.sample(seqs, length, self.generator))
             self.optimizer.zero_grad()

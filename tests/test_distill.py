@@ -336,6 +336,31 @@ def test_a_teacher_head_student_acts_as_its_teacher_on_a_right_estimate(tmp_path
         Student("depth_layers", (3, 32, 32), 4, 2, student_cfg)
 
 
+def test_teacher_head_lr_trains_the_students_copy_of_the_teacher(tmp_path: Path) -> None:
+    """``teacher_head_lr > 0``: the action loss moves the student's copy of the teacher too (the
+    teacher itself untouched), the saved student acts with the moved copy, and a resume restores
+    its two learning rates; a student without a teacher head is refused by name."""
+    env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32, aux_coef=1.0)
+    student_cfg = StudentConfig(embed=16, hidden=32, head="teacher")
+    tuned_cfg = dataclasses.replace(cfg, teacher_head_lr=0.5)
+    d = Distiller(env, GOAL_TEACHER, student_cfg, tuned_cfg, 4 * 4 * 3, 0, tmp_path / "run")
+    teacher = {k: v.clone() for k, v in d.teacher.net.state_dict().items()}
+    d.learn(progress=False)
+    moved = d.student.teacher_head.state_dict()
+    assert any(not torch.equal(teacher[k], v) for k, v in moved.items())
+    assert all(torch.equal(teacher[k], v) for k, v in d.teacher.net.state_dict().items())
+    assert [g["lr"] for g in d.optimizer.param_groups] == pytest.approx([cfg.lr, 0.5 * cfg.lr])
+    student, _ = Student.load(tmp_path / "run" / "checkpoint")
+    assert all(torch.equal(moved[k], v) for k, v in student.teacher_head.state_dict().items())
+    again = Distiller(env, GOAL_TEACHER, student_cfg, tuned_cfg, 2 * 4 * 4 * 3, 0, tmp_path / "run")
+    again.load()
+    assert all(torch.equal(moved[k], v) for k, v in again.student.teacher_head.state_dict().items())
+    with pytest.raises(ValueError, match="teacher_head_lr"):
+        Distiller(env, GOAL_TEACHER, StudentConfig(embed=16, hidden=32), tuned_cfg, 64, 0, tmp_path / "mlp")
+    env.close()
+
+
 def test_blank_camera_zeroes_images_only() -> None:
     seen = {}
 
