@@ -468,16 +468,19 @@ class GeoKeypoints:
         state: GeoState,
         first: torch.Tensor,
         kc: torch.Tensor | None = None,
+        pose: torch.Tensor | None = None,
     ) -> GeoState:
         """One control step: ``depth`` role layers ``[N, 3, H, W]`` (m), ``proprio`` ``[N, 4]`` (wheel
         speeds, previous action), ``first`` ``[N]`` rows whose episode starts now -> the new state;
-        its ``out`` is the estimate of the teacher's observation at this step. ``kc`` ``[N]``, for
-        diagnostics only: the env's own placement index, used in place of the test on positions."""
+        its ``out`` is the estimate of the teacher's observation at this step. For diagnostics only:
+        ``kc`` ``[N]``, the env's own placement index, used in place of the test on positions; ``pose``
+        ``[N, 3]``, the robot's true pose in the episode's start frame, in place of wheel odometry."""
         dev = depth.device
         N = depth.shape[0]
         rows = torch.arange(N, device=dev)
         prop = proprio.float()
-        pose, vel = odometry(prop, state.pose, state.vel, first, self.dt, self.half_track)
+        odo, vel = odometry(prop, state.pose, state.vel, first, self.dt, self.half_track)
+        pose = odo if pose is None else pose.to(odo)
         step = torch.where(first, 0.0, state.step + 1)
         fresh = first[:, None, None]
         kp = torch.where(fresh[..., None], 0.0, state.kp)

@@ -194,6 +194,28 @@ def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_t
     assert len(read) > 100 and read_wrong < 0.05 and held_wrong < 0.08, (held_wrong, read_wrong)
 
 
+def test_a_true_pose_given_moves_the_memories_in_place_of_wheel_odometry() -> None:
+    """``GeoKeypoints.step(..., pose=...)`` (``egopush_geometric.py --odometry true``): a box seen at
+    the first step and out of view at the next stays where it was in the start frame, so in the
+    robot's frame it moves by the pose given (0.2 m forward: 0.2 m nearer), not by the wheels
+    (still: it stays put)."""
+    depth, _, _, _, geometry, hw = _first_frame()
+    W = depth.shape[0]
+    geo = GeoKeypoints({**geometry, "memory_seconds": 60.0}, hw, centres=StudentConfig().geo_centres)
+    still, first = torch.zeros(W, 4), torch.ones(W, dtype=torch.bool)
+    state = geo.step(depth.view(W, 3, *hw), still, geo.init_state(W), first)
+    before = state.out[:, :48].view(W, 4, 4, 3)[:, 0]  # the active box's corners (x, y, flag)
+    seen = before[..., 2].amin(-1) > 0
+    assert seen.sum() >= 5
+    blank = torch.zeros(W, 3, *hw)
+    forward = torch.tensor([0.2, 0.0, 0.0]).expand(W, 3)
+    for pose, shift in ((None, 0.0), (forward, -0.2)):
+        after = geo.step(blank, still, state, ~first, pose=pose).out[:, :48].view(W, 4, 4, 3)[:, 0]
+        assert (after[seen, :, 2] > 0).all()  # still shown, from memory
+        assert torch.allclose(after[seen, :, 0], before[seen, :, 0] + shift, atol=1e-5)
+        assert torch.allclose(after[seen, :, 1], before[seen, :, 1], atol=1e-5)
+
+
 def test_for_a_global_teacher_every_corner_is_shown_and_a_box_out_of_view_stays_where_it_was_seen() -> None:
     """A ``global`` teacher sees every keypoint at every step. Its estimate shows every corner at
     every step; a box seen earlier and out of view now stays where it was seen (moved by odometry),

@@ -11,6 +11,8 @@ no side face is seen, the top face's edges), ``corners`` (the planes of its side
 one face is seen, the silhouette's ends), ``planes`` (the face planes alone) or ``pixels`` (the
 first form's pixel mean).
 The robot's speed and yaw rate come from the wheel speeds, the previous action from ``proprio``.
+With ``--odometry true`` (a diagnostic) the memories move by the robot's true pose instead of
+wheel odometry (which drifts by centimetres over an episode): what a perfect odometer would add.
 
 Each row also gives the mean distance (m) between the estimated and the teacher's group centre
 where both show it, seen now and only remembered (the teacher's own memory is stale where a box
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import envs  # noqa: E402
 from agents.evaluate import run_episodes  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
-from distill.egogeom import CENTRES, GeoKeypoints  # noqa: E402
+from distill.egogeom import CENTRES, GeoKeypoints, rotate  # noqa: E402
 from envs.egopush import scene  # noqa: E402
 
 PARTS = {
@@ -64,8 +66,11 @@ class Geometric:
     placement index and the fraction placed are the env's (as the first table of the README);
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
-    def __init__(self, env, teacher, parts: tuple[str, ...], privileged_kc: bool, centres: str) -> None:
+    def __init__(
+        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool, centres: str, true_pose: bool = False
+    ) -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
+        self.pose = StartFramePose(env) if true_pose else None
         W_img, H_img = env.cfg.camera_resolution
         self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
         self.state = self.geo.init_state(env.num_envs)
@@ -79,8 +84,9 @@ class Geometric:
         depth = obs["depth_layers"][:, 0].float().cpu()
         kc = env._state()["kc"].cpu()
         prev = self.state
+        pose = self.pose(first) if self.pose is not None else None
         self.state = self.geo.step(
-            depth, obs["proprio"][:, 0].float().cpu(), prev, first, kc if self.privileged_kc else None
+            depth, obs["proprio"][:, 0].float().cpu(), prev, first, kc if self.privileged_kc else None, pose
         )
         self.kc_right.extend((self.state.kc == kc).float().tolist())
         est = self.state.out[:, :48].reshape(-1, 4, 4, 3)
@@ -100,6 +106,24 @@ class Geometric:
             if not self.privileged_kc:
                 p[:, 0, 52] = self.state.out[:, 52].to(p)
         return self.teacher(p)
+
+
+class StartFramePose:
+    """The robot's true pose ``[N, 3]`` in its episode's start frame (``--odometry true``)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.start: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, first: torch.Tensor) -> torch.Tensor:
+        s = self.env._state()
+        pos, yaw = s["pos"].float().cpu(), s["yaw"].float().cpu()
+        if self.start is None:
+            self.start = (pos, yaw)
+        p0 = torch.where(first[:, None], pos, self.start[0])
+        y0 = torch.where(first, yaw, self.start[1])
+        self.start = (p0, y0)
+        return torch.cat((rotate(pos - p0, -y0), (yaw - y0)[:, None]), -1)
 
 
 def truth_errors(
@@ -198,6 +222,12 @@ def main() -> None:
         default=0,
         help="first, this many steps of errors against the truth (box centres, anchor yaw, placement index)",
     )
+    ap.add_argument(
+        "--odometry",
+        choices=("wheels", "true"),
+        default="wheels",
+        help="memories moved by wheel odometry, or (a diagnostic) by the robot's true pose",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     teacher, meta, cfg = line_teacher(args.teacher)
@@ -218,7 +248,7 @@ def main() -> None:
     if args.episodes > 0:
         print(
             f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}, "
-            f"centres from {args.centre}"
+            f"centres from {args.centre}, odometry {args.odometry}"
         )
         print(
             "| groups from the camera | success [95% CI] | reach | placement index right "
@@ -226,7 +256,7 @@ def main() -> None:
         )
         print("|---|---|---:|---:|---|")
         for name in args.parts:
-            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre)
+            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre, args.odometry == "true")
             r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
             lo, hi = r["success_rate_ci95"]
             errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
@@ -237,7 +267,14 @@ def main() -> None:
                 f"| {kc_right:.3f} | {err} |",
                 flush=True,
             )
-            row = {"parts": name, "kc": args.kc, "centre": args.centre, "kc_right": kc_right, "errors": errs}
+            row = {
+                "parts": name,
+                "kc": args.kc,
+                "centre": args.centre,
+                "odometry": args.odometry,
+                "kc_right": kc_right,
+                "errors": errs,
+            }
             print(json.dumps({**row, **r}), file=sys.stderr)
     env.close()
 
