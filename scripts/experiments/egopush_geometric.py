@@ -134,11 +134,15 @@ def truth_errors(
     in the image (wholly in view) or not (cut by the image's edge); and, as 0/1 per step, whether the
     anchor's yaw is off by more than 0.5 rad (a wrong quarter turn), for the single readings (where
     sure) and for the yaw the estimate holds (once its marker was seen; also split by how long ago
-    the marker was last read), and whether the estimated placement index is right."""
+    the marker was last read), and whether the estimated placement index is right; and how far wheel
+    odometry's position is from the robot's true one in its episode's start frame (m), by how many
+    steps the episode has run."""
     W_img, H_img = env.cfg.camera_resolution
     geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
     state = geo.init_state(env.num_envs)
-    out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": []}
+    drift = ("odometry's drift, steps 1-99", "odometry's drift, steps 100-299", "odometry's drift, steps 300 on")
+    out: dict[str, list[float]] = {"wholly in view": [], "cut by the edge": [], **{k: [] for k in drift}}
+    true_pose = StartFramePose(env)
     rates: dict[str, list[float]] = {
         "anchor yaw reading wrong": [],
         "anchor yaw held wrong": [],
@@ -168,6 +172,10 @@ def truth_errors(
         out["cut by the edge"] += err[seen[:, :2] & ~whole].tolist()
         first = env.episode_length.cpu() == 0
         state = geo.step(depth, obs["proprio"][:, 0].float().cpu(), state, first)
+        off = (state.pose[:, :2] - true_pose(first)[:, :2]).norm(dim=-1)
+        t = env.episode_length.cpu()
+        for key, when in zip(drift, ((t > 0) & (t < 100), (t >= 100) & (t < 300), t >= 300), strict=True):
+            out[key] += off[when].tolist()
         ayaw = (s["anchor_yaw"] - s["yaw"]).cpu()
         rates["anchor yaw reading wrong"] += wrong(reading, ayaw)[sure].tolist()
         held = wrong(state.ayaw - state.pose[:, 2], ayaw)
@@ -235,7 +243,10 @@ def main() -> None:
     env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
     if args.truth_steps > 0:
         errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed, args.centre)
-        print(f"box centre (active box, anchor) against the truth, {args.truth_steps} steps x {args.num_envs} worlds:")
+        print(
+            f"box centre (active box, anchor) against the truth, and odometry against the true pose, "
+            f"{args.truth_steps} steps x {args.num_envs} worlds:"
+        )
         for k, v in errs.items():
             v = sorted(v)
             if v:
