@@ -87,7 +87,8 @@ class StudentConfig:
     head: Literal["mlp", "teacher"] = "mlp"
     """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
     from the student's features and the teacher's frozen network maps it to the action (the
-    distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``)."""
+    distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``, and the
+    copy only with ``DaggerConfig.teacher_head_lr``)."""
     geo_centres: Literal["top", "corners", "planes", "pixels"] = "top"
     """``memory=geometric``: where geometry places a box (``distill.egogeom.GeoKeypoints``'s
     ``centres``): ``planes``, from the planes of its side faces; ``corners``, those and, where one
