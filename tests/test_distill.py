@@ -338,8 +338,8 @@ def test_a_teacher_head_student_acts_as_its_teacher_on_a_right_estimate(tmp_path
 
 def test_teacher_head_lr_trains_the_students_copy_of_the_teacher(tmp_path: Path) -> None:
     """``teacher_head_lr > 0``: the action loss moves the student's copy of the teacher too (the
-    teacher itself untouched), the saved student acts with the moved copy, and a resume restores
-    its two learning rates; a student without a teacher head is refused by name."""
+    teacher itself untouched) at its fraction of the learning rate, the saved student holds the
+    moved copy and a resume restores it; a student without a teacher head is refused by name."""
     env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
     cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32, aux_coef=1.0)
     student_cfg = StudentConfig(embed=16, hidden=32, head="teacher")
