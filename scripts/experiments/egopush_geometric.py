@@ -30,6 +30,8 @@ keypoint at every step, so its "remembered" errors include boxes the camera has 
     python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --parts all --kc estimated --episodes 200
     python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
+        --parts all --kc estimated --episodes 200 --odometry true
+    python scripts/experiments/egopush_geometric.py checkpoints/egopush-line-teacher-fov_gated \\
         --episodes 0 --truth-steps 300 --num-envs 16
 """
 
