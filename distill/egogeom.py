@@ -71,6 +71,8 @@ TOP_PAIRS = 3
 its far edge gives this many pairs of neighbouring columns."""
 CENTRES = ("top", "corners", "planes", "pixels")
 """Where a box's centre comes from (``GeoKeypoints``'s ``centres``), the default first."""
+LABELS = ("robot", "world")
+"""How a box's corners are named (``GeoKeypoints``'s ``labels``), the default first."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
 """A square's corners in its own frame, in the env's order, per unit half-side."""
 KEYS = (
@@ -111,6 +113,8 @@ class GeoState:
     - ``kc`` ``[N]``: the placement index;
     - ``centre`` ``[N, 3, 2]``: each box's start-frame centre when its layer last showed it, corners
       in view or not (what a swap of roles is told by);
+    - ``byaw`` ``[N, 3]``: each box's start-frame yaw when its layer last showed it (NaN: never),
+      which names its corners (``labels="world"``);
     - ``out`` ``[N, obs_dim]``: the estimate of the teacher's observation at this step.
     """
 
@@ -124,6 +128,7 @@ class GeoState:
     avote: torch.Tensor
     kc: torch.Tensor
     centre: torch.Tensor
+    byaw: torch.Tensor
     out: torch.Tensor
 
 
@@ -161,9 +166,12 @@ class GeoKeypoints:
         unplaced: float = 0.25,
         vote_decay: float = 0.99,
         centres: str = CENTRES[0],
+        labels: str = LABELS[0],
     ) -> None:
         if centres not in CENTRES:
             raise ValueError(f"centres must be one of {CENTRES}, got {centres!r}")
+        if labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
         missing = set(KEYS) - set(geometry)
         if missing:
             raise ValueError(f"geometric keypoints need EgoPushEnv.keypoint_geometry(); lacks {sorted(missing)}")
@@ -202,7 +210,7 @@ class GeoKeypoints:
         self.close, self.far, self.margin = close, far, margin
         self.tolerance = float(geometry["position_tolerance"])
         self.unplaced, self.vote_decay = unplaced, vote_decay
-        self.centres = centres
+        self.centres, self.labels = centres, labels
         self.obs_dim = 4 * 4 * 3 + 5  # the teacher's privileged group: 4 groups x 4 corners x (x, y, shown), robot
 
     def _t(self, name: str, dev: torch.device) -> torch.Tensor:
@@ -225,6 +233,7 @@ class GeoKeypoints:
             z(batch, 2, device=device),
             z(batch, dtype=torch.long, device=device),
             torch.full((batch, 3, 2), math.inf, device=device),
+            torch.full((batch, 3), math.nan, device=device),
             z(batch, self.obs_dim, device=device),
         )
 
@@ -537,6 +546,18 @@ class GeoKeypoints:
         seen_at = torch.where(swap[:, None, None], torch.cat((seen_at[:, order], seen_at[:, 3:]), 1), seen_at)
         centre = torch.where(swap[:, None, None], centre[:, order], centre)
         centre = torch.where(vis_box[..., None], now_s, centre)
+        byaw = torch.where(first[:, None], math.nan, state.byaw)
+        byaw = torch.where(swap[:, None], byaw[:, order], byaw)
+        if self.labels == "world":
+            # A box's yaw is known up to a quarter turn: take the one nearest the start-frame yaw it
+            # was last seen at, so that each corner keeps its name (and its memory slot) however the
+            # robot turns; a cube that turns while out of view may come back a quarter turn off.
+            wy = yaw + heading[:, None]
+            k = torch.nan_to_num(torch.round((byaw - wy) / (math.pi / 2)), nan=0.0)
+            wy = wy + k * (math.pi / 2)
+            wy[:, 1] = yaw[:, 1] + heading  # the anchor's marker names its corners
+            yaw = wy - heading[:, None]
+        byaw = torch.where(vis_box, yaw + heading[:, None], byaw)
         # Corners now (robot frame): the boxes', then the target's, turned with the anchor.
         unit = self._t("unit", dev)
         box = c_r[:, :, None] + rotate(unit, yaw[..., None])  # [N, 3, 4, 2]
@@ -571,4 +592,4 @@ class GeoKeypoints:
         kp_obs = torch.cat((corners * shown[..., None], shown[..., None]), -1).flatten(1)  # [N, 48]
         placed = (kc.float() / self.P)[:, None]
         out = torch.cat((kp_obs, vel, prop[:, 2:4], placed), -1)
-        return GeoState(pose, vel, step, kp, seen_at, ayaw, ayaw_seen, avote, kc, centre, out)
+        return GeoState(pose, vel, step, kp, seen_at, ayaw, ayaw_seen, avote, kc, centre, byaw, out)

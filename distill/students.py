@@ -96,13 +96,21 @@ class StudentConfig:
     (the box being pushed), its top face's edges; or (``pixels``) the mean of its pixels moved along
     the line of sight, as every geometric student saved before this setting existed
     (``student_config`` reads those so)."""
+    geo_labels: Literal["robot", "world"] = "robot"
+    """``memory=geometric``: how geometry names a box's corners (``GeoKeypoints``'s ``labels``): by
+    its yaw in the robot's frame at each step, so that a corner's name changes as the robot turns
+    (``robot``, as every geometric student saved before this setting existed), or by the quarter
+    turn nearest its yaw when last seen, in the episode's start frame (``world``)."""
 
 
 def student_config(saved: dict[str, Any]) -> StudentConfig:
     """A saved student's ``StudentConfig``. A ``geometric`` student saved before ``geo_centres``
-    existed read box centres from the pixel mean: so it reads them still (its weights learnt that)."""
+    existed read box centres from the pixel mean: so it reads them still (its weights learnt that);
+    one saved before ``geo_labels`` named corners in the robot's frame."""
     if saved.get("memory") == "geometric" and "geo_centres" not in saved:
         saved = {**saved, "geo_centres": "pixels"}
+    if saved.get("memory") == "geometric" and "geo_labels" not in saved:
+        saved = {**saved, "geo_labels": "robot"}
     return StudentConfig(**saved)
 
 
@@ -234,7 +242,7 @@ class Student(nn.Module):
                     "memory 'geometric' needs role-layered depth images (depth_layers) and the robot's and task's "
                     "geometry (EgoPushEnv.keypoint_geometry())"
                 )
-            self.geokp = GeoKeypoints(geometry, (H, W), centres=cfg.geo_centres)
+            self.geokp = GeoKeypoints(geometry, (H, W), centres=cfg.geo_centres, labels=cfg.geo_labels)
             if cfg.head != "teacher" or teacher_dims is None or int(teacher_dims[0]) != self.geokp.obs_dim:
                 raise ValueError(
                     "memory 'geometric' estimates an EgoPush teacher's observation: it needs head 'teacher' and a "

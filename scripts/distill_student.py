@@ -188,8 +188,8 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
 
 def _student_of(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with the student network of its ``init_from`` checkpoint (an error if ``--student.*``
-    flags asked for another one). ``--student.geo-centres`` is this run's: a geometric student can
-    go on learning on the other centres (its network is the same)."""
+    flags asked for another one). ``--student.geo-centres`` and ``--student.geo-labels`` are this
+    run's: a geometric student can go on learning on other geometry (its network is the same)."""
     try:
         saved = student_config(read_meta(cfg.init_from)["student"])
     except (ValueError, KeyError, TypeError) as err:
@@ -198,8 +198,9 @@ def _student_of(cfg: DistillConfig) -> DistillConfig:
     seg = cfg.student.segmentation and not saved.segmentation
     if seg:
         saved = dataclasses.replace(saved, segmentation=True)
-    saved = dataclasses.replace(saved, geo_centres=cfg.student.geo_centres)
-    if cfg.student not in (StudentConfig(segmentation=seg, geo_centres=cfg.student.geo_centres), saved):
+    geo = {"geo_centres": cfg.student.geo_centres, "geo_labels": cfg.student.geo_labels}
+    saved = dataclasses.replace(saved, **geo)
+    if cfg.student not in (StudentConfig(segmentation=seg, **geo), saved):
         raise SystemExit(
             f"--init-from: {cfg.init_from} holds the student {dataclasses.asdict(saved)}; "
             "drop the --student.* flags or make them match"

@@ -1,7 +1,8 @@
 """Geometric keypoints (``distill.egogeom``): from the role-layered depth image alone a box in view
-is placed within centimetres and the anchor's yaw is read from its marker; a swap of roles (a box
-placed) is told from where the boxes are; and a ``memory=geometric`` student starts as its teacher
-acting on geometry's estimate, trains on stored estimates and reloads."""
+is placed within centimetres and the anchor's yaw is read from its marker; its corners keep their
+names as the robot turns (``labels="world"``); a swap of roles (a box placed) is told from where the
+boxes are; and a ``memory=geometric`` student starts as its teacher acting on geometry's estimate,
+trains on stored estimates and reloads."""
 
 import json
 import math
@@ -14,7 +15,7 @@ import torch
 import envs
 from agents.policies import make_policy
 from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env
-from distill.egogeom import GeoKeypoints
+from distill.egogeom import LABELS, GeoKeypoints
 from distill.students import Student, StudentConfig
 from envs.egopush import scene
 
@@ -194,6 +195,42 @@ def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_t
     assert len(read) > 100 and read_wrong < 0.05 and held_wrong < 0.08, (held_wrong, read_wrong)
 
 
+def test_world_labels_keep_each_corner_s_name_as_the_robot_turns() -> None:
+    """A cube's yaw is known up to a quarter turn. Named in the robot's frame (``labels="robot"``),
+    its corners change names whenever the robot turns it through 45 degrees of view, so a corner's
+    stored place jumps by a side (0.2 m) from one step to the next; named by the quarter turn
+    nearest the yaw last seen in the start frame (``"world"``), each keeps its place. The robot
+    turns in place; each step compares where the active box's and the obstacle's corners seen at
+    both steps are stored."""
+    W, steps = 32, 20
+    counts = {}
+    for labels in ("robot", "world"):
+        env = _env(W)
+        W_img, H_img = env.cfg.camera_resolution
+        with pytest.raises(ValueError, match="labels must be one of"):
+            GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), labels="camera")
+        geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), labels=labels)
+        state = geo.init_state(W)
+        obs = env.reset(seed=3)
+        turn = torch.tensor([0.0, 1.0]).expand(W, 1, 2)
+        jumps = []
+        try:
+            for _ in range(steps):
+                first = env.episode_length.cpu() == 0
+                kp, seen = state.kp[:, 0:3:2].clone(), state.seen[:, 0:3:2].clone()  # active box, obstacle
+                state = geo.step(obs["depth_layers"][:, 0].float(), obs["proprio"][:, 0].float(), state, first)
+                now = state.step[:, None, None]
+                both = (state.seen[:, 0:3:2] == now) & (seen == now - 1) & ~first[:, None, None]
+                jumps += (state.kp[:, 0:3:2] - kp).norm(dim=-1)[both].tolist()
+                obs, *_ = env.step(turn)
+        finally:
+            env.close()
+        jumps = torch.tensor(jumps)
+        counts[labels] = (len(jumps), int((jumps > 0.15).sum()))
+    assert counts["robot"][0] > 300 and counts["world"][0] > 300, counts
+    assert counts["robot"][1] >= 10 and counts["world"][1] == 0, counts
+
+
 def test_a_true_pose_given_moves_the_memories_in_place_of_wheel_odometry() -> None:
     """``GeoKeypoints.step(..., pose=...)`` (``egopush_geometric.py --odometry true``): a box seen at
     the first step and out of view at the next stays where it was in the start frame, so in the
@@ -311,7 +348,8 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
     W, steps = 4, 8
     env = make_distill_env(TEACHER, num_envs=W, camera_resolution=(32, 32), anchor_marker=True)
     cfg = DaggerConfig(steps_per_iter=steps, buffer_steps=steps, updates_per_iter=2, aux_coef=1.0)
-    student_cfg = StudentConfig(memory="geometric", head="teacher", geo_centres="corners")  # not the default
+    labels = next(x for x in LABELS if x != StudentConfig().geo_labels)  # not the default
+    student_cfg = StudentConfig(memory="geometric", head="teacher", geo_centres="corners", geo_labels=labels)
     assert StudentConfig().geo_centres != "corners"
     d = Distiller(env, TEACHER, student_cfg, cfg, W * steps * 2, 0, tmp_path)
     outs, step = [], d.student.step
@@ -331,13 +369,15 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
     assert meta["egomap_geometry"] == d.student.geometry and student.cfg.memory == "geometric"
     assert torch.equal(student.teacher_norm.mean, d.teacher.norm.mean)
     assert student.cfg.geo_centres == "corners" and student.geokp.centres == "corners"
+    assert student.cfg.geo_labels == labels and student.geokp.labels == labels
     # A geometric student saved before geo_centres existed learnt on pixel-mean centres: it keeps them.
     meta_file = tmp_path / "checkpoint" / "policy.json"
     saved = json.loads(meta_file.read_text())
-    del saved["student"]["geo_centres"]
+    del saved["student"]["geo_centres"], saved["student"]["geo_labels"]
     meta_file.write_text(json.dumps(saved))
     old, _ = Student.load(tmp_path / "checkpoint")
     assert old.cfg.geo_centres == "pixels" and old.geokp.centres == "pixels"
+    assert old.cfg.geo_labels == "robot" and old.geokp.labels == "robot"  # and named corners as the robot saw them
     eval_env = make_distill_env(TEACHER, num_envs=2, camera_resolution=(32, 32), anchor_marker=True)
     policy = make_policy(tmp_path / "checkpoint", eval_env)
     assert policy(eval_env.reset(seed=0)).shape == (2, 1, 2)

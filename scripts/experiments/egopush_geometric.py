@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import envs  # noqa: E402
 from agents.evaluate import run_episodes  # noqa: E402
 from distill.dagger import load_teacher  # noqa: E402
-from distill.egogeom import CENTRES, GeoKeypoints, rotate  # noqa: E402
+from distill.egogeom import CENTRES, LABELS, GeoKeypoints, rotate  # noqa: E402
 from envs.egopush import scene  # noqa: E402
 
 PARTS = {
@@ -69,12 +69,19 @@ class Geometric:
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
     def __init__(
-        self, env, teacher, parts: tuple[str, ...], privileged_kc: bool, centres: str, true_pose: bool = False
+        self,
+        env,
+        teacher,
+        parts: tuple[str, ...],
+        privileged_kc: bool,
+        centres: str,
+        true_pose: bool = False,
+        labels: str = LABELS[0],
     ) -> None:
         self.env, self.teacher, self.parts, self.privileged_kc = env, teacher, parts, privileged_kc
         self.pose = StartFramePose(env) if true_pose else None
         W_img, H_img = env.cfg.camera_resolution
-        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres)
+        self.geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=centres, labels=labels)
         self.state = self.geo.init_state(env.num_envs)
         self.errors: dict[str, list[float]] = {k + r: [] for k in GROUP for r in ("", " (remembered)")}
         self.kc_right: list[float] = []
@@ -233,6 +240,14 @@ def main() -> None:
         help="first, this many steps of errors against the truth (box centres, anchor yaw, placement index)",
     )
     ap.add_argument(
+        "--labels",
+        choices=LABELS,
+        default=LABELS[0],
+        help="a box's corners named by its yaw in the robot's frame at each step (the default), or by the "
+        "quarter turn nearest its yaw as last seen in the episode's start frame (names that do not change as the "
+        "robot turns)",
+    )
+    ap.add_argument(
         "--odometry",
         choices=("wheels", "true"),
         default="wheels",
@@ -261,7 +276,7 @@ def main() -> None:
     if args.episodes > 0:
         print(
             f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}, "
-            f"centres from {args.centre}, odometry {args.odometry}"
+            f"centres from {args.centre}, odometry {args.odometry}, corner labels {args.labels}"
         )
         print(
             "| groups from the camera | success [95% CI] | reach | placement index right "
@@ -269,7 +284,9 @@ def main() -> None:
         )
         print("|---|---|---:|---:|---|")
         for name in args.parts:
-            policy = Geometric(env, teacher, PARTS[name], args.kc == "privileged", args.centre, args.odometry == "true")
+            policy = Geometric(
+                env, teacher, PARTS[name], args.kc == "privileged", args.centre, args.odometry == "true", args.labels
+            )
             r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
             lo, hi = r["success_rate_ci95"]
             errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
@@ -285,6 +302,7 @@ def main() -> None:
                 "kc": args.kc,
                 "centre": args.centre,
                 "odometry": args.odometry,
+                "labels": args.labels,
                 "kc_right": kc_right,
                 "errors": errs,
             }
