@@ -26,6 +26,9 @@ through time):
   the vote of all the readings so far (fading by ``vote_decay`` per step);
 - **the reference**: the formation's offset of the current placement from that anchor pose, shown
   while the anchor's centre is near the image centre (a ``fov_gated`` teacher's gate);
+- **which corner is which**: a cube's yaw is known up to a quarter turn; with ``labels="world"``
+  (the default) each box's corners are named by the quarter turn nearest its start-frame yaw when
+  last seen, so each keeps its name as the robot turns;
 - **memory**: each corner is kept in the episode's start frame, moved by wheel odometry
   (``distill.egomap.odometry``), and shown by the teacher's own rules: stored while it projects into
   the image within range, shown for ``memory_seconds`` after it was last seen. A ``global`` teacher
@@ -71,7 +74,7 @@ TOP_PAIRS = 3
 its far edge gives this many pairs of neighbouring columns."""
 CENTRES = ("top", "corners", "planes", "pixels")
 """Where a box's centre comes from (``GeoKeypoints``'s ``centres``), the default first."""
-LABELS = ("robot", "world")
+LABELS = ("world", "robot")
 """How a box's corners are named (``GeoKeypoints``'s ``labels``), the default first."""
 UNIT = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
 """A square's corners in its own frame, in the env's order, per unit half-side."""
@@ -152,6 +155,11 @@ class GeoKeypoints:
             silhouette's vertical edges (``_corners``), a sliver of no face and under ``SLIVER``
             pixels counting as not seen (with ``top`` too); ``planes``, the face planes alone;
             ``pixels``, the pixel mean moved ``SIGHT`` along the line of sight.
+        labels: how a box's corners are named, its yaw being known up to a quarter turn: ``world``,
+            by the quarter turn nearest its start-frame yaw when last seen (each corner keeps its
+            name, so its memory holds its own place, as the teacher's does); ``robot``, by the yaw
+            within 45 degrees of the robot's heading at each step (a corner's name changes as the
+            robot turns, and a remembered corner can hold another's place).
     """
 
     SENTINEL = -1e9

@@ -96,11 +96,12 @@ class StudentConfig:
     (the box being pushed), its top face's edges; or (``pixels``) the mean of its pixels moved along
     the line of sight, as every geometric student saved before this setting existed
     (``student_config`` reads those so)."""
-    geo_labels: Literal["robot", "world"] = "robot"
+    geo_labels: Literal["world", "robot"] = "world"
     """``memory=geometric``: how geometry names a box's corners (``GeoKeypoints``'s ``labels``): by
-    its yaw in the robot's frame at each step, so that a corner's name changes as the robot turns
-    (``robot``, as every geometric student saved before this setting existed), or by the quarter
-    turn nearest its yaw when last seen, in the episode's start frame (``world``)."""
+    the quarter turn nearest its yaw when last seen, in the episode's start frame, so that each
+    corner keeps its name (``world``), or by its yaw in the robot's frame at each step, so that a
+    corner's name changes as the robot turns (``robot``, as every geometric student saved before
+    this setting existed; ``student_config`` reads those so)."""
 
 
 def student_config(saved: dict[str, Any]) -> StudentConfig:

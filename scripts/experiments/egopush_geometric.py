@@ -13,6 +13,10 @@ first form's pixel mean).
 The robot's speed and yaw rate come from the wheel speeds, the previous action from ``proprio``.
 With ``--odometry true`` (a diagnostic) the memories move by the robot's true pose instead of
 wheel odometry (which drifts by centimetres over an episode): what a perfect odometer would add.
+``--labels`` says how a box's corners are named (its yaw is known up to a quarter turn): ``world``
+(the default) by the quarter turn nearest its start-frame yaw when last seen, ``robot`` by the yaw
+within 45 degrees of the robot's heading at each step (a corner's name, and so which memory it
+writes, changes as the robot turns; the only naming before 2026-12-02).
 
 Each row also gives the mean distance (m) between the estimated and the teacher's group centre
 where both show it, seen now and only remembered (the teacher's own memory is stale where a box
@@ -243,9 +247,9 @@ def main() -> None:
         "--labels",
         choices=LABELS,
         default=LABELS[0],
-        help="a box's corners named by its yaw in the robot's frame at each step (the default), or by the "
-        "quarter turn nearest its yaw as last seen in the episode's start frame (names that do not change as the "
-        "robot turns)",
+        help="a box's corners named by the quarter turn nearest its yaw as last seen in the episode's start frame "
+        "(names that do not change as the robot turns; the default), or by its yaw in the robot's frame at each step "
+        "(the only naming before 2026-12-02)",
     )
     ap.add_argument(
         "--odometry",
