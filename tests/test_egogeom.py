@@ -29,9 +29,9 @@ def _env(W: int, **kw):
     return envs.make("egopush-line", num_envs=W, **cfg)
 
 
-def _geo(env) -> GeoKeypoints:
+def _geo(env, **kw) -> GeoKeypoints:
     W_img, H_img = env.cfg.camera_resolution
-    return GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), centres=StudentConfig().geo_centres)
+    return GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), **{"centres": StudentConfig().geo_centres, **kw})
 
 
 def _first_frame(W: int = 32, seed: int = 3) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, dict, tuple]:
@@ -206,10 +206,10 @@ def test_world_labels_keep_each_corner_s_name_as_the_robot_turns() -> None:
     counts = {}
     for labels in ("robot", "world"):
         env = _env(W)
-        W_img, H_img = env.cfg.camera_resolution
-        with pytest.raises(ValueError, match="labels must be one of"):
-            GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), labels="camera")
-        geo = GeoKeypoints(env.keypoint_geometry(), (H_img, W_img), labels=labels)
+        if labels == "robot":
+            with pytest.raises(ValueError, match="labels must be one of"):
+                _geo(env, labels="camera")
+        geo = _geo(env, labels=labels)
         state = geo.init_state(W)
         obs = env.reset(seed=3)
         turn = torch.tensor([0.0, 1.0]).expand(W, 1, 2)
