@@ -93,6 +93,13 @@ class TrainConfig:
     init_std: float | None = None
     """With ``--init-from``: set the actor's action standard deviation to this (a late run's is small;
     a new observability may need new exploration). Default: keep the source's."""
+    replay_failures: float = 0.0
+    """EgoPush: failed-start replay, a training curriculum. Each world's episode that times out keeps
+    its start in a buffer (one slot per world); a new episode begins from one of them with this
+    probability (0 to 1; each such start leaves the buffer, and returns if it fails again), so the
+    starts the teacher does not yet solve come round again. Training only: evaluations and the
+    checkpoint's env use fresh starts. TensorBoard adds ``episode/success_rate_fresh`` (fresh starts
+    only) and ``episode/replayed_share``."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
     save_every: int = 100
@@ -242,6 +249,12 @@ def main(cfg: TrainConfig) -> Path:
     if cfg.observability is not None:
         overrides["observability"] = cfg.observability
     env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
+    if cfg.replay_failures:
+        if not hasattr(env, "replay_failures"):
+            raise SystemExit(f"--replay-failures: {cfg.env} has no failed-start replay (EgoPush envs do)")
+        if not 0.0 < cfg.replay_failures <= 1.0:
+            raise SystemExit(f"--replay-failures is a probability in (0, 1], got {cfg.replay_failures}")
+        env.replay_failures = cfg.replay_failures
     if cfg.selfplay and not env.competitive:
         raise SystemExit(f"--selfplay needs a competitive env; {cfg.env} is not")
     if not 0.0 <= cfg.fixed_share <= 1.0:

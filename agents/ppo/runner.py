@@ -87,6 +87,7 @@ class Runner:
         term_sums: dict[str, float] = {}
         finished_returns: list[float] = []
         outcome: dict[str, list[float]] = {}
+        fresh_outcome: list[float] = []
         self.storage.clear()
         for _ in range(self.cfg.steps_per_env):
             self.actor.norm.update(obs)
@@ -120,6 +121,11 @@ class Runner:
                 world_done = done.view(-1, learner.K)[:, 0]
                 if "success" in info:
                     outcome.setdefault("success_rate", []).extend(info["success"][world_done].float().tolist())
+                if "replayed" in info:  # failed-start replay: success over fresh starts, and the replays' share
+                    rep = info["replayed"][world_done]
+                    outcome.setdefault("replayed_share", []).extend(rep.float().tolist())
+                    fresh = info["success"][world_done][~rep].float().tolist()
+                    fresh_outcome.extend(fresh)
                 if "score" in info:
                     sc = info["score"][world_done]
                     outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
@@ -135,6 +141,8 @@ class Runner:
             stats["episode/return"] = sum(finished_returns) / len(finished_returns)
         for k, v in outcome.items():
             stats[f"episode/{k}"] = sum(v) / len(v)
+        if fresh_outcome:
+            stats["episode/success_rate_fresh"] = sum(fresh_outcome) / len(fresh_outcome)
         if outcome:
             stats["episode/count"] = float(len(next(iter(outcome.values()))))
         return stats

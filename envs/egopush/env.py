@@ -209,6 +209,17 @@ class EgoPushEnv(BatchedEnv):
         # Room corners (``room_keypoints``): world positions and the episode step each was last seen.
         self._room = self._unit_square * cfg.arena_half  # [4, 2]
         self._room_seen_step = torch.full((W, KP), -1, dtype=torch.long, device=dev)
+        # Failed-start replay (a training curriculum, off unless ``replay_failures`` > 0; see there):
+        # each world's start state, a buffer of starts whose episodes timed out, and whether the
+        # world's episode began from one of them.
+        self.replay_failures = 0.0
+        nq = self.mj_model.nq
+        self._start_qpos = torch.zeros(W, nq, dtype=torch.float64, device=dev)
+        self._start_region = torch.zeros(W, 2, device=dev)
+        self._failed_qpos = torch.zeros(W, nq, dtype=torch.float64, device=dev)
+        self._failed_region = torch.zeros(W, 2, device=dev)
+        self._failed_held = torch.zeros(W, dtype=torch.bool, device=dev)
+        self._replayed = torch.zeros(W, dtype=torch.bool, device=dev)
         p_dim = 12 * (3 + self.n_slots) + 5 + (3 * KP if cfg.room_keypoints else 0)
         box = gym.spaces.Box
         self.observation_spaces = {
@@ -385,6 +396,37 @@ class EgoPushEnv(BatchedEnv):
             )
         return cand[torch.arange(k, device=self.device), score.argmax(1)]
 
+    def _replay_starts(self, ids: torch.Tensor, qpos: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Failed-start replay, in place on the fresh starts ``qpos`` ``[k, nq]`` of worlds ``ids``:
+        first keep the starts of the episodes now ending by timeout (the task not done) in the buffer
+        (a free slot, else a random one), then with probability ``replay_failures`` give each world a
+        start drawn from it (each drawn start leaves the buffer; failing again puts it back). Returns
+        the region centres (the goal task's marked region; the anchor otherwise, unused)."""
+        g, W = self.generator, self.num_envs
+        timed_out = (self.episode_length[ids] >= self.max_episode_steps) & (self.stage[ids] < 2 * self.n_placed)
+        failed = ids[timed_out]
+        if len(failed):
+            score = torch.rand(W, generator=g).to(self.device) + 2.0 * (~self._failed_held).float()
+            slots = score.topk(min(len(failed), W)).indices
+            self._failed_qpos[slots] = self._start_qpos[failed[: len(slots)]]
+            self._failed_region[slots] = self._start_region[failed[: len(slots)]]
+            self._failed_held[slots] = True
+        want = (torch.rand(len(ids), generator=g) < self.replay_failures).to(self.device)
+        held = int(self._failed_held.sum())
+        n = min(int(want.sum()), held)
+        replayed = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
+        if n:
+            score = torch.rand(W, generator=g).to(self.device) + 2.0 * self._failed_held.float()
+            slots = score.topk(n).indices
+            rows = want.nonzero().flatten()[:n]
+            qpos[rows] = self._failed_qpos[slots].to(qpos)
+            region = region.clone()
+            region[rows] = self._failed_region[slots]
+            self._failed_held[slots] = False
+            replayed[rows] = True
+        self._replayed[ids] = replayed
+        return region
+
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         cfg, g, k, B = self.cfg, self.generator, len(ids), self.cfg.n_boxes
         rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
@@ -419,6 +461,10 @@ class EgoPushEnv(BatchedEnv):
         r = self._robot_q
         qpos[:, r : r + 2] = robot
         qpos[:, r + 2] = (rand(k) * 2 - 1) * math.pi
+        if self.replay_failures > 0:
+            anchor = self._replay_starts(ids, qpos, anchor)
+        self._start_qpos[ids] = qpos.to(self._start_qpos)
+        self._start_region[ids] = anchor
         self.sim.reset(ids, qpos)
         # The marked region: on the floor in egopush-goal, out of sight under it otherwise.
         gp = self.sim.field("geom_pos")
@@ -508,6 +554,8 @@ class EgoPushEnv(BatchedEnv):
             "path_length": self.path_length.clone(),
             "placed": placed.sum(1),
         }
+        if self.replay_failures > 0:
+            info["replayed"] = self._replayed.clone()  # this episode began from a failed start
         return terms, success.clone(), info
 
     # -- observations -------------------------------------------------------------------------------
