@@ -339,3 +339,59 @@ def test_experiment_scripts_name_a_folder_that_is_not_a_checkpoint(script, tmp_p
     monkeypatch.setattr(sys, "argv", [script, str(tmp_path), *teacher])
     with pytest.raises(SystemExit, match=r"checkpoint: .* is not a policy checkpoint: expected policy.safetensors"):
         module.main()
+
+
+def test_failed_start_replay_brings_timed_out_starts_round_again():
+    idle = torch.zeros(4, 1, 2)
+    env = envs.make("egopush-line", num_envs=4, episode_seconds=0.5)
+    T = env.max_episode_steps
+
+    def episode():
+        for _ in range(T):
+            _, _, term, trunc, info = env.step(idle)
+        assert trunc.all() and not term.any()  # an idle robot places nothing: every episode times out
+        return info
+
+    # Off (the default): each episode starts afresh.
+    env.reset(seed=0)
+    first = env.sim.qpos.clone()
+    assert "replayed" not in episode()
+    assert torch.cdist(env.sim.qpos, first).min() > 0.1
+    # On, with probability 1: the worlds restart from the starts that just timed out, each once.
+    env.replay_failures = 1.0
+    env.reset(seed=0)
+    first = env.sim.qpos.clone()
+    assert not episode()["replayed"].any()  # the episodes that ended began afresh
+    d = torch.cdist(env.sim.qpos, first)
+    assert (d.min(1).values == 0).all() and (d.min(0).values == 0).all()
+    assert not env._failed_held.any()  # a drawn start leaves the buffer...
+    snap = env.snapshot()
+    assert episode()["replayed"].all()
+    again = env.sim.qpos.clone()
+    assert (torch.cdist(again, first).min(1).values == 0).all()  # ...and comes back when it fails again
+    env.restore(snap)  # the buffer is part of the snapshot: a resumed run draws the same starts
+    episode()
+    assert torch.equal(env.sim.qpos, again)
+
+
+def test_failed_start_replay_keeps_no_solved_start_and_mixes_at_its_probability():
+    env = envs.make("egopush-line", num_envs=2, episode_seconds=0.5)
+    env.replay_failures = 1.0
+    env.reset(seed=0)
+    first = env.sim.qpos.clone()
+    for _ in range(env.max_episode_steps - 1):
+        env.step(ZERO)
+    _line_in_place(env, 0)  # world 0 solves its episode at the very last step, world 1 times out
+    _, _, term, trunc, info = env.step(ZERO)
+    assert term.tolist() == [True, False] and trunc.all() and info["success"].tolist() == [True, False]
+    d = torch.cdist(env.sim.qpos, first)
+    assert (d[:, 1] == 0).sum() == 1  # world 1's start was kept and comes round again, once;
+    assert d[:, 0].min() > 0.1  # world 0's solved start was not kept
+    # With probability 0.5 some of the worlds replay and some start afresh.
+    env = envs.make("egopush-line", num_envs=16, episode_seconds=0.5)
+    env.replay_failures = 0.5
+    env.reset(seed=0)
+    first = env.sim.qpos.clone()
+    for _ in range(2 * env.max_episode_steps):
+        _, _, _, _, info = env.step(torch.zeros(16, 1, 2))
+    assert 0 < int(info["replayed"].sum()) < 16

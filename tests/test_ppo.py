@@ -592,3 +592,34 @@ def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
     GaussianActor(source.obs_dim + 1, 3, (16, 16)).save(tmp_path / "odd", "soccer-1v1", {"observability": "global"})
     with pytest.raises(CheckpointError, match="obs, act, hidden"):
         runner.init_from(tmp_path / "odd")
+
+
+def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_cannot_replay(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_teacher
+
+    cfg = train_teacher.TrainConfig(
+        env="egopush-line",
+        num_envs=4,
+        total_steps=4 * 16 * 3,
+        eval_episodes=0,
+        replay_failures=1.0,
+        env_overrides='{"episode_seconds": 0.3}',  # 6 control steps: every episode times out
+        run_dir=tmp_path / "r",
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    rows = [json.loads(line) for line in (train_teacher.main(cfg) / "metrics.jsonl").read_text().splitlines()]
+    # 16 steps an update, episodes of 6: the first 4 episodes start afresh, every one after from a
+    # start that timed out (each fails again and comes back).
+    assert [r["episode/replayed_share"] for r in rows] == [0.5, 1.0, 1.0]
+    assert [r.get("episode/success_rate_fresh") for r in rows] == [0.0, None, None]
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["train"]["replay_failures"] == 1.0 and "replay_failures" not in saved["env"]
+    with pytest.raises(SystemExit, match=r"--replay-failures is a probability in \(0, 1\]"):
+        train_teacher.main(dataclasses.replace(cfg, replay_failures=1.5, run_dir=tmp_path / "bad"))
+    with pytest.raises(SystemExit, match="--replay-failures: soccer-1v1 has no failed-start replay"):
+        train_teacher.main(dataclasses.replace(cfg, env="soccer-1v1", run_dir=tmp_path / "bad"))
