@@ -78,6 +78,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def episode_count(h: dict[str, float], key: str) -> float:
+    """The episodes behind the per-episode rate ``key`` in one logged iteration ``h``: those that
+    finished (``episode/count``), and of them only the fresh starts for a ``*_fresh`` rate (a run with
+    failed-start replay logs the replays' share, ``episode/replayed_share``)."""
+    n = h.get("episode/count", 1.0)
+    if key.endswith("_fresh"):
+        n *= 1.0 - h.get("episode/replayed_share", 0.0)
+    return n
+
+
 def episode_rate(
     history: list[dict[str, float]], key: str, x_key: str, episodes: int = 100
 ) -> tuple[list[float], list[float]]:
@@ -91,7 +101,7 @@ def episode_rate(
     for h in history:
         if key not in h:
             continue
-        window.append((h[key], h.get("episode/count", 1.0)))
+        window.append((h[key], episode_count(h, key)))
         while sum(c for _, c in window) - window[0][1] >= episodes:
             window.pop(0)
         xs.append(h[x_key])

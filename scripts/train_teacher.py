@@ -125,7 +125,11 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     keys = [k for k in ("episode/return", "episode/success_rate", "episode/win_rate") if any(k in h for h in history)]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 3.5))
     for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=False):
-        ax.plot(*episode_rate(history, key, "env_steps"))
+        ax.plot(*episode_rate(history, key, "env_steps"), label="all episodes")
+        fresh = key + "_fresh"
+        if any(fresh in h for h in history):  # failed-start replay: fresh starts apart
+            ax.plot(*episode_rate(history, fresh, "env_steps"), label="fresh starts")
+            ax.legend()
         ax.set_xlabel("env-steps")
         ax.set_ylabel(key.split("/")[-1] + " (last ~100 episodes)")
         ax.grid(alpha=0.3)

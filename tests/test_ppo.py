@@ -617,6 +617,9 @@ def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_canno
     # start that timed out (each fails again and comes back).
     assert [r["episode/replayed_share"] for r in rows] == [0.5, 1.0, 1.0]
     assert [r.get("episode/success_rate_fresh") for r in rows] == [0.0, None, None]
+    from agents.run_state import episode_count
+
+    assert [episode_count(rows[0], k) for k in ("episode/success_rate", "episode/success_rate_fresh")] == [8, 4]
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["train"]["replay_failures"] == 1.0 and "replay_failures" not in saved["env"]
     with pytest.raises(SystemExit, match=r"--replay-failures is a probability in \(0, 1\]"):

@@ -17,7 +17,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agents.run_state import episode_rate, read_metrics  # noqa: E402
+from agents.run_state import episode_count, episode_rate, read_metrics  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,8 @@ class CompareConfig:
     labels: tuple[str, ...] = ()
     """A legend label per run (default: the directory names)."""
     metric: str = "episode/success_rate"
-    """A per-episode rate in metrics.jsonl (episode/success_rate, episode/win_rate)."""
+    """A per-episode rate in metrics.jsonl (episode/success_rate, episode/win_rate; with failed-start
+    replay, episode/success_rate_fresh, over fresh starts only)."""
     bin: int = 2_000_000
     """Width of the table's bins, in env-steps or frames."""
     out: Path | None = None
@@ -43,7 +44,7 @@ def binned(history: list[dict], key: str, x_key: str, width: int) -> dict[int, f
     sums: dict[int, list[float]] = {}
     for h in history:
         if key in h:
-            n = h.get("episode/count", 1.0)
+            n = episode_count(h, key)
             s = sums.setdefault(int(h[x_key] // width) * width, [0.0, 0.0])
             s[0] += h[key] * n
             s[1] += n
