@@ -13,6 +13,17 @@ from agents.ppo.runner import Runner
 from agents.ppo.storage import gae
 
 
+def _train_teacher():
+    """``scripts/train_teacher.py`` as a module."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_teacher
+
+    return train_teacher
+
+
 def test_gae_matches_hand_worked_values():
     # One slot, 3 steps, gamma 0.5, lambda 0.5; the episode ends (terminal) at step 1.
     rewards = torch.tensor([[1.0], [2.0], [3.0]])
@@ -178,11 +189,7 @@ def test_learning_curve_weights_iterations_by_their_episodes_and_forgets_old_one
 
 
 def test_train_teacher_script_smoke(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_teacher
+    train_teacher = _train_teacher()
 
     cfg = train_teacher.TrainConfig(
         env="soccer-1v1",
@@ -212,11 +219,8 @@ def test_train_teacher_script_smoke(tmp_path):
 
 def test_selfplay_run_card_tables_the_pool(tmp_path):
     import re
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_teacher
+    train_teacher = _train_teacher()
 
     cfg = train_teacher.TrainConfig(
         env="soccer-1v1",
@@ -323,11 +327,7 @@ def test_selfplay_fixed_share_keeps_a_floor_on_the_fixed_players():
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_teacher
+    train_teacher = _train_teacher()
 
     from agents.actor import GaussianActor
 
@@ -596,11 +596,8 @@ def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
 
 def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_cannot_replay(tmp_path):
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_teacher
+    train_teacher = _train_teacher()
 
     cfg = train_teacher.TrainConfig(
         env="egopush-line",
