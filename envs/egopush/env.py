@@ -407,9 +407,9 @@ class EgoPushEnv(BatchedEnv):
         failed = ids[timed_out]
         if len(failed):
             score = torch.rand(W, generator=g).to(self.device) + 2.0 * (~self._failed_held).float()
-            slots = score.topk(min(len(failed), W)).indices
-            self._failed_qpos[slots] = self._start_qpos[failed[: len(slots)]]
-            self._failed_region[slots] = self._start_region[failed[: len(slots)]]
+            slots = score.topk(len(failed)).indices  # at most W: the worlds ending now
+            self._failed_qpos[slots] = self._start_qpos[failed]
+            self._failed_region[slots] = self._start_region[failed]
             self._failed_held[slots] = True
         want = (torch.rand(len(ids), generator=g) < self.replay_failures).to(self.device)
         held = int(self._failed_held.sum())
