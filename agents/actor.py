@@ -49,21 +49,47 @@ class RunningNorm(nn.Module):
 
 
 @torch.no_grad()
-def widen_input(src: nn.Module, dst: nn.Module, cols: list[int]) -> None:
+def widen(src: nn.Module, dst: nn.Module, cols: list[int]) -> None:
     """Copy ``src`` (a ``net`` MLP with its input normaliser ``norm``, as the actor and the critic
-    have) into ``dst``, which reads more inputs: source input ``i`` goes to column ``cols[i]``; the
-    other columns of the first layer are zero and keep a unit normaliser, so ``dst`` computes what
-    ``src`` did until training gives them weight. Every other parameter (``log_std`` too) is copied."""
-    state = src.state_dict()
-    dst.load_state_dict(
-        {k: v for k, v in state.items() if k not in ("net.0.weight", "norm.mean", "norm.var")}, strict=False
+    have) into ``dst``, which may read more inputs and have wider hidden layers (as many of them):
+    source input ``i`` goes to column ``cols[i]``, the other columns of the first layer are zero and
+    keep a unit normaliser; each layer's source weights go to the top-left block, and the units
+    ``dst`` adds keep their random incoming weights but send zero weight to the next layer. So
+    ``dst`` computes what ``src`` did until training gives the new inputs and units weight (a
+    function-preserving widening, "Net2WiderNet" with zero fan-out). Every other parameter
+    (``log_std`` too) and buffer is copied."""
+    ls = [m for m in src.net if isinstance(m, nn.Linear)]
+    ld = [m for m in dst.net if isinstance(m, nn.Linear)]
+    shape_s = [ls[0].in_features] + [m.out_features for m in ls]
+    shape_d = [ld[0].in_features] + [m.out_features for m in ld]
+    fits = (
+        len(ls) == len(ld)
+        and shape_d[-1] == shape_s[-1]
+        and all(d >= s for d, s in zip(shape_d[1:-1], shape_s[1:-1], strict=True))
+        and len(cols) == len(set(cols)) == shape_s[0]
+        and all(0 <= c < shape_d[0] for c in cols)
     )
-    dst.net[0].weight.zero_()
-    dst.net[0].weight[:, cols] = src.net[0].weight
+    if not fits:
+        raise ValueError(
+            f"cannot widen an MLP {shape_s} into {shape_d} with input columns {cols}: expected as many "
+            "layers, hidden layers at least as wide, the same output, and one distinct input column each"
+        )
+    state = src.state_dict()
+    dst.load_state_dict({k: v for k, v in state.items() if not k.startswith(("net.", "norm."))}, strict=False)
+    for i, (s, d) in enumerate(zip(ls, ld, strict=True)):
+        rows = s.out_features
+        if i == 0:
+            d.weight[:rows].zero_()
+            d.weight[:rows, cols] = s.weight
+        else:
+            d.weight[:, s.in_features :].zero_()  # what the new units of the layer below send
+            d.weight[:rows, : s.in_features] = s.weight
+        d.bias[:rows] = s.bias
     dst.norm.mean.zero_()
     dst.norm.var.fill_(1.0)
     dst.norm.mean[cols] = src.norm.mean
     dst.norm.var[cols] = src.norm.var
+    dst.norm.count.copy_(src.norm.count)
 
 
 class GaussianActor(nn.Module):
@@ -86,13 +112,16 @@ class GaussianActor(nn.Module):
         x = obs[self.group] if isinstance(obs, dict) else obs
         return super().__call__(x.float())
 
-    def widened(self, extra: int) -> GaussianActor:
+    def widened(self, extra: int, hidden: tuple[int, ...] | None = None) -> GaussianActor:
         """A copy reading ``extra`` more inputs appended at the end of its group, with zero weights
-        (and a unit normaliser) there: it acts as this one until training gives them weight."""
+        (and a unit normaliser) there, and with hidden layers ``hidden`` (default its own; as many,
+        each at least as wide: see ``widen``): it acts as this one until training gives the new
+        inputs and units weight."""
         if extra < 0:
             raise ValueError(f"extra must be >= 0, got {extra}")
-        out = GaussianActor(self.obs_dim + extra, self.act_dim, self.hidden, self.group).to(self.log_std.device)
-        widen_input(self, out, list(range(self.obs_dim)))
+        hidden = self.hidden if hidden is None else tuple(hidden)
+        out = GaussianActor(self.obs_dim + extra, self.act_dim, hidden, self.group).to(self.log_std.device)
+        widen(self, out, list(range(self.obs_dim)))
         return out
 
     def save(self, path: str | Path, env_name: str, env_config: dict[str, Any], **extra: Any) -> Path:

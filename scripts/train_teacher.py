@@ -304,6 +304,11 @@ def main(cfg: TrainConfig) -> Path:
                     f"note: {env.cfg.observability} appends {runner.actor.obs_dim - src['obs_dim']} inputs to "
                     f"{seen}'s; they start with zero weight, so the policy first acts as the one it starts from"
                 )
+            if tuple(src["hidden"]) != runner.actor.hidden:
+                print(
+                    f"note: hidden layers {tuple(src['hidden'])} widened to {runner.actor.hidden}; the new units "
+                    "send zero weight on, so the networks first compute what they start from"
+                )
             if not with_critic:
                 print(
                     f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "

@@ -563,6 +563,62 @@ def test_init_from_an_egopush_teacher_widens_actor_and_critic_for_room_corners(t
         narrow.init_from(tmp_path / "wide")
 
 
+def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
+    train_teacher = _train_teacher()
+
+    from agents.actor import GaussianActor
+    from agents.checkpoint import CheckpointError
+
+    base = train_teacher.TrainConfig(
+        env="egopush-goal",
+        num_envs=4,
+        total_steps=128,
+        eval_episodes=0,
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "small"))
+    source, _ = GaussianActor.load(src / "checkpoint")
+    env = envs.make("egopush-goal", num_envs=4)
+    wide = PPOConfig(steps_per_env=16, hidden=(32, 24))
+    runner = Runner(LearnerEnv(env, "privileged", "critic"), wide, 64, 0, tmp_path / "probe", "egopush-goal", {})
+    assert runner.init_from(src / "checkpoint")[1]
+    # Before training the wider actor and critic compute what their sources did, on any input.
+    gen = torch.Generator().manual_seed(0)
+    x = 3.0 * torch.randn(64, source.obs_dim, generator=gen)
+    torch.testing.assert_close(runner.actor(x), source(x))
+    from safetensors.torch import load_file
+
+    from agents.ppo.algorithm import Critic
+
+    state = load_file(str(src / "checkpoint" / "train_state.safetensors"))
+    critic = Critic(runner.critic.norm.mean.shape[0], (16, 16))
+    critic.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic/")})
+    xc = 3.0 * torch.randn(64, critic.norm.mean.shape[0], generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(runner.critic(xc), critic(xc))
+    assert runner.actor.net[2].weight[:, 16:].abs().sum() == 0 and runner.actor.net[0].weight[16:].abs().sum() > 0
+    # Trained, the new units get weight: the widening is no dead end.
+    out = train_teacher.main(
+        dataclasses.replace(base, run_dir=tmp_path / "wide", init_from=src / "checkpoint", total_steps=64, ppo=wide)
+    )
+    trained, meta = GaussianActor.load(out / "checkpoint")
+    assert meta["hidden"] == [32, 24] and trained.net[2].weight[:, 16:].abs().sum() > 0
+    assert trained.net[4].weight[:, 16:].abs().sum() > 0
+    # Narrower, or another number of layers: refused by name.
+    for hidden in ((8, 16), (32, 24, 8)):
+        probe = Runner(
+            LearnerEnv(env, "privileged", "critic"),
+            PPOConfig(hidden=hidden),
+            64,
+            0,
+            tmp_path / "n",
+            "egopush-goal",
+            {},
+        )
+        with pytest.raises(CheckpointError, match="obs, act, hidden"):
+            probe.init_from(src / "checkpoint")
+
+
 def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
     from agents.actor import GaussianActor
     from agents.checkpoint import CheckpointError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from agents.actor import GaussianActor, widen_input
+from agents.actor import GaussianActor, widen
 from agents.ppo.algorithm import PPO, Critic, PPOConfig, average_into
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
@@ -235,10 +236,15 @@ class Runner:
             raise CheckpointError(f"{path}: trained on {meta['env']!r}, not {self.env_name!r}")
         # A config whose groups append inputs (soccer ``fov``'s in-view flags, EgoPush's
         # ``room_keypoints``): zero weights there, for the actor and the critic.
+        # And hidden layers wider than the source's (``--ppo.hidden``; as many of them): the new
+        # units start with zero weight into the next layer (``agents.actor.widen``).
         appended = getattr(self.learner.env, "appended_dims", lambda *_: 0)
         extra = appended(actor.group, meta["env_config"])
-        if extra > 0 and actor.obs_dim + extra == self.actor.obs_dim:
-            actor = actor.widened(extra)
+        if actor.obs_dim + extra != self.actor.obs_dim:
+            extra = 0
+        if extra > 0 or actor.hidden != self.actor.hidden:
+            with contextlib.suppress(ValueError):  # does not fit: the check below names what differs
+                actor = actor.widened(extra, self.actor.hidden)
         mine = (self.actor.obs_dim, self.actor.act_dim, self.actor.hidden, self.actor.group)
         theirs = (actor.obs_dim, actor.act_dim, actor.hidden, actor.group)
         if mine != theirs:
@@ -253,14 +259,16 @@ class Runner:
         critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
         extra = appended("critic", meta["env_config"])
         src_dim = critic["norm.mean"].shape[0] if "norm.mean" in critic else -1
+        layers = sorted(int(k.split(".")[1]) for k in critic if k.startswith("net.") and k.endswith(".weight"))
+        src_hidden = tuple(critic[f"net.{i}.weight"].shape[0] for i in layers[:-1])
         try:
-            if extra > 0 and src_dim + extra == self.critic.norm.mean.shape[0]:
-                src = Critic(src_dim, self.cfg.hidden).to(self.learner.env.device)
+            if src_dim + extra == self.critic.norm.mean.shape[0] and (extra > 0 or src_hidden != self.cfg.hidden):
+                src = Critic(src_dim, src_hidden).to(self.learner.env.device)
                 src.load_state_dict(critic)
-                widen_input(src, self.critic, list(range(src_dim)))
+                widen(src, self.critic, list(range(src_dim)))
             else:
                 self.critic.load_state_dict(critic)
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:
             raise CheckpointError(f"{path}: its critic does not fit this run's: {err}") from err
         return meta, True
 

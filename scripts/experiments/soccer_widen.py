@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import envs  # noqa: E402
-from agents.actor import GaussianActor, widen_input  # noqa: E402
+from agents.actor import GaussianActor, widen  # noqa: E402
 from agents.ppo.algorithm import Critic  # noqa: E402
 from envs.config import to_dict  # noqa: E402
 
@@ -53,12 +53,12 @@ def critic_columns(n_src: int, n_dst: int) -> list[int]:
 
 
 def _widen(src: torch.nn.Module, dst: torch.nn.Module, cols: list[int]) -> None:
-    """``widen_input``, after checking that the source reads the soccer layout ``cols`` maps."""
+    """``widen``, after checking that the source reads the soccer layout ``cols`` maps."""
     if len(cols) != src.net[0].weight.shape[1]:
         raise SystemExit(
             f"the source reads {src.net[0].weight.shape[1]} inputs, not the {len(cols)} of its soccer layout"
         )
-    widen_input(src, dst, cols)
+    widen(src, dst, cols)
 
 
 def main() -> None:
