@@ -89,7 +89,8 @@ class TrainConfig:
     init_from: Path | None = None
     """Start from this checkpoint's actor, normaliser and (if it has one) critic, e.g. a ``fov``
     teacher from a ``global`` one; same env and network shape (the inputs a new observability
-    appends, soccer ``fov``'s in-view flags, start with zero weight)."""
+    appends, soccer ``fov``'s in-view flags, start with zero weight; ``--ppo.hidden`` with as many
+    layers but wider widens the source, its new units sending zero weight on: ``agents.actor.widen``)."""
     init_std: float | None = None
     """With ``--init-from``: set the actor's action standard deviation to this (a late run's is small;
     a new observability may need new exploration). Default: keep the source's."""
