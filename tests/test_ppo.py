@@ -24,6 +24,23 @@ def _train_teacher():
     return train_teacher
 
 
+def _small_source(tmp_path, name):
+    """A tiny egopush-goal teacher (2 x 16 units, 128 env-steps) to warm-start from: the config it
+    was trained with, its checkpoint folder and its actor."""
+    train_teacher = _train_teacher()
+    from agents.actor import GaussianActor
+
+    base = train_teacher.TrainConfig(
+        env="egopush-goal",
+        num_envs=4,
+        total_steps=128,
+        eval_episodes=0,
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / name))
+    return base, src / "checkpoint", GaussianActor.load(src / "checkpoint")[0]
+
+
 def test_gae_matches_hand_worked_values():
     # One slot, 3 steps, gamma 0.5, lambda 0.5; the episode ends (terminal) at step 1.
     rewards = torch.tensor([[1.0], [2.0], [3.0]])
@@ -329,28 +346,16 @@ def test_selfplay_fixed_share_keeps_a_floor_on_the_fixed_players():
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     train_teacher = _train_teacher()
 
-    from agents.actor import GaussianActor
-
-    base = train_teacher.TrainConfig(
-        env="egopush-goal",
-        num_envs=4,
-        total_steps=128,
-        eval_episodes=0,
-        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
-    )
-    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "global"))
-    source, _ = GaussianActor.load(src / "checkpoint")
+    base, ckpt, source = _small_source(tmp_path, "global")
     # A fov run starting from the global run's actor: the first rollout acts with its weights.
-    warm = dataclasses.replace(
-        base, run_dir=tmp_path / "fov", observability="fov", init_from=src / "checkpoint", total_steps=64
-    )
+    warm = dataclasses.replace(base, run_dir=tmp_path / "fov", observability="fov", init_from=ckpt, total_steps=64)
     learner = LearnerEnv(envs.make("egopush-goal", num_envs=4, observability="fov"), "privileged", "critic")
     runner = Runner(learner, warm.ppo, 64, 0, tmp_path / "probe", "egopush-goal", {})
-    runner.init_from(src / "checkpoint")
+    runner.init_from(ckpt)
     mine, theirs = runner.actor.state_dict(), source.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     # --init-std: the same weights with a wider action distribution.
-    runner.init_from(src / "checkpoint", std=0.3)
+    runner.init_from(ckpt, std=0.3)
     assert torch.allclose(runner.actor.log_std.exp(), torch.full((2,), 0.3))
     assert torch.equal(runner.actor.state_dict()["net.0.weight"], theirs["net.0.weight"])
     train_teacher.main(warm)
@@ -569,19 +574,11 @@ def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
     from agents.actor import GaussianActor
     from agents.checkpoint import CheckpointError
 
-    base = train_teacher.TrainConfig(
-        env="egopush-goal",
-        num_envs=4,
-        total_steps=128,
-        eval_episodes=0,
-        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
-    )
-    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "small"))
-    source, _ = GaussianActor.load(src / "checkpoint")
+    base, ckpt, source = _small_source(tmp_path, "small")
     env = envs.make("egopush-goal", num_envs=4)
     wide = PPOConfig(steps_per_env=16, hidden=(32, 24))
     runner = Runner(LearnerEnv(env, "privileged", "critic"), wide, 64, 0, tmp_path / "probe", "egopush-goal", {})
-    assert runner.init_from(src / "checkpoint")[1]
+    assert runner.init_from(ckpt)[1]
     # Before training the wider actor and critic compute what their sources did, on any input.
     gen = torch.Generator().manual_seed(0)
     x = 3.0 * torch.randn(64, source.obs_dim, generator=gen)
@@ -590,7 +587,7 @@ def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
 
     from agents.ppo.algorithm import Critic
 
-    state = load_file(str(src / "checkpoint" / "train_state.safetensors"))
+    state = load_file(str(ckpt / "train_state.safetensors"))
     critic = Critic(runner.critic.norm.mean.shape[0], (16, 16))
     critic.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic/")})
     xc = 3.0 * torch.randn(64, critic.norm.mean.shape[0], generator=gen)
@@ -599,7 +596,7 @@ def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
     assert runner.actor.net[2].weight[:, 16:].abs().sum() == 0 and runner.actor.net[0].weight[16:].abs().sum() > 0
     # Trained, the new units get weight: the widening is no dead end.
     out = train_teacher.main(
-        dataclasses.replace(base, run_dir=tmp_path / "wide", init_from=src / "checkpoint", total_steps=64, ppo=wide)
+        dataclasses.replace(base, run_dir=tmp_path / "wide", init_from=ckpt, total_steps=64, ppo=wide)
     )
     trained, meta = GaussianActor.load(out / "checkpoint")
     assert meta["hidden"] == [32, 24] and trained.net[2].weight[:, 16:].abs().sum() > 0
@@ -616,7 +613,7 @@ def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
             {},
         )
         with pytest.raises(CheckpointError, match="obs, act, hidden"):
-            probe.init_from(src / "checkpoint")
+            probe.init_from(ckpt)
 
 
 def test_init_from_a_global_soccer_teacher_widens_it_for_fov(tmp_path):
