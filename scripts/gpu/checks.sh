@@ -4,9 +4,10 @@
 #   1. pytest -m gpu (MuJoCo Warp on CUDA: stepping, rendering, CPU/GPU agreement, DAgger on the device);
 #   2. scripts/bench_train.py on warp/CUDA, 4096 worlds (PPO env-steps/s including updates);
 #   3. scripts/bench_distill.py on warp/CUDA, 1024 and 4096 worlds (student frames/s, KV cache);
-#   4. optionally (TRAIN_SECONDS > 0) a fov_gated EgoPush teacher on 4096 worlds, warm-started from the
-#      shipped one (and its critic) with its last stage's `knock` reward term (TRAIN_OVERRIDES, JSON, to change
-#      the env) and stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
+#   4. optionally (TRAIN_SECONDS > 0) a fov_gated EgoPush teacher on 4096 worlds, warm-started from
+#      TRAIN_INIT (default the best one, checkpoints/egopush-line-teacher-fov_gated-knock_anchor, and its
+#      critic) with the reward terms it was trained with (TRAIN_OVERRIDES, JSON, to change the env) and
+#      stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
 # Everything lands in $OUT/gpu-checks.tar.gz (the JSON results, logs, run directory) and $OUT/summary.txt.
 #
 # How to run it (the wheels travel in four calls because Warp's alone is about 143 MiB and a call carries
@@ -26,8 +27,9 @@ cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda:0}
 BACKEND=${BACKEND:-warp}
 TRAIN_SECONDS=${TRAIN_SECONDS:-0}
-# The env of the training (4.): the shipped teacher's last stage, with the `knock` reward term its critic learnt.
-TRAIN_OVERRIDES=${TRAIN_OVERRIDES:-'{"memory_seconds": 60.0, "reward_scales": {"knock": 2.0}}'}
+# The training (4.): the teacher it starts from, and its env, with the reward terms its critic learnt.
+TRAIN_INIT=${TRAIN_INIT:-checkpoints/egopush-line-teacher-fov_gated-knock_anchor}
+TRAIN_OVERRIDES=${TRAIN_OVERRIDES:-'{"memory_seconds": 60.0, "reward_scales": {"knock": 2.0, "anchor": 1.0}}'}
 CHECKS=${CHECKS:-1}  # 0: skip steps 1-3 (a training-only call)
 QUICK=${QUICK:-0}
 OUT=${OUT:-$PWD/gpu-checks-out}
@@ -105,13 +107,13 @@ if [ "$CHECKS" = 1 ]; then
     step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
         "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
 fi
-# --- 4. optional: the shipped fov_gated teacher fine-tuned on the device (its shipped critic loaded by
+# --- 4. optional: a shipped fov_gated teacher fine-tuned on the device (its shipped critic loaded by
 #        --init-from), stopped by SIGTERM (which saves its checkpoint) ---
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
     run="$work/results/egopush-line-fov_gated-gpu"
     step train-fov_gated "$TRAIN_SECONDS" python3 scripts/train_teacher.py --env egopush-line \
         --observability fov_gated --backend "$BACKEND" --device "$DEVICE" --num-envs 4096 \
-        --total-steps 2000000000 --eval-episodes 0 --init-from checkpoints/egopush-line-teacher-fov_gated \
+        --total-steps 2000000000 --eval-episodes 0 --init-from "$TRAIN_INIT" \
         --env-overrides "$TRAIN_OVERRIDES" --run-dir "$run"
     ls "$run" 2>/dev/null | sed 's/^/   run dir: /' | tee -a "$summary"
 fi
