@@ -6,7 +6,7 @@ ones (teammates, further opponents) start with zero weight, so the widened polic
 source does and PPO then learns to use them. The critic, when the source holds a training state, is
 widened the same way (own robot, first opponent, ball and pitch).
 
-    python scripts/experiments/soccer_widen.py runs/soccer-1v1-mixed-s0/checkpoint --team-size 2 \
+    python scripts/soccer_widen.py runs/soccer-1v1-mixed-s0/checkpoint --team-size 2 \
         --out runs/soccer-2v2-from-1v1-init
     python scripts/train_teacher.py --env soccer-2v2 --init-from runs/soccer-2v2-from-1v1-init ...
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from agents.actor import GaussianActor, widen  # noqa: E402

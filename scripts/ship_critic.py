@@ -7,7 +7,7 @@ The critic comes from a run that trained only its critic from that very teacher,
     python scripts/train_teacher.py --env egopush-line --observability fov --num-envs 256 \\
         --init-from checkpoints/egopush-line-teacher-fov --ppo.critic-warmup 1000 --total-steps 8192000 \\
         --env-overrides '{"memory_seconds": 60.0}' --run-dir runs/critic-fov
-    python scripts/experiments/ship_critic.py runs/critic-fov/checkpoint checkpoints/egopush-line-teacher-fov
+    python scripts/ship_critic.py runs/critic-fov/checkpoint checkpoints/egopush-line-teacher-fov
 
 (1000 updates of 256 worlds x 32 steps are the whole 8,192,000 env-steps: the total must not exceed
 warm-up updates x worlds x ``--ppo.steps-per-env``, or the actor moves.) It refuses unless the run's
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.actor import GaussianActor  # noqa: E402
 from agents.checkpoint import CheckpointError  # noqa: E402

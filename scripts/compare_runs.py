@@ -1,6 +1,6 @@
 """Learning curves of several runs on one plot, and the same curves as a table of bins.
 
-python scripts/experiments/compare_runs.py RUN_DIR [RUN_DIR ...] [--labels A B ...] [--metric episode/success_rate]
+python scripts/compare_runs.py RUN_DIR [RUN_DIR ...] [--labels A B ...] [--metric episode/success_rate]
     [--bin 2000000] [--out curves.png] [--target 0.95]
 
 Each run is a run directory of train_teacher.py or distill_student.py (its ``metrics.jsonl``; a run
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.run_state import episode_count, episode_rate, read_metrics  # noqa: E402
 
