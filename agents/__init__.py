@@ -1,7 +1,11 @@
-"""Policies that act on the batched env contract: scripted players, and (later) learners."""
+"""Learners and policies on the batched env contract: PPO teachers, the policy registry, evaluation.
 
-from agents.policies import Policy, RandomPolicy, make_policy
-from agents.scripted_egopush import ScriptedEgoPush
-from agents.scripted_soccer import ScriptedSoccer
+Importing ``agents`` registers the teacher checkpoint kind (``gaussian_mlp``) with ``make_policy``.
+"""
 
-__all__ = ["Policy", "RandomPolicy", "ScriptedEgoPush", "ScriptedSoccer", "make_policy"]
+from agents.actor import load_teacher_policy
+from agents.policies import Policy, RandomPolicy, make_policy, register_policy_kind
+
+register_policy_kind("gaussian_mlp", load_teacher_policy)
+
+__all__ = ["Policy", "RandomPolicy", "make_policy", "register_policy_kind"]

@@ -143,3 +143,16 @@ class GaussianActor(nn.Module):
         actor = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta["obs_group"])
         checkpoint.fill(actor, tensors, path)
         return actor, meta
+
+
+def load_teacher_policy(path: Path, env: Any) -> GaussianActor:
+    """A teacher's actor from its checkpoint (kind ``gaussian_mlp``), checked against ``env``."""
+    actor, meta = GaussianActor.load(path)
+    name = getattr(env, "name", None)
+    if meta["env"] != name:
+        raise checkpoint.CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+    space = env.observation_spaces.get(actor.group)
+    if space is None or space.shape != (actor.obs_dim,):
+        got = None if space is None else space.shape
+        raise checkpoint.CheckpointError(f"{path} reads {actor.group!r} of size {actor.obs_dim}; this env gives {got}")
+    return actor.to(env.device)

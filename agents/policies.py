@@ -1,11 +1,17 @@
-"""The policy interface, a random policy, and names -> policies for scripts and adapters."""
+"""The policy interface, and one registry from names and checkpoints to policies of every kind."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from agents.checkpoint import CheckpointError, read_meta
+from envs.policies import FIXED_POLICIES, RandomPolicy, fixed_policy
+
+__all__ = ["RandomPolicy", "make_policy", "register_policy_kind"]
 
 
 class Policy(Protocol):
@@ -14,38 +20,35 @@ class Policy(Protocol):
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-class RandomPolicy:
-    """Uniform actions in [-1, 1], from its own seeded generator."""
+PolicyLoader = Callable[[Path, Any], Policy]
+_LOADERS: dict[str, PolicyLoader] = {}
 
-    def __init__(self, act_dim: int, seed: int = 0) -> None:
-        self.act_dim = act_dim
-        self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        ref = next(iter(obs.values()))
-        a = torch.rand(*ref.shape[:2], self.act_dim, generator=self.generator) * 2 - 1
-        return a.to(ref.device)
+def register_policy_kind(kind: str, loader: PolicyLoader) -> None:
+    """Make checkpoints whose metadata says ``"kind": kind`` loadable by ``make_policy``.
+
+    Each kind of policy registers itself where it is defined (teachers in ``agents``, students in
+    ``distill``, ...), so that nothing here imports a layer above it. ``loader(path, env)`` returns
+    the policy, checked against ``env``.
+    """
+    if kind in _LOADERS and _LOADERS[kind] is not loader:
+        raise ValueError(f"policy kind {kind!r} is already registered")
+    _LOADERS[kind] = loader
+
+
+def registered_policy_kinds() -> list[str]:
+    """Checkpoint kinds ``make_policy`` can load now."""
+    return sorted(_LOADERS)
 
 
 def make_policy(spec: str | Path | Policy, env: Any, seed: int = 0) -> Policy:
     """``"scripted"``, ``"random"``, a checkpoint directory, or a policy object, for env ``env``."""
     if callable(spec) and not isinstance(spec, str):
         return spec
-    if isinstance(spec, Path) or (isinstance(spec, str) and spec not in ("scripted", "random")):
+    if isinstance(spec, str) and spec in FIXED_POLICIES:
+        return fixed_policy(spec, env, seed)
+    if isinstance(spec, str | Path):
         return load_checkpoint_policy(spec, env)
-    if spec == "random":
-        return RandomPolicy(env.act_dim, seed)
-    if spec == "scripted":
-        name = getattr(env, "name", "")
-        if name.startswith("soccer"):
-            from agents.scripted_soccer import ScriptedSoccer
-
-            return ScriptedSoccer(env.cfg.team_size)
-        if name.startswith("egopush"):
-            from agents.scripted_egopush import ScriptedEgoPush
-
-            return ScriptedEgoPush(env.n_slots)
-        raise ValueError(f"no scripted policy for env {name!r}")
     raise ValueError(f"policy must be 'scripted', 'random', a checkpoint directory or a callable, got {spec!r}")
 
 
@@ -73,53 +76,27 @@ class BlankCamera:
 
 
 def checkpoint_kind(path: str | Path) -> str:
-    """``gaussian_mlp`` (a teacher) or ``student``: what a checkpoint directory holds."""
-    from agents.checkpoint import read_meta
-
+    """What a checkpoint directory holds: ``gaussian_mlp`` (a teacher), ``student``, ..."""
     return read_meta(path).get("kind", "")
 
 
 def load_checkpoint_policy(path: str | Path, env: Any) -> Policy:
-    """The policy of a checkpoint (a teacher's actor or a vision student), checked against
-    ``env`` (name and observation sizes)."""
-    from agents.actor import GaussianActor
-    from agents.checkpoint import CheckpointError
-
+    """The policy of a checkpoint, through the loader its kind registered, checked against ``env``."""
     if not Path(path).exists():
         raise ValueError(f"policy must be 'scripted', 'random' or a checkpoint directory; {path} does not exist")
-    name = getattr(env, "name", None)
-    if checkpoint_kind(path) == "student":
-        from distill.students import Student, StudentPolicy
-
-        student, meta = Student.load(path)
-        if meta["env"] != name:
-            raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
-        space = env.observation_spaces.get(student.image_group)
-        missing = [g for g in student.image_groups if g not in env.observation_spaces]
-        if space is None or tuple(space.shape) != student.image_shape or missing:
-            got = None if space is None else tuple(space.shape)
-            raise CheckpointError(
-                f"{path} is a student reading {' + '.join(student.image_groups)} {student.image_shape}; this env "
-                f"gives {student.image_group!r} {got}{f' and no {missing}' if missing else ''} "
-                "(make the env with the checkpoint's cameras, as eval.py --checkpoint does)"
-            )
-        return StudentPolicy(student.to(env.device))
-    actor, meta = GaussianActor.load(path)
-    if meta["env"] != name:
-        raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
-    space = env.observation_spaces.get(actor.group)
-    if space is None or space.shape != (actor.obs_dim,):
-        got = None if space is None else space.shape
-        raise CheckpointError(f"{path} reads {actor.group!r} of size {actor.obs_dim}; this env gives {got}")
-    return actor.to(env.device)
+    kind = checkpoint_kind(path)
+    if kind not in _LOADERS:
+        raise CheckpointError(
+            f"{path} holds a {kind!r} checkpoint, and no loader is registered for it (registered: "
+            f"{registered_policy_kinds()}); import the package that defines it first (students: `import distill`)"
+        )
+    return _LOADERS[kind](Path(path), env)
 
 
 def checkpoint_env(path: str | Path) -> tuple[str, dict[str, Any]]:
     """(env name, env config) to rebuild the env a checkpoint's policy runs in: its resolved
     training config, with the cameras only where the policy reads them (a vision student) and
     without the training machine's thread count."""
-    from agents.checkpoint import read_meta
-
     meta = read_meta(path)
     drop = ("nthread",) if meta.get("kind") == "student" else ("nthread", "cameras")
     return meta["env"], {k: v for k, v in meta["env_config"].items() if k not in drop}

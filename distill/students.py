@@ -568,3 +568,21 @@ class StudentPolicy:
         mean, self.state = s.step(img.reshape(N, *img.shape[2:]), prop.reshape(N, -1), self.state, self.first)
         self.first = torch.zeros_like(self.first)
         return mean.view(W, K, -1)
+
+
+def load_student_policy(path: Path, env: Any) -> StudentPolicy:
+    """A vision student from its checkpoint (kind ``student``), checked against ``env``'s name and cameras."""
+    student, meta = Student.load(path)
+    name = getattr(env, "name", None)
+    if meta["env"] != name:
+        raise checkpoint.CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+    space = env.observation_spaces.get(student.image_group)
+    missing = [g for g in student.image_groups if g not in env.observation_spaces]
+    if space is None or tuple(space.shape) != student.image_shape or missing:
+        got = None if space is None else tuple(space.shape)
+        raise checkpoint.CheckpointError(
+            f"{path} is a student reading {' + '.join(student.image_groups)} {student.image_shape}; this env "
+            f"gives {student.image_group!r} {got}{f' and no {missing}' if missing else ''} "
+            "(make the env with the checkpoint's cameras, as eval.py --checkpoint does)"
+        )
+    return StudentPolicy(student.to(env.device))

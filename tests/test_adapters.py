@@ -8,7 +8,7 @@ from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.vec_env import VecEnv
 
 import envs
-from agents import ScriptedSoccer
+from envs.soccer.scripted import ScriptedSoccer
 
 
 @pytest.mark.parametrize("name", envs.registered())

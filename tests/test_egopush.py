@@ -267,8 +267,8 @@ def test_depth_layers_follow_roles():
 
 
 def test_scripted_controller_solves_the_goal_task():
-    from agents import ScriptedEgoPush
     from agents.evaluate import run_episodes
+    from envs.egopush.scripted import ScriptedEgoPush
 
     env = envs.make("egopush-goal", num_envs=16)
     result = run_episodes(env, ScriptedEgoPush(env.n_slots), episodes=16, progress=False)

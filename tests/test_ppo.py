@@ -288,7 +288,7 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
     from agents.ppo.selfplay import OpponentPool
-    from agents.scripted_soccer import ScriptedSoccer
+    from envs.soccer.scripted import ScriptedSoccer
 
     pool = OpponentPool(4, {"scripted": ScriptedSoccer(1)}, snapshot_every=1, floor=0.1)
     pool.score = [1.0]
@@ -322,7 +322,7 @@ def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
 
 def test_selfplay_fixed_share_keeps_a_floor_on_the_fixed_players():
     from agents.ppo.selfplay import OpponentPool
-    from agents.scripted_soccer import ScriptedSoccer
+    from envs.soccer.scripted import ScriptedSoccer
 
     def pool(share):
         p = OpponentPool(20000, {"scripted": ScriptedSoccer(1)}, snapshot_every=1, seed=3, fixed_share=share)

@@ -7,8 +7,9 @@ import torch
 from conftest import place
 
 import envs
-from agents import RandomPolicy, ScriptedSoccer
+from envs.policies import RandomPolicy
 from envs.soccer import SEG_CLASSES, scene
+from envs.soccer.scripted import ScriptedSoccer
 
 
 def _step_ball_into(env, world, direction):

@@ -14,6 +14,7 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.base import BatchedEnv
+from envs.policies import fixed_policy
 from envs.registry import make
 
 OpponentPolicy = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -139,12 +140,9 @@ def make_sb3(
 ) -> SB3VecEnv:
     """An SB3 ``VecEnv`` over ``num_envs`` worlds of ``name``; the opposing team plays ``opponent``.
 
-    ``opponent`` is ``"scripted"``, ``"random"`` or a policy callable (see ``agents.Policy``).
+    ``opponent`` is ``"scripted"``, ``"random"`` or a policy callable (``obs -> actions``).
     """
     env = make(name, num_envs=num_envs, backend=backend, device=device, **overrides)
     if isinstance(opponent, str):
-        # Named policies live in agents/; only the name is resolved here, lazily.
-        from agents.policies import make_policy
-
-        opponent = make_policy(opponent, env)
+        opponent = fixed_policy(opponent, env)
     return SB3VecEnv(env, opponent=opponent, obs_group=obs_group)

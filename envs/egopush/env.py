@@ -278,6 +278,12 @@ class EgoPushEnv(BatchedEnv):
             "half_track": scene.ROBOT_HALF[1],
         }
 
+    def scripted_policy(self) -> Any:
+        """The hand-written EgoPush player (``envs.egopush.scripted.ScriptedEgoPush``)."""
+        from envs.egopush.scripted import ScriptedEgoPush
+
+        return ScriptedEgoPush(self.n_slots)
+
     def keypoint_geometry(self) -> dict[str, Any]:
         """``camera_geometry`` and what a robot knows of its task, for a student's geometric
         keypoints (``distill.egogeom``): the cube's half-side, the formation's target offsets in the

@@ -192,6 +192,12 @@ class SoccerEnv(BatchedEnv):
         flags = 2 * self.cfg.team_size  # the ball and the other robots' in-view flags
         return flags if self.cfg.observability == "fov" else -flags
 
+    def scripted_policy(self) -> Any:
+        """The hand-written soccer player for this team size (``envs.soccer.scripted.ScriptedSoccer``)."""
+        from envs.soccer.scripted import ScriptedSoccer
+
+        return ScriptedSoccer(self.cfg.team_size)
+
     def _in_view(self, ego: torch.Tensor, height: float, radius: float) -> torch.Tensor:
         """Whether a ball of ``radius`` centred at robot-frame points ``[..., 2]`` and ``height``
         reaches into the robot's camera frustum (so some of it is in the image): ``[...]``."""
