@@ -35,11 +35,8 @@ from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch.nn import functional as F
 from tqdm import tqdm
 
-import envs
-from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
 from agents.ppo.learner_env import Team
@@ -53,8 +50,11 @@ from agents.run_state import (
     swap_in,
     write_metrics,
 )
+from distill.buffer import SequenceBuffer
 from distill.finetune import FinetuneConfig
+from distill.losses import action_loss, alignment_loss, random_shift, teacher_role_embeddings
 from distill.students import Student, StudentConfig
+from distill.teacher_env import load_teacher, segmentation_classes, student_geometry
 from envs.base import torch_threads
 from envs.config import to_dict
 
@@ -108,124 +108,21 @@ class DaggerConfig:
     the learning rate (0: frozen, the teacher's weights as they are). The action loss then also
     shapes how the student acts on its estimate, errors included, not only the estimate."""
 
-
-# -- losses -----------------------------------------------------------------------------------------
-def action_loss(
-    kind: str, mu_s: torch.Tensor, log_std_s: torch.Tensor, mu_t: torch.Tensor, log_std_t: torch.Tensor
-) -> torch.Tensor:
-    """``mse``: mean over samples of ``sum_a (mu_s - mu_t)^2``; ``kl``: mean over samples of
-    ``KL(N(mu_t, std_t) || N(mu_s, std_s))`` summed over action dimensions."""
-    if kind == "mse":
-        return ((mu_s - mu_t) ** 2).sum(-1).mean()
-    if kind == "kl":
-        var_s, var_t = torch.exp(2 * log_std_s), torch.exp(2 * log_std_t)
-        kl = log_std_s - log_std_t + (var_t + (mu_t - mu_s) ** 2) / (2 * var_s) - 0.5
-        return kl.sum(-1).mean()
-    raise ValueError(f"loss must be 'mse' or 'kl', got {kind!r}")
-
-
-def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
-    """``[..., R, D]`` -> pairwise cosine similarities ``[..., R, R]``."""
-    x = F.normalize(x, dim=-1, eps=1e-6)
-    return x @ x.transpose(-1, -2)
-
-
-def alignment_loss(student_roles: torch.Tensor, teacher_roles: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of the off-diagonal pairwise cosine similarities of the student's
-    and the teacher's role embeddings (``[..., R, Ds]`` and ``[..., R, Dt]``; sizes may differ)."""
-    cs, ct = cosine_matrix(student_roles), cosine_matrix(teacher_roles)
-    R = cs.shape[-1]
-    off = ~torch.eye(R, dtype=torch.bool, device=cs.device)
-    return ((cs - ct)[..., off] ** 2).mean()
-
-
-def teacher_role_embeddings(teacher: GaussianActor, obs: torch.Tensor, roles: int) -> torch.Tensor:
-    """The EgoPush teacher's per-role embeddings ``[N, roles, hidden]`` from its ``privileged``
-    observation ``[N, D]``: role ``r`` is keypoint group ``r`` (12 values: four corners x (x, y,
-    visible)), except the last role, which pools every obstacle group (groups ``2 .. G - 2``;
-    group ``G - 1`` is the reference), and is zero in a task without obstacles."""
-    w = teacher.net[0].weight  # [H, D]
-    x = teacher.norm(obs.float())
-    n_groups = (teacher.obs_dim - 5) // 12
-    per_group = [x[:, 12 * g : 12 * g + 12] @ w[:, 12 * g : 12 * g + 12].T for g in range(n_groups)]
-    if roles != 3 or n_groups < 3:
-        raise ValueError(f"role alignment expects 3 roles and an EgoPush teacher; got {roles} roles, {n_groups} groups")
-    if n_groups > 3:
-        obstacles = torch.stack(per_group[2 : n_groups - 1]).mean(0)
-    else:
-        obstacles = torch.zeros_like(per_group[0])
-    return torch.stack((per_group[0], per_group[1], obstacles), 1)
-
-
-def random_shift(img: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each sequence of ``img`` ``[B, T, C, H, W]`` by the same random offset in
-    ``[-pad, pad]`` pixels (edges replicated)."""
-    B, T, C, H, W = img.shape
-    x = F.pad(img.flatten(1, 2).float(), (pad, pad, pad, pad), mode="replicate")
-    off = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
-    return torch.stack([x[b, :, oy : oy + H, ox : ox + W] for b, (oy, ox) in enumerate(off.tolist())]).view(
-        B, T, C, H, W
-    )
-
-
-# -- buffer -----------------------------------------------------------------------------------------
-class SequenceBuffer:
-    """Ring buffer of the last ``capacity`` env steps for ``slots`` learner slots, time-major.
-
-    Holds each step's image (float16 depth or uint8 RGB), proprio, the teacher's observation and
-    action mean, and ``first`` (an episode started at this step). ``sample`` draws windows of
-    consecutive steps of one slot.
-    """
-
-    def __init__(self, capacity: int, slots: int, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], device: Any):
-        self.capacity, self.slots = capacity, slots
-        self.data = {k: torch.zeros(capacity, slots, *s, dtype=d, device=device) for k, (s, d) in shapes.items()}
-        self.head = 0  # next row to write
-        self.size = 0
-
-    def add(self, **step: torch.Tensor) -> None:
-        for k, v in step.items():
-            self.data[k][self.head] = v.to(self.data[k].dtype)
-        self.head = (self.head + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``batch`` windows of ``length`` consecutive steps -> each field ``[batch, length, ...]``."""
-        if length > self.size:
-            raise ValueError(f"windows of {length} steps need that many in the buffer; it holds {self.size}")
-        oldest = (self.head - self.size) % self.capacity
-        start = torch.randint(0, self.size - length + 1, (batch,), generator=generator)
-        rows = (oldest + start[:, None] + torch.arange(length)) % self.capacity  # [B, T]
-        cols = torch.randint(0, self.slots, (batch,), generator=generator)[:, None].expand(-1, length)
-        dev = next(iter(self.data.values())).device
-        rows, cols = rows.to(dev), cols.to(dev)
-        return {k: v[rows, cols] for k, v in self.data.items()}
-
-
-# -- runner -----------------------------------------------------------------------------------------
-def load_teacher(path: str | Path | None, env_name: str | None = None) -> tuple[GaussianActor, dict[str, Any]]:
-    """The teacher actor and its checkpoint metadata; fails loudly without one, or when it was
-    trained on another env than ``env_name``."""
-    if path is None:
-        raise ValueError("distillation needs a teacher: pass a teacher checkpoint directory (--teacher PATH)")
-    if not Path(path).exists():
-        raise ValueError(f"teacher checkpoint {path} does not exist")
-    teacher, meta = GaussianActor.load(path)
-    if env_name is not None and meta["env"] != env_name:
-        raise CheckpointError(f"teacher {path} was trained on {meta['env']!r}, not {env_name!r}")
-    return teacher, meta
-
-
-def student_env_overrides(meta: dict[str, Any], segmentation: bool = False) -> dict[str, Any]:
-    """Env config for distilling from a teacher with checkpoint metadata ``meta``: the teacher's
-    world, observability and reward scales (DAgger ignores rewards; RL fine-tuning uses the
-    teacher's shaping), and the student's camera (with ``segmentation``, the segmentation image
-    beside the RGB one)."""
-    cfg = {k: v for k, v in meta["env_config"].items() if k not in ("cameras", "nthread")}
-    cfg["cameras"] = ("depth_layers",) if meta["env"].startswith("egopush") else ("rgb",)
-    if segmentation:
-        cfg["cameras"] += ("segmentation",)
-    return cfg
+    def __post_init__(self) -> None:
+        if self.loss not in ("mse", "kl"):
+            raise ValueError(f"loss must be 'mse' or 'kl', got {self.loss!r}")
+        if self.teacher_head_lr < 0:
+            raise ValueError(f"teacher_head_lr must be >= 0, got {self.teacher_head_lr}")
+        if self.aux_coef < 0:
+            raise ValueError(f"aux_coef must be >= 0, got {self.aux_coef}")
+        if self.lr <= 0 or not 0 <= self.lr_final <= self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= lr_final <= lr, got lr {self.lr}, lr_final {self.lr_final}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r}")
+        if min(self.steps_per_iter, self.buffer_steps, self.updates_per_iter, self.batch_frames, self.seq_len) < 1:
+            raise ValueError("steps_per_iter, buffer_steps, updates_per_iter, batch_frames and seq_len must be >= 1")
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"beta is a probability in [0, 1], got {self.beta}")
 
 
 class Distiller:
@@ -274,27 +171,8 @@ class Distiller:
         self.K, self.slots = team.K, team.num_slots
         img_shape = env.observation_spaces[self.image_group].shape
         prop_dim = env.observation_spaces["proprio"].shape[0]
-        seg_classes = 0
-        if student_cfg.segmentation:
-            seg = env.observation_spaces.get("segmentation")
-            if seg is None:  # (an image group other than RGB is refused by the Student itself)
-                raise ValueError(
-                    "--student.segmentation needs the env's segmentation image "
-                    "(make the env with student_env_overrides(meta, segmentation=True))"
-                )
-            seg_classes = int(seg.high.max()) + 1
-        geometry = None
-        if student_cfg.memory == "map":
-            if not hasattr(env, "camera_geometry"):
-                raise ValueError(f"memory 'map' needs an env with a camera geometry (EgoPush), not {env.name!r}")
-            geometry = env.camera_geometry()
-        elif student_cfg.memory == "geometric":
-            if not hasattr(env, "keypoint_geometry") or not getattr(env.cfg, "anchor_marker", False):
-                raise ValueError(
-                    "memory 'geometric' needs an EgoPush env made with the anchor's marker (its quarter turn): "
-                    "--env-overrides '{\"anchor_marker\": true}'"
-                )
-            geometry = env.keypoint_geometry()
+        seg_classes = segmentation_classes(env, student_cfg)
+        geometry = student_geometry(env, student_cfg)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             teacher_dims = (self.teacher.obs_dim, self.teacher.hidden) if student_cfg.head == "teacher" else None
@@ -314,8 +192,6 @@ class Distiller:
                     "(--dagger.aux-coef 1.0)"
                 )
             self.student.load_teacher_head(self.teacher)
-        if cfg.teacher_head_lr < 0:
-            raise ValueError(f"teacher_head_lr must be >= 0, got {cfg.teacher_head_lr}")
         if cfg.teacher_head_lr > 0:
             if student_cfg.head != "teacher":
                 raise ValueError(
@@ -325,17 +201,11 @@ class Distiller:
         self.align = cfg.align_coef if cfg.align_coef is not None else (0.1 if self.student.roles else 0.0)
         if self.align > 0 and not self.student.roles:
             raise ValueError("relational alignment needs role layers (depth_layers); set align_coef 0")
-        if cfg.aux_coef < 0:
-            raise ValueError(f"aux_coef must be >= 0, got {cfg.aux_coef}")
         self.aux_head: torch.nn.Linear | None = None
         if cfg.aux_coef > 0 and student_cfg.head != "teacher":  # a teacher head's estimate is its own
             with torch.random.fork_rng():
                 torch.manual_seed(seed + 3)
                 self.aux_head = torch.nn.Linear(self.student.feat_dim, self.teacher.obs_dim).to(env.device)
-        if cfg.lr <= 0 or not 0 <= cfg.lr_final <= cfg.lr:
-            raise ValueError(f"need lr > 0 and 0 <= lr_final <= lr, got lr {cfg.lr}, lr_final {cfg.lr_final}")
-        if cfg.lr_schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
         tuned = list(self.student.teacher_head.parameters()) if cfg.teacher_head_lr > 0 else []
         rest = [p for p in self._trained_parameters() if all(p is not q for q in tuned)]
         groups = [{"params": rest, "scale": 1.0}] + ([{"params": tuned, "scale": cfg.teacher_head_lr}] if tuned else [])
@@ -352,30 +222,10 @@ class Distiller:
                 f"buffer_steps {cfg.buffer_steps} must hold seq_len ({self.seq_len}) "
                 f"and steps_per_iter ({cfg.steps_per_iter})"
             )
-        img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         self._stores_state = student_cfg.memory == "gru" and cfg.stored_state
         self._stores_map = student_cfg.memory == "map"
         self._stores_geo = student_cfg.memory == "geometric"
-        n_map = student_cfg.map_cells
-        self.buffer = SequenceBuffer(
-            cfg.buffer_steps,
-            self.slots,
-            {
-                "img": ((img_shape[0] + (1 if seg_classes else 0), *img_shape[1:]), img_dtype),
-                "proprio": ((prop_dim,), torch.float32),
-                "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
-                "teacher_mu": ((env.act_dim,), torch.float32),
-                "first": ((), torch.bool),
-                **({"hidden": ((student_cfg.hidden,), torch.float32)} if self._stores_state else {}),
-                **(
-                    {"egomap": ((self.student.egomap.channels, n_map, n_map), torch.float16)}
-                    if self._stores_map
-                    else {}
-                ),
-                **({"geokp": ((self.teacher.obs_dim,), torch.float32)} if self._stores_geo else {}),
-            },
-            env.device,
-        )
+        self.buffer = self._make_buffer(img_shape, seg_classes, prop_dim)
         self.frames_per_iter = cfg.steps_per_iter * self.slots
         # No DAgger at all (total_frames 0) only for a trained student (init_from), e.g. to fine-tune it by RL.
         self.total_iters = max(0 if init_from is not None else 1, math.ceil(total_frames / self.frames_per_iter))
@@ -385,6 +235,26 @@ class Distiller:
         self._obs: dict[str, torch.Tensor] | None = None
         self._state: Any = None
         self._first = torch.ones(self.slots, dtype=torch.bool, device=env.device)
+
+    def _make_buffer(self, img_shape: tuple[int, ...], seg_classes: int, prop_dim: int) -> SequenceBuffer:
+        """The buffer of everything a training step reads: images, proprio, the teacher's observation
+        and action, episode starts, and each memory kind's stored inputs (GRU state, map, estimate)."""
+        scfg, n_map = self.student.cfg, self.student.cfg.map_cells
+        img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
+        shapes = {
+            "img": ((img_shape[0] + (1 if seg_classes else 0), *img_shape[1:]), img_dtype),
+            "proprio": ((prop_dim,), torch.float32),
+            "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
+            "teacher_mu": ((self.env.act_dim,), torch.float32),
+            "first": ((), torch.bool),
+        }
+        if self._stores_state:
+            shapes["hidden"] = ((scfg.hidden,), torch.float32)
+        if self._stores_map:
+            shapes["egomap"] = ((self.student.egomap.channels, n_map, n_map), torch.float16)
+        if self._stores_geo:
+            shapes["geokp"] = ((self.teacher.obs_dim,), torch.float32)
+        return SequenceBuffer(self.cfg.buffer_steps, self.slots, shapes, self.env.device)
 
     def _init_student(self, path: Path, student_cfg: StudentConfig) -> None:
         try:
@@ -532,36 +402,10 @@ class Distiller:
         return sums
 
     def finetune(self, cfg: FinetuneConfig, progress: bool = True) -> list[dict[str, float]]:
-        """RL fine-tuning of the distilled student (``distill.finetune``) for ``cfg.frames`` frames,
-        logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
-        student as it is; fine-tuning itself does not resume."""
-        from distill.finetune import StudentPPO
+        """RL fine-tuning of the distilled student for ``cfg.frames`` frames (``distill.finetune``)."""
+        from distill.finetune import finetune_student
 
-        ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)
-        per_iter = cfg.steps_per_env * self.slots
-        iters = max(1, math.ceil(cfg.frames / per_iter))
-        bar = tqdm(total=iters * per_iter, unit="frame", unit_scale=True, desc="PPO fine-tuning", disable=not progress)
-
-        def body(log: IterationLog) -> None:
-            for _ in range(iters):
-                start = time.perf_counter()
-                self.student.train()
-                data = ppo.rollout()
-                stats = ppo.update(data)
-                self.student.eval()
-                self.frames += per_iter
-                self.iteration += 1
-                if data["outcome"]:
-                    key = "episode/win_rate" if self.env.competitive else "episode/success_rate"
-                    stats[key] = sum(data["outcome"]) / len(data["outcome"])
-                    stats["episode/count"] = float(len(data["outcome"]))
-                stats["finetune/reward"] = float(data["rewards"].mean())
-                stats["perf/frames_per_s"] = per_iter / (time.perf_counter() - start)
-                head = {"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0}
-                log(stats, head, self.frames, per_iter, ("episode/", "finetune/"))
-
-        run_logged(self.run_dir, self.history, bar, body, self.save, save_every=self.save_every)
-        return self.history
+        return finetune_student(self, cfg, progress)
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Distil until ``total_frames``; Ctrl-C or SIGTERM saves a checkpoint at the end of the
@@ -644,18 +488,3 @@ class Distiller:
         self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
         self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
         write_metrics(self.run_dir, self.history)
-
-
-def make_distill_env(
-    teacher_path: str | Path,
-    num_envs: int,
-    backend: str = "cpu",
-    device: str | None = None,
-    segmentation: bool = False,
-    **extra: Any,
-) -> Any:
-    """The teacher's env, rendering the student's camera (and with ``segmentation`` the
-    segmentation image; ``extra`` overrides its config)."""
-    _, meta = load_teacher(teacher_path)
-    over = {**student_env_overrides(meta, segmentation), **extra}
-    return envs.make(meta["env"], num_envs=num_envs, backend=backend, device=device, **over)

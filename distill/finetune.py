@@ -21,16 +21,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from agents.actor import GaussianActor
 from agents.ppo.algorithm import Critic, gaussian_kl, surrogate_loss, value_loss
 from agents.ppo.learner_env import Team
 from agents.ppo.storage import gae
+from agents.run_state import IterationLog, run_logged
 from distill.students import Student
 from envs.base import torch_threads
 
@@ -246,3 +250,34 @@ class StudentPPO:
                 self.kl_coef /= 1.5
         stats["finetune/kl_coef"] = self.kl_coef
         return stats
+
+
+def finetune_student(self: Any, cfg: FinetuneConfig, progress: bool = True) -> list[dict[str, float]]:
+    """RL fine-tuning of a ``Distiller``'s (``self``) distilled student for ``cfg.frames`` frames,
+    logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
+    student as it is; fine-tuning itself does not resume."""
+    ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)
+    per_iter = cfg.steps_per_env * self.slots
+    iters = max(1, math.ceil(cfg.frames / per_iter))
+    bar = tqdm(total=iters * per_iter, unit="frame", unit_scale=True, desc="PPO fine-tuning", disable=not progress)
+
+    def body(log: IterationLog) -> None:
+        for _ in range(iters):
+            start = time.perf_counter()
+            self.student.train()
+            data = ppo.rollout()
+            stats = ppo.update(data)
+            self.student.eval()
+            self.frames += per_iter
+            self.iteration += 1
+            if data["outcome"]:
+                key = "episode/win_rate" if self.env.competitive else "episode/success_rate"
+                stats[key] = sum(data["outcome"]) / len(data["outcome"])
+                stats["episode/count"] = float(len(data["outcome"]))
+            stats["finetune/reward"] = float(data["rewards"].mean())
+            stats["perf/frames_per_s"] = per_iter / (time.perf_counter() - start)
+            head = {"iteration": self.iteration, "frames": self.frames, "dagger/beta": 0.0}
+            log(stats, head, self.frames, per_iter, ("episode/", "finetune/"))
+
+    run_logged(self.run_dir, self.history, bar, body, self.save, save_every=self.save_every)
+    return self.history

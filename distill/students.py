@@ -7,9 +7,9 @@
 - memory: ``none`` (a stack of the last ``frame_stack`` frames' features; 1 = reactive, like the
   EgoPush student), ``gru``, ``transformer`` (causal, over the last ``window`` frames, stepped
   with the ``KVCache`` of ``distill.kv_cache``), ``map`` (``depth_layers`` only: a top-down map
-  of the boxes seen, kept in place by wheel odometry, ``distill.egomap``, read by a second CNN), or
+  of the boxes seen, kept in place by wheel odometry, ``distill.egopush.odometry_map``, read by a second CNN), or
   ``geometric`` (EgoPush ``depth_layers`` with ``head=teacher`` only: the teacher's observation
-  estimated by geometry, ``distill.egogeom``, read beside the image; the student's estimate is it
+  estimated by geometry, ``distill.egopush.geometry``, read beside the image; the student's estimate is it
   plus a learnt correction that starts at zero);
 - head: a tanh-squashed Gaussian mean and a state-independent log standard deviation, the same
   action distribution as the teachers (``agents.actor.GaussianActor``). The mean comes from a small
@@ -29,138 +29,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from agents import checkpoint
 from agents.actor import RunningNorm, mlp
-from distill.egogeom import GeoKeypoints, GeoState
-from distill.egomap import EgoMap, MapState
+from distill.egopush.geometry import GeoKeypoints, GeoState
+from distill.egopush.odometry_map import EgoMap, MapState
+from distill.encoders import ConvEncoder, moments_of
 from distill.kv_cache import CausalTransformer, KVCache
+from distill.student_config import IMAGE_GROUPS, StudentConfig, student_config
 
-IMAGE_GROUPS = ("depth_layers", "camera")
-
-
-@dataclasses.dataclass(frozen=True)
-class StudentConfig:
-    """Student network."""
-
-    memory: Literal["none", "gru", "transformer", "map", "geometric"] = "none"
-    """``none`` (frame stack), ``gru``, ``transformer`` (causal, KV-cached when acting), ``map``
-    (EgoPush: a top-down map of what the camera saw, moved by wheel odometry; ``distill.egomap``),
-    or ``geometric`` (EgoPush, ``head=teacher``: the teacher's observation estimated from the camera
-    and wheels by geometry, ``distill.egogeom``; the head learns a correction to it)."""
-    frame_stack: int = 1
-    """``memory=none``: frames whose features are concatenated (1: reactive)."""
-    window: int = 16
-    """``memory=transformer``: frames each step attends to (itself included)."""
-    layers: int = 2
-    """``memory=transformer``: blocks."""
-    heads: int = 4
-    """``memory=transformer``: attention heads."""
-    embed: int = 64
-    """Image embedding size (per role for ``depth_layers``)."""
-    hidden: int = 128
-    """Memory width and hidden size of the action head."""
-    depth_scale: float = 3.0
-    """Depth images are divided by this (metres; the EgoPush camera range)."""
-    map_cells: int = 48
-    """``memory=map``: cells per side of the robot-centred window the student reads."""
-    map_cell: float = 0.1
-    """``memory=map``: cell size (m)."""
-    map_tau: float = 30.0
-    """``memory=map``: seconds over which a mark fades to 1/e."""
-    segmentation: bool = False
-    """``camera`` students (soccer): also read the env's segmentation image (what each pixel shows:
-    ball, teammate, opponent, own goal, ...), one-hot per class, as input channels beside the RGB."""
-    map_gate: float = 0.0
-    """``memory=map``: if > 0, one more map channel marks the anchor (role 1) only while its pixels
-    are centred within this fraction of the image half-width (``distill.egomap``; a ``fov_gated``
-    teacher sees the reference only then, with ``gate_fraction`` 0.3)."""
-    map_moments: bool = False
-    """``memory=map``: also read, per role, where its pixels are (the mass, mean and covariance of
-    the image's pixels lifted to the floor plan, in metres in the robot frame) and the same moments
-    of each map channel's marks, plain and weighted toward fresh marks: precise positions that a
-    strided CNN blurs, for a student whose actions need the boxes to within centimetres."""
-    head: Literal["mlp", "teacher"] = "mlp"
-    """Action head: ``mlp``, or ``teacher``: an MLP estimates the teacher's normalised observation
-    from the student's features and the teacher's frozen network maps it to the action (the
-    distiller copies the teacher's weights in; the estimate is trained with ``aux_coef``, and the
-    copy only with ``DaggerConfig.teacher_head_lr``)."""
-    geo_centres: Literal["top", "corners", "planes", "pixels"] = "top"
-    """``memory=geometric``: where geometry places a box (``distill.egogeom.GeoKeypoints``'s
-    ``centres``): ``planes``, from the planes of its side faces; ``corners``, those and, where one
-    face is seen, its silhouette's vertical edges; ``top``, those and, where no side face is seen
-    (the box being pushed), its top face's edges; or (``pixels``) the mean of its pixels moved along
-    the line of sight, as every geometric student saved before this setting existed
-    (``student_config`` reads those so)."""
-    geo_labels: Literal["world", "robot"] = "world"
-    """``memory=geometric``: how geometry names a box's corners (``GeoKeypoints``'s ``labels``): by
-    the quarter turn nearest its yaw when last seen, in the episode's start frame, so that each
-    corner keeps its name (``world``), or by its yaw in the robot's frame at each step, so that a
-    corner's name changes as the robot turns (``robot``, as every geometric student saved before
-    this setting existed; ``student_config`` reads those so)."""
-
-
-def student_config(saved: dict[str, Any]) -> StudentConfig:
-    """A saved student's ``StudentConfig``. A ``geometric`` student saved before ``geo_centres``
-    existed read box centres from the pixel mean: so it reads them still (its weights learnt that);
-    one saved before ``geo_labels`` named corners in the robot's frame."""
-    if saved.get("memory") == "geometric" and "geo_centres" not in saved:
-        saved = {**saved, "geo_centres": "pixels"}
-    if saved.get("memory") == "geometric" and "geo_labels" not in saved:
-        saved = {**saved, "geo_labels": "robot"}
-    return StudentConfig(**saved)
-
-
-class ConvEncoder(nn.Module):
-    """``[N, C, H, W]`` -> ``[N, out]``: three strided convolutions (64x64 -> 16 -> 8 -> 4, about
-    1M multiply-adds per image: small enough to train on a laptop's CPU) and a linear layer."""
-
-    def __init__(self, channels: int, size: tuple[int, int], out: int) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, 16, 8, stride=4, padding=2),
-            nn.ELU(),
-            nn.Conv2d(16, 32, 4, stride=2, padding=1),
-            nn.ELU(),
-            nn.Conv2d(32, 32, 3, stride=2, padding=1),
-            nn.ELU(),
-        )
-        with torch.no_grad():
-            n = self.conv(torch.zeros(1, channels, *size)).numel()
-        self.fc = nn.Linear(n, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.elu(self.fc(self.conv(x).flatten(1)))
-
-
-def _moments(w: torch.Tensor, z: torch.Tensor, origin: torch.Tensor, ray: torch.Tensor) -> torch.Tensor:
-    """Weights ``w`` ``[N, C, P]`` over the points ``origin + z * ray`` (``z`` ``[N, C, P]`` or a
-    scalar, ``origin`` ``[2]``, ``ray`` ``[P, 2]``; metres) -> per channel the mean weight, the
-    weighted mean (x, y) and covariance (xx, xy, yy): ``[N, 6C]`` (zeros where a channel has no
-    weight). From sums over the points by matrix products, never the ``[N, C, P, 2]`` points."""
-    mass = w.sum(-1)  # [N, C]
-    wz = w * z
-    s1 = wz @ ray  # [N, C, 2]: sum of w z r
-    rr = torch.stack((ray[:, 0] ** 2, ray[:, 0] * ray[:, 1], ray[:, 1] ** 2), -1)
-    s2 = (wz * z) @ rr  # [N, C, 3]: sum of w z^2 r_i r_j
-    m = mass.clamp(min=1e-6)[..., None]
-    mean = origin * (mass[..., None] / m) + s1 / m  # [N, C, 2]
-    o = origin
-    second = torch.stack(
-        [
-            (o[i] * o[j] * mass[..., None] + o[i] * s1[..., j : j + 1] + o[j] * s1[..., i : i + 1])[..., 0] / m[..., 0]
-            + s2[..., k] / m[..., 0]
-            for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 1)))
-        ],
-        -1,
-    )
-    cov = second - torch.stack((mean[..., 0] ** 2, mean[..., 0] * mean[..., 1], mean[..., 1] ** 2), -1)
-    cov = cov * (mass[..., None] > 0)
-    return torch.cat(((mass / w.shape[-1])[..., None], mean, cov), -1).flatten(1)
+__all__ = ["IMAGE_GROUPS", "Student", "StudentConfig", "StudentPolicy", "load_student_policy", "student_config"]
 
 
 class Student(nn.Module):
@@ -217,8 +99,6 @@ class Student(nn.Module):
                 raise ValueError("memory 'map' needs role-layered depth images (depth_layers), not RGB")
             if geometry is None:
                 raise ValueError("memory 'map' needs the robot's camera geometry (EgoPushEnv.camera_geometry())")
-            if cfg.map_gate < 0 or cfg.map_gate > 1:
-                raise ValueError(f"map_gate must be in [0, 1] (0: off), got {cfg.map_gate}")
             gate_role = 1 if cfg.map_gate > 0 else None
             self.egomap = EgoMap(
                 geometry,
@@ -234,8 +114,6 @@ class Student(nn.Module):
             frame += cfg.embed
             if cfg.map_moments:
                 frame += 6 * C + 12 * self.egomap.channels
-        elif cfg.map_moments or cfg.map_gate:
-            raise ValueError("map_moments and map_gate need memory 'map'")
         self.geokp: GeoKeypoints | None = None
         if cfg.memory == "geometric":
             if not self.roles or geometry is None:
@@ -251,22 +129,16 @@ class Student(nn.Module):
                 )
             frame += self.geokp.obs_dim
             self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
-        if cfg.memory in ("map", "geometric") and cfg.frame_stack != 1:
-            raise ValueError(
-                f"memory {cfg.memory!r} reads one frame (its memory is the map or the estimate): frame_stack 1"
-            )
         if cfg.memory in ("none", "map", "geometric"):
             self.memory: nn.Module | None = None
             feat = frame * cfg.frame_stack
         elif cfg.memory == "gru":
             self.memory = nn.GRU(frame, cfg.hidden, batch_first=True)
             feat = cfg.hidden
-        elif cfg.memory == "transformer":
+        else:  # transformer
             self.inp = nn.Linear(frame, cfg.hidden)
             self.memory = CausalTransformer(cfg.hidden, cfg.layers, cfg.heads, cfg.window)
             feat = cfg.hidden
-        else:
-            raise ValueError(f"memory must be 'none', 'gru', 'transformer', 'map' or 'geometric', got {cfg.memory!r}")
         self.feat_dim = feat
         self.teacher_dims = None
         if cfg.head == "teacher":
@@ -281,10 +153,8 @@ class Student(nn.Module):
                 nn.init.zeros_(last.bias)
             self.teacher_head = mlp(obs_dim, hidden, act_dim)
             self.teacher_head.requires_grad_(False)
-        elif cfg.head == "mlp":
-            self.head = mlp(feat, (cfg.hidden,), act_dim)
         else:
-            raise ValueError(f"head must be 'mlp' or 'teacher', got {cfg.head!r}")
+            self.head = mlp(feat, (cfg.hidden,), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
 
     # -- per-frame features ------------------------------------------------------------------------
@@ -356,9 +226,9 @@ class Student(nn.Module):
         none = torch.zeros(2, device=dev)
         return torch.cat(
             (
-                _moments((z > 0).float(), z, cam, ray),
-                _moments(marks, 1.0, none, cells),
-                _moments(marks**8, 1.0, none, cells),
+                moments_of((z > 0).float(), z, cam, ray),
+                moments_of(marks, 1.0, none, cells),
+                moments_of(marks**8, 1.0, none, cells),
             ),
             -1,
         )

@@ -40,6 +40,15 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
+class EnvPart:
+    """A piece of a task with per-world state of its own (a keypoint memory, a start curriculum): an
+    env's ``snapshot`` and ``restore`` take in every ``[W, ...]`` tensor attribute of each part it holds."""
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The part's per-world tensors by attribute name."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor) and v.dim() >= 1}
+
+
 class BatchedEnv(abc.ABC):
     """W worlds of A agents each, stepped together; everything is a torch tensor on ``device``.
 
@@ -211,6 +220,9 @@ class BatchedEnv(abc.ABC):
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.num_envs:
                 snap[f"task/{name}"] = value.clone()
+            elif isinstance(value, EnvPart):
+                for key, part_value in value.state().items():
+                    snap[f"part/{name}.{key}"] = part_value.clone()
         return snap
 
     def restore(self, snap: dict[str, torch.Tensor]) -> None:
@@ -223,6 +235,9 @@ class BatchedEnv(abc.ABC):
                 self.sim.field(name).copy_(value)
             elif group == "task":
                 setattr(self, name, value.clone().to(self.device))
+            elif group == "part":
+                part, _, key = name.partition(".")
+                setattr(getattr(self, part), key, value.clone().to(self.device))
         self.generator.set_state(snap["generator"])
 
     # -- cameras ------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,12 +27,11 @@ from typing import Literal
 import torch
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from distill.dagger import DaggerConfig, Distiller, make_distill_env  # noqa: E402
-from distill.kv_cache import CausalTransformer  # noqa: E402
-from distill.students import StudentConfig  # noqa: E402
-from envs.io import write_json  # noqa: E402
+from distill.dagger import DaggerConfig, Distiller
+from distill.kv_cache import CausalTransformer
+from distill.students import StudentConfig
+from distill.teacher_env import make_distill_env
+from envs.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

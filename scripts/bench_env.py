@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -31,10 +30,8 @@ import numpy as np
 import torch
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-from envs.io import write_json  # noqa: E402
+import envs
+from envs.io import write_json
 
 # The camera each env's students read.
 CAMERAS = {"soccer-2v2": ("rgb",), "egopush-line": ("depth_layers",)}

@@ -16,7 +16,6 @@ import dataclasses
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +25,13 @@ import torch
 import tyro
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-from agents.policies import make_policy  # noqa: E402
-from agents.rollout import TeamPolicy, record  # noqa: E402
-from envs.config import to_dict  # noqa: E402
-from envs.io import write_json  # noqa: E402
-from envs.recording import Recording, RecordingWriter  # noqa: E402
+import distill  # noqa: F401  (registers the student checkpoint kind)
+import envs
+from agents.policies import make_policy
+from agents.rollout import TeamPolicy, record
+from envs.config import to_dict
+from envs.io import write_json
+from envs.recording import Recording, RecordingWriter
 
 CAMERAS = {"soccer-1v1": ("rgb", "camera"), "egopush-line": ("depth_layers", "depth_layers")}
 

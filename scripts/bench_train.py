@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +22,11 @@ import numpy as np
 import torch
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-from agents.ppo.algorithm import PPOConfig  # noqa: E402
-from agents.ppo.learner_env import LearnerEnv  # noqa: E402
-from agents.ppo.runner import Runner  # noqa: E402
-from envs.io import write_json  # noqa: E402
+import envs
+from agents.ppo.algorithm import PPOConfig
+from agents.ppo.learner_env import LearnerEnv
+from agents.ppo.runner import Runner
+from envs.io import write_json
 
 ENV = "egopush-goal"
 SHAPING = {"reward_scales": {"approach": 1.0, "progress": 3.0, "time": 0.001}}

@@ -10,14 +10,11 @@ The table gives, per bin of ``--bin`` steps, the episode-weighted mean of the me
 """
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agents.run_state import episode_count, episode_rate, read_metrics  # noqa: E402
+from agents.run_state import episode_count, episode_rate, read_metrics
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Play a soccer match and save it as a video: egoteach's "hello world".
 
 The overview camera with the score, time step and rewards, and every player's egocentric view
-below it. Goals restart play from kick-off. A thin front for ``scripts/replay.py``'s live mode.
+below it. Goals restart play from kick-off. A thin front for ``agents.replay``'s live mode, as ``scripts/replay.py``.
 
     python scripts/play.py                                   # scripted vs random 2v2 -> videos/soccer-2v2.mp4
     python scripts/play.py --env soccer-1v1 --opponent scripted --seconds 10 --out videos/1v1.gif
@@ -10,16 +10,12 @@ below it. Goals restart play from kick-off. A thin front for ``scripts/replay.py
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from replay import ReplayConfig  # noqa: E402
-from replay import main as replay  # noqa: E402
+from agents.replay import ReplayConfig, replay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +48,9 @@ def main(cfg: PlayConfig) -> Path:
     if not cfg.env.startswith("soccer"):
         raise SystemExit(f"play.py plays soccer envs, got {cfg.env!r}; use replay.py for others")
     fields = {f.name for f in dataclasses.fields(ReplayConfig)}
-    return replay(ReplayConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}))
+    frames, out = replay(ReplayConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}))
+    print(f"wrote {frames} frames to {out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agents.actor import GaussianActor  # noqa: E402
-from agents.checkpoint import CheckpointError  # noqa: E402
-from agents.run_state import read_metrics  # noqa: E402
+from agents.actor import GaussianActor
+from agents.checkpoint import CheckpointError
+from agents.run_state import read_metrics
 
 
 def ship(run_checkpoint: Path, teacher: Path) -> str:

@@ -14,18 +14,15 @@ widened the same way (own robot, first opponent, ball and pitch).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-from agents.actor import GaussianActor, widen  # noqa: E402
-from agents.ppo.algorithm import Critic  # noqa: E402
-from envs.config import to_dict  # noqa: E402
+import envs
+from agents.actor import GaussianActor, widen
+from agents.ppo.algorithm import Critic
+from envs.config import to_dict
 
 OTHER = 6  # features per other robot in the privileged group (ego position 2, velocity 2, cos/sin yaw)
 ROBOT = 7  # features per robot in the critic group (position 2, cos/sin yaw, velocity 2, yaw rate)

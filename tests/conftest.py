@@ -1,7 +1,26 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import envs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with ``args`` as a user would, in a fresh Python (one torch thread,
+    as the tests run); its output as text. With ``check``, a non-zero exit fails with its stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, env=env, timeout=900
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"{script} exited {out.returncode}:\n{out.stderr[-3000:]}")
+    return out
 
 
 @pytest.fixture

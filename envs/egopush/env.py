@@ -20,112 +20,10 @@ import torch
 
 from envs.base import BatchedEnv, Obs
 from envs.egopush import scene
-from envs.egopush.tasks import TASKS, target_offsets
-
-OBSERVABILITY = ("global", "fov", "fov_gated")
-ROLES = ("active", "anchor", "obstacle")
-KP = 4  # keypoints per object: the corners of its footprint
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardScales:
-    """Weight of each reward term (0 turns a term off; it is still computed and logged)."""
-
-    stage: float = 1.0
-    """Stage completion: ``R * max(0, 1 - t_stage / T_stage)`` (R: ``reach_reward`` or ``place_reward``)."""
-    success: float = 1.0
-    """1 when the whole formation holds (the episode then ends)."""
-    approach: float = 0.0
-    """Dense: decrease (m) of the pusher's distance to the active box this step, in the reach stage."""
-    progress: float = 0.0
-    """Dense: decrease (m) of the active box's distance to its target this step, in the place stage."""
-    time: float = 0.0
-    """-1 every step (a time penalty when scaled > 0)."""
-    anchor: float = 0.0
-    """Dense: minus the distance (m) the anchor moved this step. In the line and cross tasks the anchor
-    is a box the robot can push, and the targets move with it: pushed against a wall, it leaves
-    targets no box can reach (0 in the goal task, whose anchor is a fixed region)."""
-    knock: float = 0.0
-    """Minus the number of placed boxes knocked out of place this step (in place before it, not
-    after). Completing a stage again after a setback pays nothing, which is all a knock-out costs
-    without it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EgoPushConfig:
-    """EgoPush room, task, rewards and observations."""
-
-    task: str = "line"
-    """``goal`` (one box onto a marked region), ``line`` or ``cross`` (formations around the anchor box)."""
-    n_boxes: int = 3
-    """Boxes, 2 to 4 (``goal``: 1 to 4, box 0 is pushed, the rest are obstacles)."""
-    observability: str = "global"
-    """Teacher keypoint visibility: ``global``, ``fov`` (camera frustum and range) or ``fov_gated``."""
-    arena_half: float = 2.0
-    """Half the side of the square room (m)."""
-    timestep: float = 0.01
-    """Physics step (s)."""
-    n_substeps: int = 5
-    """Physics steps per control step: 5 x 10 ms = 20 Hz control."""
-    episode_seconds: float = 60.0
-    """Time limit (s)."""
-    max_speed: float = 0.5
-    """Forward speed (m/s) at action 1."""
-    max_turn: float = 2.0
-    """Yaw rate (rad/s) at action 1."""
-    position_tolerance: float = 0.12
-    """A box is placed when its centre is within this distance (m) of its target."""
-    yaw_tolerance: float | None = None
-    """And, if set, its yaw within this (rad) of the anchor's, modulo 90 degrees (boxes are square)."""
-    reach_distance: float = 0.32
-    """The reach stage ends when the pusher's centre is this close (m) to the active box's centre."""
-    reach_reward: float = 1.0
-    """R of a reach stage."""
-    place_reward: float = 2.0
-    """R of a place stage."""
-    stage_seconds: float = 20.0
-    """T_stage: the stage reward decays to 0 over this time in the stage."""
-    camera_range: float = 3.0
-    """Farthest keypoint the ``fov`` modes count as visible (m)."""
-    gate_fraction: float = 0.3
-    """``fov_gated``: the anchor must be within this fraction of the half-width of the image from its centre."""
-    memory_seconds: float = 0.0
-    """``fov`` modes: 0 shows only what is in view now; > 0 keeps showing a keypoint that left the view, for
-    this long, at the world position where it was last seen (in the current robot frame, as odometry would)."""
-    reward_scales: RewardScales = RewardScales()
-    """Scale of each reward term."""
-    cameras: tuple[str, ...] = ()
-    """Student images to render: ``depth_layers`` (group of the same name) and/or ``rgb`` (group ``camera``)."""
-    camera_resolution: tuple[int, int] = (64, 64)
-    """(width, height) of the egocentric images."""
-    nthread: int = 0
-    """Physics threads for the ``cpu`` backend (0: all cores)."""
-    anchor_marker: bool = False
-    """Formations: a post on the anchor's top at its +y edge, the side the formation extends to. The
-    anchor is a cube, so without it no image tells which of its four sides the targets are on
-    (only the teachers' reference keypoints do); visual only, the physics is unchanged."""
-    room_keypoints: bool = False
-    """Append the room's four inner corners (x, y in the robot frame, shown flag; 12 inputs) to the
-    ``privileged`` and ``critic`` groups, after everything else. They stand for the walls, which a
-    depth camera sees: in the ``fov`` modes a corner is shown while it is in the camera's frustum and
-    range (at a box's mid-height) and for ``memory_seconds`` after; in ``global`` mode, and in
-    ``critic``, always. Off by default: the teachers in ``checkpoints/`` read no walls."""
-
-    def validate(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        lo = 1 if self.task == "goal" else 2
-        if not lo <= self.n_boxes <= 4:
-            raise ValueError(f"n_boxes must be {lo} to 4 for task {self.task!r}, got {self.n_boxes}")
-        if self.observability not in OBSERVABILITY:
-            raise ValueError(f"observability must be one of {OBSERVABILITY}, got {self.observability!r}")
-        if self.memory_seconds < 0:
-            raise ValueError(f"memory_seconds must be >= 0, got {self.memory_seconds}")
-        bad = [c for c in self.cameras if c not in ("depth_layers", "rgb")]
-        if bad:
-            raise ValueError(f"cameras must be among ('depth_layers', 'rgb'), got {bad}")
-        if self.arena_half < 1.0:
-            raise ValueError(f"arena_half must be >= 1.0 m, got {self.arena_half}")
+from envs.egopush.config import KP, EgoPushConfig
+from envs.egopush.start_replay import FailedStartReplay
+from envs.egopush.tasks import target_offsets
+from envs.egopush.view import CameraView, KeypointMemory, depth_by_role
 
 
 def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -155,7 +53,6 @@ class EgoPushEnv(BatchedEnv):
         device: str | None = None,
         name: str = "egopush",
     ) -> None:
-        cfg.validate()
         self.cfg = cfg
         self.name = name
         model = mujoco.MjModel.from_xml_string(
@@ -201,25 +98,11 @@ class EgoPushEnv(BatchedEnv):
         self.region = torch.zeros(W, 2, device=dev)  # goal region centre (goal task)
         self._prev_dist = torch.zeros(W, 2, device=dev)  # (pusher-active, active-target) distances
         self._act_scale = torch.tensor([cfg.max_speed, cfg.max_turn], device=dev)
-        # Keypoint memory (fov modes; with memory_seconds 0 only this step counts): per object (boxes,
-        # anchor, targets) each corner's world position when last seen and that episode step (-1: never).
-        n_obj = B + 1 + self.n_placed
-        self._kp_memory = torch.zeros(W, n_obj, KP, 2, device=dev)
-        self._kp_seen_step = torch.full((W, n_obj, KP), -1, dtype=torch.long, device=dev)
-        # Room corners (``room_keypoints``): world positions and the episode step each was last seen.
-        self._room = self._unit_square * cfg.arena_half  # [4, 2]
-        self._room_seen_step = torch.full((W, KP), -1, dtype=torch.long, device=dev)
-        # Failed-start replay (a training curriculum, off unless ``replay_failures`` > 0; see there):
-        # each world's start state, a buffer of starts whose episodes timed out, and whether the
-        # world's episode began from one of them.
-        self.replay_failures = 0.0
-        nq = self.mj_model.nq
-        self._start_qpos = torch.zeros(W, nq, dtype=torch.float64, device=dev)
-        self._start_region = torch.zeros(W, 2, device=dev)
-        self._failed_qpos = torch.zeros(W, nq, dtype=torch.float64, device=dev)
-        self._failed_region = torch.zeros(W, 2, device=dev)
-        self._failed_held = torch.zeros(W, dtype=torch.bool, device=dev)
-        self._replayed = torch.zeros(W, dtype=torch.bool, device=dev)
+        # What the fov teachers see: the camera's frustum, and the keypoint memory (boxes, anchor, targets).
+        self.view = CameraView(self.mj_model, cfg, self.goal_task, dev)
+        self.memory = KeypointMemory(W, B + 1 + self.n_placed, cfg.memory_seconds, self.control_dt, dev)
+        self._room = self._unit_square * cfg.arena_half  # room corners (``room_keypoints``) [4, 2]
+        self.start_replay: FailedStartReplay | None = None  # a training curriculum: replay_failed_starts
         p_dim = 12 * (3 + self.n_slots) + 5 + (3 * KP if cfg.room_keypoints else 0)
         box = gym.spaces.Box
         self.observation_spaces = {
@@ -232,7 +115,6 @@ class EgoPushEnv(BatchedEnv):
             self.observation_spaces["depth_layers"] = box(0.0, np.inf, (3, h, w), np.float32)
         if "rgb" in cfg.cameras:
             self.observation_spaces["camera"] = box(0, 255, (3, h, w), np.uint8)
-        self._camera_frame()
 
     # -- model bookkeeping --------------------------------------------------------------------------
     def _init_indices(self) -> None:
@@ -254,25 +136,14 @@ class EgoPushEnv(BatchedEnv):
         self._geom_object = obj.to(self.device)
         self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=self.device)
 
-    def _camera_frame(self) -> None:
-        """The head camera's pose in the robot frame, for projecting keypoints."""
-        m = self.mj_model
-        cam = m.camera("robot_cam")
-        self._cam_pos = torch.as_tensor(cam.pos, dtype=torch.float32, device=self.device)
-        quat = cam.quat
-        mat = np.zeros(9)
-        mujoco.mju_quat2Mat(mat, quat)
-        self._cam_mat = torch.as_tensor(mat.reshape(3, 3), dtype=torch.float32, device=self.device)  # columns: axes
-        self._tan_half = math.tan(math.radians(float(cam.fovy[0])) / 2)
-
     def camera_geometry(self) -> dict[str, Any]:
-        """What a robot knows of its own body, for a student's map memory (``distill.egomap``): the
+        """What a robot knows of its own body, for a student's map memory (``distill.egopush.odometry_map``): the
         head camera's position ``cam_pos`` and axes ``cam_mat`` (columns) in the robot frame, the
         tangent of half its field of view, its range, the control step (s) and half the wheel track."""
         return {
-            "cam_pos": self._cam_pos.tolist(),
-            "cam_mat": self._cam_mat.tolist(),
-            "tan_half": self._tan_half,
+            "cam_pos": self.view.cam_pos.tolist(),
+            "cam_mat": self.view.cam_mat.tolist(),
+            "tan_half": self.view.tan_half,
             "camera_range": self.cfg.camera_range,
             "control_dt": self.control_dt,
             "half_track": scene.ROBOT_HALF[1],
@@ -286,7 +157,7 @@ class EgoPushEnv(BatchedEnv):
 
     def keypoint_geometry(self) -> dict[str, Any]:
         """``camera_geometry`` and what a robot knows of its task, for a student's geometric
-        keypoints (``distill.egogeom``): the cube's half-side, the formation's target offsets in the
+        keypoints (``distill.egopush.geometry``): the cube's half-side, the formation's target offsets in the
         anchor's frame ``[P, 2]``, the teacher's keypoint rules (``observability``, ``memory_seconds``,
         ``gate_fraction``) and the number of boxes."""
         cfg = self.cfg
@@ -402,36 +273,10 @@ class EgoPushEnv(BatchedEnv):
             )
         return cand[torch.arange(k, device=self.device), score.argmax(1)]
 
-    def _replay_starts(self, ids: torch.Tensor, qpos: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """Failed-start replay, in place on the fresh starts ``qpos`` ``[k, nq]`` of worlds ``ids``:
-        first keep the starts of the episodes now ending by timeout (the task not done) in the buffer
-        (a free slot, else a random one), then with probability ``replay_failures`` give each world a
-        start drawn from it (each drawn start leaves the buffer; failing again puts it back). Returns
-        the region centres (the goal task's marked region; the anchor otherwise, unused)."""
-        g, W = self.generator, self.num_envs
-        timed_out = (self.episode_length[ids] >= self.max_episode_steps) & (self.stage[ids] < 2 * self.n_placed)
-        failed = ids[timed_out]
-        if len(failed):
-            score = torch.rand(W, generator=g).to(self.device) + 2.0 * (~self._failed_held).float()
-            slots = score.topk(len(failed)).indices  # at most W: the worlds ending now
-            self._failed_qpos[slots] = self._start_qpos[failed]
-            self._failed_region[slots] = self._start_region[failed]
-            self._failed_held[slots] = True
-        want = (torch.rand(len(ids), generator=g) < self.replay_failures).to(self.device)
-        held = int(self._failed_held.sum())
-        n = min(int(want.sum()), held)
-        replayed = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
-        if n:
-            score = torch.rand(W, generator=g).to(self.device) + 2.0 * self._failed_held.float()
-            slots = score.topk(n).indices
-            rows = want.nonzero().flatten()[:n]
-            qpos[rows] = self._failed_qpos[slots].to(qpos)
-            region = region.clone()
-            region[rows] = self._failed_region[slots]
-            self._failed_held[slots] = False
-            replayed[rows] = True
-        self._replayed[ids] = replayed
-        return region
+    def replay_failed_starts(self, probability: float) -> None:
+        """Train with failed-start replay (``envs.egopush.start_replay``): from the next reset on,
+        timed-out starts come round again with ``probability``; ``info["replayed"]`` marks them."""
+        self.start_replay = FailedStartReplay(probability, self.num_envs, self.mj_model.nq, self.device)
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         cfg, g, k, B = self.cfg, self.generator, len(ids), self.cfg.n_boxes
@@ -467,10 +312,9 @@ class EgoPushEnv(BatchedEnv):
         r = self._robot_q
         qpos[:, r : r + 2] = robot
         qpos[:, r + 2] = (rand(k) * 2 - 1) * math.pi
-        if self.replay_failures > 0:
-            anchor = self._replay_starts(ids, qpos, anchor)
-        self._start_qpos[ids] = qpos.to(self._start_qpos)
-        self._start_region[ids] = anchor
+        if self.start_replay is not None:
+            timed_out = (self.episode_length[ids] >= self.max_episode_steps) & (self.stage[ids] < 2 * self.n_placed)
+            anchor = self.start_replay.draw(ids, timed_out, qpos, anchor, g)
         self.sim.reset(ids, qpos)
         # The marked region: on the floor in egopush-goal, out of sight under it otherwise.
         gp = self.sim.field("geom_pos")
@@ -487,8 +331,7 @@ class EgoPushEnv(BatchedEnv):
         self.reached[ids] = False
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
-        self._kp_seen_step[ids] = -1
-        self._room_seen_step[ids] = -1
+        self.memory.forget(ids)
         self._prev_dist[ids] = self._distances(self._state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -560,8 +403,8 @@ class EgoPushEnv(BatchedEnv):
             "path_length": self.path_length.clone(),
             "placed": placed.sum(1),
         }
-        if self.replay_failures > 0:
-            info["replayed"] = self._replayed.clone()  # this episode began from a failed start
+        if self.start_replay is not None:
+            info["replayed"] = self.start_replay.replayed.clone()  # this episode began from a failed start
         return terms, success.clone(), info
 
     # -- observations -------------------------------------------------------------------------------
@@ -594,27 +437,6 @@ class EgoPushEnv(BatchedEnv):
         anchor = torch.full_like(active, B)
         return torch.cat((active[:, None], anchor[:, None], self._obstacle_order[active], (B + 1 + kc)[:, None]), 1)
 
-    def _remember(
-        self, s: dict[str, torch.Tensor], kp: torch.Tensor, vis: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the keypoints in view, then return every slot's remembered world keypoints
-        ``[W, G, 4, 2]`` and its flag ``[W, G, 4]``: 1 if seen in the last ``memory_seconds``, else 0.
-        The flag reads as in ``global`` mode (1: shown), so a ``global`` teacher's inputs carry over."""
-        rows = self._w[:, None]
-        obj = self._slot_objects(s["active"], s["kc"])
-        mem = torch.where(vis[..., None], kp, self._kp_memory[rows, obj])
-        step = torch.where(vis, self.episode_length[:, None, None], self._kp_seen_step[rows, obj])
-        self._kp_memory[rows, obj] = mem
-        self._kp_seen_step[rows, obj] = step
-        return mem, self._recent(step)
-
-    def _recent(self, step: torch.Tensor) -> torch.Tensor:
-        """1 where the episode step ``step`` ``[W, ...]`` a keypoint was last seen (-1: never) lies
-        within the last ``memory_seconds``, else 0."""
-        shape = [self.num_envs] + [1] * (step.dim() - 1)
-        age = (self.episode_length.view(shape) - step).float() * self.control_dt
-        return ((step >= 0) & (age <= self.cfg.memory_seconds)).float()
-
     def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
         """World points ``[W, ..., 2]`` into the robot frame."""
         shape = [self.num_envs] + [1] * (pts.dim() - 2)
@@ -624,30 +446,8 @@ class EgoPushEnv(BatchedEnv):
         return _rot(d, c, -si)
 
     def project(self, pts_robot: torch.Tensor, height: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Robot-frame points at ``height`` -> (image u, v in [-1, 1] at the edges, depth m)."""
-        p = torch.cat((pts_robot, torch.full_like(pts_robot[..., :1], height)), -1) - self._cam_pos
-        cam = p @ self._cam_mat  # coordinates along the camera's x, y, z axes
-        depth = -cam[..., 2]  # MuJoCo cameras look along -z
-        safe = depth.clamp(min=1e-6)
-        return cam[..., 0] / safe / self._tan_half, cam[..., 1] / safe / self._tan_half, depth
-
-    def _in_view(self, pts_robot: torch.Tensor) -> torch.Tensor:
-        """Whether robot-frame points ``[W, ..., 2]`` at a box's mid-height are inside the camera's
-        frustum and range."""
-        u, v, depth = self.project(pts_robot, scene.BOX_HALF)
-        return (u.abs() <= 1) & (v.abs() <= 1) & (depth > 0.05) & (depth <= self.cfg.camera_range)
-
-    def _visibility(self, kp_robot: torch.Tensor) -> torch.Tensor:
-        """``[W, G, 4]`` visibility of keypoints in the ``fov`` modes: inside the camera's frustum
-        and range (and, ``fov_gated``, the reference only while the anchor is near the centre)."""
-        vis = self._in_view(kp_robot)
-        if self.cfg.observability == "fov_gated":
-            # The reference is shown only while the anchor's centre is in view near the image centre.
-            centre = kp_robot[:, 1].mean(1)  # anchor centre [W, 2]
-            cu, cv, cd = self.project(centre, scene.BOX_HALF if not self.goal_task else 0.0)
-            gated = (cu.abs() <= self.cfg.gate_fraction) & (cv.abs() <= 1) & (cd > 0.05) & (cd <= self.cfg.camera_range)
-            vis[:, -1] &= gated[:, None]
-        return vis
+        """Robot-frame points at ``height`` -> (image u, v in [-1, 1] at the edges, depth m) in the head camera."""
+        return self.view.project(pts_robot, height)
 
     def _observe(self) -> Obs:
         s = self._state()
@@ -657,7 +457,8 @@ class EgoPushEnv(BatchedEnv):
         if self.cfg.observability == "global":
             masked = full
         else:  # memory_seconds 0: what is in view now, the same mechanism with no memory span
-            mem, flag = self._remember(s, kp, self._visibility(kp_r))
+            obj = self._slot_objects(s["active"], s["kc"])
+            mem, flag = self.memory.remember(obj, kp, self.view.visibility(kp_r), self.episode_length)
             flag = flag.unsqueeze(-1)
             masked = torch.cat((self._to_robot(s, mem) * flag, flag), -1).flatten(1)
         placed_frac = s["placed"].float().mean(1, keepdim=True)
@@ -688,9 +489,7 @@ class EgoPushEnv(BatchedEnv):
         every = torch.cat((room, ones), -1).flatten(1)
         if self.cfg.observability == "global":
             return every, every
-        step = torch.where(self._in_view(room), self.episode_length[:, None], self._room_seen_step)
-        self._room_seen_step = step
-        flag = self._recent(step)[..., None]
+        flag = self.memory.remember_room(self.view.in_view(room), self.episode_length)[..., None]
         return torch.cat((room * flag, flag), -1).flatten(1), every
 
     def appended_dims(self, group: str, source_config: dict[str, Any]) -> int:
@@ -725,13 +524,6 @@ class EgoPushEnv(BatchedEnv):
         if "rgb" in img:
             out["camera"] = img["rgb"]
         if "depth_layers" in self.cfg.cameras:
-            seg = img["segmentation"][:, 0, 0].long() + 1  # [W, H, Wd], background 0
-            obj = self._geom_object[seg]  # object index or -1
-            role_tab = torch.cat(
-                (self.roles(active), torch.full((self.num_envs, 1), -1, dtype=torch.long, device=self.device)), 1
-            )
-            role = role_tab.gather(1, torch.where(obj < 0, role_tab.shape[1] - 1, obj).flatten(1)).view_as(obj)
-            depth = img["depth"][:, 0, 0]
-            layers = torch.stack([torch.where(role == r, depth, 0.0) for r in range(3)], 1)
-            out["depth_layers"] = layers[:, None]
+            obj = self._geom_object[img["segmentation"][:, 0, 0].long() + 1]  # [W, H, Wd] object index or -1
+            out["depth_layers"] = depth_by_role(img["depth"][:, 0, 0], obj, self.roles(active))[:, None]
         return out

@@ -1,5 +1,6 @@
 """Multi-agent robot soccer."""
 
-from envs.soccer.env import SEG_CLASSES, RewardScales, SoccerConfig, SoccerEnv
+from envs.soccer.config import SEG_CLASSES, RewardScales, SoccerConfig
+from envs.soccer.env import SoccerEnv
 
 __all__ = ["SEG_CLASSES", "RewardScales", "SoccerConfig", "SoccerEnv"]

@@ -1,22 +1,23 @@
 """Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
 
 python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer|map|geometric]
-    [--tag -TAG] [--seeds 0,1]
+    [--tag -TAG] [--seeds 0 1] [--root DIR]
 
 Runs are read from runs/egopush-TASK-student[TAG]-OBS-sSEED; the tag is "-MEMORY" unless --tag is given.
 Below each teacher's seeds, a "pooled" row: the episodes of all its seeds together (successes summed,
 Wilson 95% interval), once every seed has run.
 """
 
+import dataclasses
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import tyro
 
-from agents.evaluate import wilson_interval  # noqa: E402
-from agents.run_state import read_metrics  # noqa: E402
+from agents.evaluate import wilson_interval
+from agents.run_state import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table(root: Path, task: str, tag: str, seeds: tuple[int, ...] = (0, 1)) -> str:
@@ -59,17 +60,26 @@ def table(root: Path, task: str, tag: str, seeds: tuple[int, ...] = (0, 1)) -> s
     return "\n".join(rows)
 
 
-def main() -> None:
-    task = sys.argv[sys.argv.index("--task") + 1] if "--task" in sys.argv else "line"
-    memory = sys.argv[sys.argv.index("--memory") + 1] if "--memory" in sys.argv else "none"
-    tag = "" if memory == "none" else f"-{memory}"
-    if "--tag" in sys.argv:
-        tag = sys.argv[sys.argv.index("--tag") + 1]
-    seeds = (0, 1)
-    if "--seeds" in sys.argv:
-        seeds = tuple(int(x) for x in sys.argv[sys.argv.index("--seeds") + 1].split(","))
-    print(table(ROOT, task, tag, seeds))
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """Print the observability ablation table."""
+
+    task: str = "line"
+    """EgoPush task: ``line``, ``goal`` or ``cross``."""
+    memory: str = "none"
+    """Student memory the runs used (their tag is ``-MEMORY`` unless ``--tag``)."""
+    tag: str | None = None
+    """Run-name tag, e.g. ``-map`` (default: from ``--memory``)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Training seeds of each teacher's students."""
+    root: Path = ROOT
+    """Folder holding ``runs/`` and ``checkpoints/``."""
+
+
+def main(cfg: TableConfig) -> None:
+    tag = cfg.tag if cfg.tag is not None else ("" if cfg.memory == "none" else f"-{cfg.memory}")
+    print(table(cfg.root, cfg.task, tag, cfg.seeds))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(tyro.cli(TableConfig))

@@ -2,7 +2,7 @@
 
 The privileged keypoints list each box's corners in the order its yaw gives them (``envs.egopush``:
 corner ``i`` at the box's yaw plus ``i`` quarter turns). A cube looks the same after a quarter turn,
-so from an image only its yaw modulo a quarter turn can be known (``distill.egogeom`` estimates that
+so from an image only its yaw modulo a quarter turn can be known (``distill.egopush.geometry`` estimates that
 one): the order of a camera-estimated box is the env's order shifted by a number of places the
 camera cannot know. Here the teacher is evaluated (as ``eval.py``: deterministic actions, Wilson
 intervals, the same seeds and worlds) on its own observation as is, and with the corners of the two
@@ -17,34 +17,16 @@ its whole yaw) and the reference (turned with the anchor) keep theirs.
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from egopush_geometric import line_teacher  # noqa: E402
-
-import envs  # noqa: E402
-from agents.evaluate import run_episodes, wilson_interval  # noqa: E402
+import envs
+from agents.evaluate import run_episodes, wilson_interval
+from distill.egopush.probes import camera_order, line_teacher
 
 GROUPS = 4
 """Keypoint groups of an EgoPush teacher's observation: active box, anchor, obstacle, reference."""
-
-
-def camera_order(kp: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-    """One group's corners ``[N, 4, C]`` in the env's order for boxes of yaw ``[N]`` -> the same
-    corners, corner 0 the one of the yaw taken into [-pi/4, pi/4) (a quarter turn moves corner ``i``
-    to ``i + 1``, so the shift is the yaw's whole quarter turns)."""
-    quarter = math.pi / 2
-    turns = torch.round((yaw - (torch.remainder(yaw + quarter / 2, quarter) - quarter / 2)) / quarter).long() % 4
-    out = kp.clone()
-    for k in range(1, 4):
-        rows = turns == k
-        out[rows] = kp[rows].roll(k, 1)
-    return out
 
 
 class CameraOrder:

@@ -14,19 +14,14 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from egopush_gap import estimate_errors  # noqa: E402
-
-from distill.dagger import load_teacher, make_distill_env  # noqa: E402
-from distill.students import Student, StudentConfig  # noqa: E402
+from distill.egopush.probes import estimate_errors
+from distill.students import Student, StudentConfig
+from distill.teacher_env import load_teacher, make_distill_env
 
 
 def main() -> None:

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
-from agents.evaluate import _episodes  # noqa: E402
-from agents.policies import episode_done, make_policy  # noqa: E402
-
-
-class KnockCounter:
-    """Wraps a policy: before each action, counts per world how often the number of boxes in place
-    fell since the last control step (a placed box knocked out of place) in the current episode."""
-
-    def __init__(self, env, policy) -> None:
-        self.env, self.policy = env, policy
-        self.placed = torch.zeros(env.num_envs, dtype=torch.long)
-        self.knocks = torch.zeros(env.num_envs, dtype=torch.long)
-
-    def __call__(self, obs):
-        placed = self.env.placed_mask().sum(1).cpu()
-        fresh = self.env.episode_length.cpu() == 0
-        self.knocks = torch.where(fresh, 0, self.knocks + (placed < self.placed).long())
-        self.placed = placed
-        return self.policy(obs)
-
-    def episode_done(self, done) -> None:
-        episode_done(self.policy, done)
+import distill  # noqa: F401  (registers the student checkpoint kind)
+import envs
+from agents.checkpoint import CheckpointError, read_meta
+from agents.evaluate import _episodes
+from agents.policies import make_policy
+from distill.egopush.probes import KnockCounter
 
 
 def main() -> None:

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
-from agents.policies import episode_done, make_policy  # noqa: E402
-from distill.dagger import load_teacher  # noqa: E402
+import envs
+from agents.checkpoint import CheckpointError, read_meta
+from agents.policies import episode_done, make_policy
+from distill.egopush.probes import estimate_errors
+from distill.teacher_env import load_teacher
 
 
 def main() -> None:
@@ -105,39 +103,6 @@ def main() -> None:
         for name, st in est_stats.items():
             err = [f"{st[i] / st[i + 1]:.3f}" if st[i + 1] else "-" for i in (2, 4, 6)]
             print(f"| {name} | {st[0] / max(st[1], 1):.3f} | {' | '.join(err)} |")
-
-
-def estimate_errors(
-    est: torch.Tensor,
-    priv: torch.Tensor,
-    teacher,
-    groups: int,
-    in_view: torch.Tensor,
-    stats: dict[str, list[float]],
-) -> None:
-    """Accumulate into ``stats[group name]``, from an estimate ``est`` of the teacher's normalised
-    observation and the true one ``priv`` (``[W, D]``): flags right (estimate > 0.5 against the
-    teacher's flag; indices 0, 1: right, count) and the distance of the group's centre (m) in rows
-    where the teacher is shown the group (sum, count): all of them (2, 3), those with the group in
-    view now (``in_view`` ``[W, G]``; 4, 5) and those where it is only remembered (6, 7). Also used
-    by ``egopush_estimate.py``."""
-    raw = est * torch.sqrt(teacher.norm.var + 1e-8) + teacher.norm.mean  # back to the observation's units
-    k_est = raw[:, : 12 * groups].view(-1, groups, 4, 3)
-    k_true = priv[:, : 12 * groups].view(-1, groups, 4, 3)
-    names = ["active box", "anchor"] + [f"obstacle {i + 1}" for i in range(groups - 3)] + ["reference"]
-    for g, name in enumerate(names):
-        flag_t = k_true[:, g, :, 2] > 0.5
-        flag_e = k_est[:, g, :, 2] > 0.5
-        st = stats[name]
-        st[0] += float((flag_t == flag_e).float().sum())
-        st[1] += flag_t.numel()
-        shown = flag_t.all(-1)
-        # Centres (the mean of the four corners): the corners' order follows the box's yaw, which no
-        # image shows beyond a quarter turn, and the teacher acts alike on a reordered box.
-        d = (k_est[:, g, :, :2].mean(1) - k_true[:, g, :, :2].mean(1)).norm(dim=-1)
-        for i, rows in ((2, shown), (4, shown & in_view[:, g]), (6, shown & ~in_view[:, g])):
-            st[i] += float(d[rows].sum())
-            st[i + 1] += int(rows.sum())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Can a camera, read by geometry alone, give an EgoPush teacher what it needs? The teacher is
 evaluated (as ``eval.py`` does: deterministic actions, Wilson intervals) on an observation in
-which the named keypoint groups come from ``distill.egogeom.GeoKeypoints`` (the role-layered depth
+which the named keypoint groups come from ``distill.egopush.geometry.GeoKeypoints`` (the role-layered depth
 image and the wheel speeds only, no learning; its docstring says how), and the other groups are
 the teacher's own. With ``--kc privileged`` (the default) the placement index (which target is
 next, so which reference, and when the two boxes that are not the anchor swap roles) and the
@@ -49,13 +49,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.evaluate import run_episodes  # noqa: E402
-from distill.dagger import load_teacher  # noqa: E402
-from distill.egogeom import CENTRES, LABELS, GeoKeypoints, rotate  # noqa: E402
-from envs.egopush import scene  # noqa: E402
+import envs
+from agents.evaluate import run_episodes
+from distill.egopush.geometry import CENTRES, LABELS, GeoKeypoints, rotate
+from distill.egopush.probes import line_teacher
+from envs.egopush import scene
 
 PARTS = {
     "none": (),
@@ -68,7 +66,7 @@ GROUP = {"active": 0, "anchor": 1, "obstacle": 2, "reference": 3}
 
 class Geometric:
     """The teacher on its ``privileged`` group with the groups in ``parts`` taken from
-    ``distill.egogeom.GeoKeypoints`` (see the module's docstring). With ``privileged_kc`` the
+    ``distill.egopush.geometry.GeoKeypoints`` (see the module's docstring). With ``privileged_kc`` the
     placement index and the fraction placed are the env's (as the first table of the README);
     without, they are the estimate's too, and nothing the teacher reads comes from the env."""
 
@@ -204,16 +202,6 @@ def truth_errors(
         with torch.no_grad():
             obs, *_ = env.step(teacher(obs["privileged"].float()))
     return out, rates
-
-
-def line_teacher(path: Path) -> tuple[torch.nn.Module, dict, dict]:
-    """An ``egopush-line`` teacher with 3 boxes (one per role; ``SystemExit`` for any other): its
-    policy, its metadata and a copy of its env config."""
-    teacher, meta = load_teacher(path)
-    cfg = dict(meta["env_config"])
-    if meta["env"] != "egopush-line" or cfg.get("n_boxes", 3) != 3:
-        raise SystemExit(f"{path}: expected an egopush-line teacher with 3 boxes")
-    return teacher, meta, cfg
 
 
 def main() -> None:

@@ -37,85 +37,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.evaluate import run_episodes  # noqa: E402
-from distill.dagger import load_teacher  # noqa: E402
-
-CORNERS = ("true", "shift", "canonical", "centre", "current")
-GROUPS = ("all", "active", "anchor", "obstacle", "reference")
-
-
-def group_indices(name: str, groups: int) -> list[int]:
-    """Keypoint group indices of ``name`` (one of ``GROUPS``) among ``groups``: active box, anchor,
-    obstacle slots, reference."""
-    return {
-        "all": list(range(groups)),
-        "active": [0],
-        "anchor": [1],
-        "obstacle": list(range(2, groups - 1)),
-        "reference": [groups - 1],
-    }[name]
-
-
-def canonical_roll(full: torch.Tensor) -> torch.Tensor:
-    """``[..., 4, 2]`` corners of squares (in order round the square, counter-clockwise) -> ``[...]``
-    the count ``k`` such that corner ``k`` is the one at 0 to 90 degrees about the centre."""
-    d = full - full.mean(-2, keepdim=True)
-    a0 = torch.atan2(d[..., 0, 1], d[..., 0, 0])  # corner 0's angle; corner k's is a0 + k quarter turns
-    return (-torch.floor(a0 / (torch.pi / 2))).long() % 4
-
-
-def roll_corners(kp: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """``kp`` ``[..., 4, C]`` with corner ``i`` replaced by corner ``(i + k) % 4`` (``k`` ``[...]``)."""
-    idx = (torch.arange(4, device=kp.device) + k[..., None]) % 4
-    return kp.gather(-2, idx[..., None].expand(*idx.shape, kp.shape[-1]))
-
-
-class Jittered:
-    """The teacher on its ``privileged`` group with each shown keypoint group offset by N(0, sigma^2),
-    and the corners of the boxes whose yaw a camera cannot tell (the active box, the obstacles) as
-    ``corners`` says (see the module's docstring)."""
-
-    def __init__(
-        self, teacher, groups: int, sigma: float, seed: int, corners: str = "true", jitter: str = "all"
-    ) -> None:
-        if corners not in CORNERS:
-            raise ValueError(f"corners must be one of {CORNERS}, got {corners!r}")
-        if jitter not in GROUPS:
-            raise ValueError(f"jitter must be one of {GROUPS}, got {jitter!r}")
-        self.teacher, self.groups, self.sigma, self.corners = teacher, groups, sigma, corners
-        self.jittered = torch.zeros(groups, 1, 1)  # 1 for the groups that get offsets
-        self.jittered[group_indices(jitter, groups)] = 1.0
-        self.gen = torch.Generator().manual_seed(seed)
-        self.boxes = group_indices("active", groups) + group_indices("obstacle", groups)  # yaw unseen
-
-    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        p = obs["privileged"].float().clone()  # [W, 1, D]
-        kp = p[..., : 12 * self.groups].reshape(*p.shape[:-1], self.groups, 4, 3).clone()
-        if self.corners != "true":
-            b = self.boxes
-            box = kp[..., b, :, :]
-            if self.corners == "current":
-                now = obs["critic"].float()[..., : 12 * self.groups].reshape(*kp.shape)[..., b, :, :2]
-                box = torch.cat((now * box[..., 2:3], box[..., 2:3]), -1)
-            elif self.corners == "centre":
-                shown = box[..., 2:3]
-                mean = (box[..., :2] * shown).sum(-2, keepdim=True) / shown.sum(-2, keepdim=True).clamp(min=1)
-                box = torch.cat((mean.expand_as(box[..., :2]) * shown, shown), -1)
-            else:
-                if self.corners == "shift":
-                    k = torch.randint(0, 4, box.shape[:-2], generator=self.gen).to(p.device)
-                else:  # from every corner (the critic group shows them all), as a camera sees the square
-                    full = obs["critic"].float()[..., : 12 * self.groups].reshape(*kp.shape)[..., b, :, :2]
-                    k = canonical_roll(full)
-                box = roll_corners(box, k)
-            kp[..., b, :, :] = box
-        shift = torch.randn(*kp.shape[:-2], 1, 2, generator=self.gen).to(p) * self.sigma * self.jittered.to(p)
-        kp[..., :2] = (kp[..., :2] + shift) * kp[..., 2:3]  # unshown corners stay at zero
-        p[..., : 12 * self.groups] = kp.flatten(-3)
-        return self.teacher(p)
+import envs
+from agents.evaluate import run_episodes
+from distill.egopush.probes import CORNERS, GROUPS, Jittered
+from distill.teacher_env import load_teacher
 
 
 def main() -> None:

@@ -14,16 +14,14 @@ evaluation with the same seed and worlds).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.policies import checkpoint_env, episode_done, make_policy  # noqa: E402
-from envs.egopush.scene import BOX_HALF  # noqa: E402
+import distill  # noqa: F401  (registers the student checkpoint kind)
+import envs
+from agents.policies import checkpoint_env, episode_done, make_policy
+from envs.egopush.scene import BOX_HALF
 
 
 def main() -> None:

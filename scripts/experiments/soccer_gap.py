@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import envs  # noqa: E402
-from agents.checkpoint import CheckpointError, read_meta  # noqa: E402
-from agents.policies import episode_done, make_policy  # noqa: E402
-from agents.rollout import TeamPolicy  # noqa: E402
-from distill.dagger import load_teacher  # noqa: E402
-from envs.soccer import SEG_CLASSES  # noqa: E402
+import envs
+from agents.checkpoint import CheckpointError, read_meta
+from agents.policies import episode_done, make_policy
+from agents.rollout import TeamPolicy
+from distill.teacher_env import load_teacher
+from envs.soccer import SEG_CLASSES
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ refuses bad teachers, the teacher labels (and with beta = 1 drives), and a short
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,12 @@ import envs
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
 from agents.policies import BlankCamera, make_policy
-from distill.dagger import (
-    DaggerConfig,
-    Distiller,
-    action_loss,
-    alignment_loss,
-    make_distill_env,
-    teacher_role_embeddings,
-)
+from distill.dagger import DaggerConfig, Distiller
+from distill.losses import action_loss, alignment_loss, teacher_role_embeddings
 from distill.students import Student, StudentConfig, StudentPolicy
+from distill.teacher_env import make_distill_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
 LINE_TEACHER = ROOT / "checkpoints" / "egopush-line-teacher-global"
 
@@ -400,11 +394,9 @@ def test_segmentation_channels_join_an_rgb_student_without_changing_its_actions(
     """``--student.segmentation``: the env's segmentation classes, one-hot, become input channels
     of an RGB student; warm-started from an RGB student they start at zero weight (the same
     actions), training gives them weight, and the checkpoint asks its env for both images."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import distill_student
-
     from agents.checkpoint import read_meta
     from agents.policies import checkpoint_env, load_checkpoint_policy
+    from distill import train as distill_student
     from envs.config import to_dict
 
     env = envs.make("soccer-1v1", num_envs=1)
@@ -470,7 +462,7 @@ def test_segmentation_channels_join_an_rgb_student_without_changing_its_actions(
         teacher=teacher, init_from=tmp_path / "rgb" / "checkpoint", student=StudentConfig(segmentation=True)
     )
     assert distill_student._student_of(script_cfg).student == seg_cfg
-    with pytest.raises(SystemExit, match="drop the --student"):
+    with pytest.raises(ValueError, match="drop the --student"):
         distill_student._student_of(dataclasses.replace(script_cfg, student=StudentConfig(segmentation=True, hidden=8)))
 
 
@@ -557,11 +549,8 @@ def test_adaptive_kl_coefficient_follows_its_target(tmp_path: Path) -> None:
 
 
 def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path: Path) -> None:
-    import sys
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import distill_student
-
+    from distill import train as distill_student
     from envs.config import to_dict
 
     env = envs.make("soccer-1v1", num_envs=1, episode_seconds=2.0)  # short matches: a quick eval
@@ -579,40 +568,40 @@ def test_distill_script_writes_a_run_and_a_card_with_blank_camera_eval(tmp_path:
         student=StudentConfig(embed=16, hidden=32),
         dagger=DaggerConfig(steps_per_iter=8, buffer_steps=8, updates_per_iter=1, batch_frames=8),
     )
-    run = distill_student.main(cfg)
+    run = distill_student.distill(cfg)
     card = (run / "checkpoint" / "MODEL_CARD.md").read_text()
     assert "blank camera" in card and (run / "learning_curve.png").exists() and any((run / "tb").iterdir())
     results = json.loads((run / "eval.json").read_text())
     assert results["blank_camera"]["blank_camera"] is True and results["eval"]["episodes"] == 4
-    with pytest.raises(SystemExit, match="already holds a run"):
-        distill_student.main(cfg)
-    with pytest.raises(SystemExit, match="soccer-1v1"):
-        distill_student.main(distill_student.DistillConfig(teacher=tmp_path / "teacher", env="egopush-line"))
-    with pytest.raises(SystemExit, match="needs a teacher"):
-        distill_student.main(distill_student.DistillConfig())
+    with pytest.raises(ValueError, match="already holds a run"):
+        distill_student.distill(cfg)
+    with pytest.raises(ValueError, match="soccer-1v1"):
+        distill_student.distill(distill_student.DistillConfig(teacher=tmp_path / "teacher", env="egopush-line"))
+    with pytest.raises(ValueError, match="needs a teacher"):
+        distill_student.distill(distill_student.DistillConfig())
     # --env-overrides changes the teacher's env for the run, and the student's checkpoint keeps it.
     short = dataclasses.replace(
         cfg, run_dir=tmp_path / "short", eval_episodes=0, env_overrides='{"episode_seconds": 1.5, "goal_width": 0.9}'
     )
-    saved = json.loads((distill_student.main(short) / "checkpoint" / "policy.json").read_text())
+    saved = json.loads((distill_student.distill(short) / "checkpoint" / "policy.json").read_text())
     assert saved["env_config"]["episode_seconds"] == 1.5 and saved["env_config"]["goal_width"] == 0.9
     for bad in ("[1.5]", "{episode_seconds: 1}"):
-        with pytest.raises(SystemExit, match="--env-overrides must be a JSON object"):
-            distill_student.main(dataclasses.replace(short, run_dir=tmp_path / "bad", env_overrides=bad))
+        with pytest.raises(ValueError, match="--env-overrides must be a JSON object"):
+            distill_student.distill(dataclasses.replace(short, run_dir=tmp_path / "bad", env_overrides=bad))
     # --init-from: the student network comes from the checkpoint (no --student.* flags needed).
     warm = dataclasses.replace(
         cfg, run_dir=tmp_path / "warm", init_from=run / "checkpoint", student=StudentConfig(), eval_episodes=1
     )
-    warm_run = distill_student.main(warm)
+    warm_run = distill_student.distill(warm)
     assert json.loads((warm_run / "config.json").read_text())["distill"]["student"]["hidden"] == 32
     assert (
         f"initialised from the student `{run / 'checkpoint'}`"
         in (warm_run / "checkpoint" / "MODEL_CARD.md").read_text()
     )
-    with pytest.raises(SystemExit, match="drop the --student"):
-        distill_student.main(dataclasses.replace(warm, run_dir=tmp_path / "w2", student=StudentConfig(hidden=64)))
-    with pytest.raises(SystemExit, match="not a student checkpoint"):
-        distill_student.main(dataclasses.replace(warm, run_dir=tmp_path / "w3", init_from=tmp_path / "teacher"))
+    with pytest.raises(ValueError, match="drop the --student"):
+        distill_student.distill(dataclasses.replace(warm, run_dir=tmp_path / "w2", student=StudentConfig(hidden=64)))
+    with pytest.raises(ValueError, match="not a student checkpoint"):
+        distill_student.distill(dataclasses.replace(warm, run_dir=tmp_path / "w3", init_from=tmp_path / "teacher"))
 
 
 def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: Path) -> None:
@@ -649,8 +638,7 @@ def test_learning_rate_schedule_decays_to_lr_final_by_the_last_update(tmp_path: 
 def test_ablation_table_pools_the_seeds_episodes(tmp_path):
     """The ablation table's pooled row sums successes over the seeds (Wilson interval over all
     episodes), and is left out while a seed has not run."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
-    import ablation_table
+    from conftest import run_script
 
     from agents.evaluate import wilson_interval
 
@@ -668,7 +656,7 @@ def test_ablation_table_pools_the_seeds_episodes(tmp_path):
             res = {"episodes": 100, "success_rate": rate, "success_rate_ci95": ci, "reach_rate": 1.0}
             (run / "eval.json").write_text(json.dumps({"eval": res}))
             (run / "metrics.jsonl").write_text(json.dumps({"dagger/action_gap": 0.5}) + "\n")
-    table = ablation_table.table(tmp_path, "line", "-map")
+    table = run_script("experiments/ablation_table.py", "--tag", "-map", "--root", str(tmp_path)).stdout.strip()
     rows = {}
     for ln in table.splitlines()[2:]:
         cells = [c.strip() for c in ln.strip().strip("|").split("|")]

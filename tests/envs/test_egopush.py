@@ -1,6 +1,7 @@
 """EgoPush: success test, observability masks, stage rewards, and nothing global for students."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -121,7 +122,7 @@ def test_room_corners_shown_by_the_camera_rules_and_remembered():
     # Robot 1.5 m from the room's (+2, +2) corner, facing it (world 0) or facing away (world 1).
     place_push(env, 0, robot=(0.94, 0.94, math.pi / 4), boxes=boxes)
     place_push(env, 1, robot=(0.94, 0.94, -3 * math.pi / 4), boxes=boxes)
-    env._room_seen_step.fill_(-1)  # forget what the robots saw from where the reset put them
+    env.memory.room_seen_step.fill_(-1)  # forget what the robots saw from where the reset put them
     a, b = _room(env, 0), _room(env, 1)
     # Corner 0 is (+2, +2) (the unit square's first corner): ahead, 1.5 m along the robot's x.
     assert a[0, 2] == 1.0 and b[0, 2] == 0.0
@@ -301,11 +302,8 @@ def test_only_the_anchor_marker_shows_which_side_the_formation_is_on(marker):
 def test_knock_counter_counts_a_placed_box_knocked_out_of_place():
     """``egopush_failures.py`` counts a knock-out where the number of boxes in place falls between
     control steps, and starts again with each episode."""
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
-    from egopush_failures import KnockCounter
+    from distill.egopush.probes import KnockCounter
 
     env = envs.make("egopush-line", num_envs=1)
     obs = env.reset(seed=0)
@@ -326,19 +324,15 @@ def test_knock_counter_counts_a_placed_box_knocked_out_of_place():
 
 
 @pytest.mark.parametrize("script", ["egopush_failures", "egopush_gap", "soccer_gap"])
-def test_experiment_scripts_name_a_folder_that_is_not_a_checkpoint(script, tmp_path, monkeypatch):
+def test_experiment_scripts_name_a_folder_that_is_not_a_checkpoint(script, tmp_path):
     """The failure and gap scripts read a checkpoint's metadata through the checkpoint loader: a
     folder without one (a run directory, whose policy is in ``checkpoint/``) is a clear error."""
-    import importlib
-    import sys
-    from pathlib import Path
+    from conftest import run_script
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
-    module = importlib.import_module(script)
     teacher = [] if script == "egopush_failures" else ["--teacher", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", [script, str(tmp_path), *teacher])
-    with pytest.raises(SystemExit, match=r"checkpoint: .* is not a policy checkpoint: expected policy.safetensors"):
-        module.main()
+    out = run_script(f"experiments/{script}.py", str(tmp_path), *teacher, check=False)
+    assert out.returncode != 0
+    assert re.search(r"checkpoint: .* is not a policy checkpoint: expected policy.safetensors", out.stderr)
 
 
 def test_failed_start_replay_brings_timed_out_starts_round_again():
@@ -358,13 +352,13 @@ def test_failed_start_replay_brings_timed_out_starts_round_again():
     assert "replayed" not in episode()
     assert torch.cdist(env.sim.qpos, first).min() > 0.1
     # On, with probability 1: the worlds restart from the starts that just timed out, each once.
-    env.replay_failures = 1.0
+    env.replay_failed_starts(1.0)
     env.reset(seed=0)
     first = env.sim.qpos.clone()
     assert not episode()["replayed"].any()  # the episodes that ended began afresh
     d = torch.cdist(env.sim.qpos, first)
     assert (d.min(1).values == 0).all() and (d.min(0).values == 0).all()
-    assert not env._failed_held.any()  # a drawn start leaves the buffer...
+    assert not env.start_replay.failed_held.any()  # a drawn start leaves the buffer...
     snap = env.snapshot()
     assert episode()["replayed"].all()
     again = env.sim.qpos.clone()
@@ -376,7 +370,7 @@ def test_failed_start_replay_brings_timed_out_starts_round_again():
 
 def test_failed_start_replay_keeps_no_solved_start_and_mixes_at_its_probability():
     env = envs.make("egopush-line", num_envs=2, episode_seconds=0.5)
-    env.replay_failures = 1.0
+    env.replay_failed_starts(1.0)
     env.reset(seed=0)
     first = env.sim.qpos.clone()
     for _ in range(env.max_episode_steps - 1):
@@ -389,7 +383,7 @@ def test_failed_start_replay_keeps_no_solved_start_and_mixes_at_its_probability(
     assert d[:, 0].min() > 0.1  # world 0's solved start was not kept
     # With probability 0.5 some of the worlds replay and some start afresh.
     env = envs.make("egopush-line", num_envs=16, episode_seconds=0.5)
-    env.replay_failures = 0.5
+    env.replay_failed_starts(0.5)
     env.reset(seed=0)
     first = env.sim.qpos.clone()
     for _ in range(2 * env.max_episode_steps):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -14,14 +15,10 @@ from agents.ppo.storage import gae
 
 
 def _train_teacher():
-    """``scripts/train_teacher.py`` as a module."""
-    import sys
-    from pathlib import Path
+    """``agents.ppo.train``: what ``scripts/train_teacher.py`` runs."""
+    from agents.ppo import train
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_teacher
-
-    return train_teacher
+    return train
 
 
 def _small_source(tmp_path, name):
@@ -37,7 +34,7 @@ def _small_source(tmp_path, name):
         eval_episodes=0,
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )
-    src = train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / name))
+    src = train_teacher.train(dataclasses.replace(base, run_dir=tmp_path / name))
     return base, src / "checkpoint", GaussianActor.load(src / "checkpoint")[0]
 
 
@@ -215,11 +212,11 @@ def test_train_teacher_script_smoke(tmp_path):
         run_dir=tmp_path / "t",
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )
-    run = train_teacher.main(cfg)
+    run = train_teacher.train(cfg)
     assert (run / "checkpoint" / "policy.safetensors").exists() and (run / "learning_curve.png").exists()
     assert (run / "config.json").exists() and any((run / "tb").iterdir())
-    with pytest.raises(SystemExit, match="already holds a run"):
-        train_teacher.main(cfg)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_teacher.train(cfg)
     # The checkpoint is a policy eval.py and replay.py load.
     from agents.policies import make_policy
 
@@ -229,7 +226,7 @@ def test_train_teacher_script_smoke(tmp_path):
     ema = dataclasses.replace(
         cfg, run_dir=tmp_path / "ema", eval_episodes=2, ppo=PPOConfig(steps_per_env=16, hidden=(16, 16), actor_ema=0.9)
     )
-    run = train_teacher.main(ema)
+    run = train_teacher.train(ema)
     assert "`actor_raw/`" in (run / "checkpoint" / "MODEL_CARD.md").read_text()
     assert make_policy(str(run / "checkpoint" / "actor_raw"), env)(env.reset(seed=0)).shape == (2, 2, 3)
 
@@ -250,7 +247,7 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
         run_dir=tmp_path / "sp",
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )
-    card = (train_teacher.main(cfg) / "checkpoint" / "MODEL_CARD.md").read_text()
+    card = (train_teacher.train(cfg) / "checkpoint" / "MODEL_CARD.md").read_text()
     pool = card.split("## Opponent pool at the end of training")[1]
     rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", pool, re.M))
     assert list(rows) == ["scripted", "snapshot@1", "snapshot@2", "snapshot@3"]
@@ -265,25 +262,25 @@ def test_selfplay_run_card_tables_the_pool(tmp_path):
     assert train_teacher.training_minutes(rows) == pytest.approx((100 / 10 + 100 / 20) / 60)
     # Without self-play, several opponents make a pool of them alone; one opponent, no pool.
     mixed = dataclasses.replace(cfg, selfplay=False, opponent="scripted,random", run_dir=tmp_path / "mixed")
-    card = (train_teacher.main(mixed) / "checkpoint" / "MODEL_CARD.md").read_text()
+    card = (train_teacher.train(mixed) / "checkpoint" / "MODEL_CARD.md").read_text()
     rows = dict(re.findall(r"^\| (\S+) \| (\d+) \|", card.split("## Opponent pool")[1], re.M))
     assert list(rows) == ["scripted", "random"] and int(rows["scripted"]) + int(rows["random"]) >= 4
     plain = dataclasses.replace(cfg, selfplay=False, run_dir=tmp_path / "plain")
-    assert "Opponent pool" not in (train_teacher.main(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
-    with pytest.raises(SystemExit, match="distinct names"):
-        train_teacher.main(dataclasses.replace(cfg, opponent="scripted,,random", run_dir=tmp_path / "bad"))
-    with pytest.raises(SystemExit, match=r"--fixed-share .*\[0, 1\]"):
-        train_teacher.main(dataclasses.replace(cfg, fixed_share=1.5, run_dir=tmp_path / "bad"))
-    with pytest.raises(SystemExit, match="add --selfplay"):
-        train_teacher.main(dataclasses.replace(cfg, selfplay=False, fixed_share=0.5, run_dir=tmp_path / "bad"))
+    assert "Opponent pool" not in (train_teacher.train(plain) / "checkpoint" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="distinct names"):
+        train_teacher.train(dataclasses.replace(cfg, opponent="scripted,,random", run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"--fixed-share .*\[0, 1\]"):
+        train_teacher.train(dataclasses.replace(cfg, fixed_share=1.5, run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match="add --selfplay"):
+        train_teacher.train(dataclasses.replace(cfg, selfplay=False, fixed_share=0.5, run_dir=tmp_path / "bad"))
     # A folder that is not a checkpoint is named, as an opponent or as a warm start, without a traceback.
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match=r"--opponent: .*empty is not a policy checkpoint"):
-        train_teacher.main(dataclasses.replace(cfg, opponent=str(tmp_path / "empty"), run_dir=tmp_path / "bad"))
-    with pytest.raises(SystemExit, match=r"--init-from: .*empty is not a policy checkpoint"):
-        train_teacher.main(dataclasses.replace(cfg, init_from=tmp_path / "empty", run_dir=tmp_path / "bad"))
-    with pytest.raises(SystemExit, match="--env-overrides must be a JSON object"):
-        train_teacher.main(dataclasses.replace(cfg, env_overrides="[1]", run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"--opponent: .*empty is not a policy checkpoint"):
+        train_teacher.train(dataclasses.replace(cfg, opponent=str(tmp_path / "empty"), run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"--init-from: .*empty is not a policy checkpoint"):
+        train_teacher.train(dataclasses.replace(cfg, init_from=tmp_path / "empty", run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match="--env-overrides must be a JSON object"):
+        train_teacher.train(dataclasses.replace(cfg, env_overrides="[1]", run_dir=tmp_path / "bad"))
 
 
 def test_selfplay_pool_prefers_unbeaten_opponents_and_resumes_exactly(tmp_path):
@@ -358,14 +355,14 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     runner.init_from(ckpt, std=0.3)
     assert torch.allclose(runner.actor.log_std.exp(), torch.full((2,), 0.3))
     assert torch.equal(runner.actor.state_dict()["net.0.weight"], theirs["net.0.weight"])
-    train_teacher.main(warm)
-    with pytest.raises(SystemExit, match="pass one"):
-        train_teacher.main(dataclasses.replace(warm, resume=True))
-    with pytest.raises(SystemExit, match="init-std"):
-        train_teacher.main(dataclasses.replace(base, run_dir=tmp_path / "std", init_std=0.3))
+    train_teacher.train(warm)
+    with pytest.raises(ValueError, match="pass one"):
+        train_teacher.train(dataclasses.replace(warm, resume=True))
+    with pytest.raises(ValueError, match="init-std"):
+        train_teacher.train(dataclasses.replace(base, run_dir=tmp_path / "std", init_std=0.3))
     other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
-    with pytest.raises(SystemExit, match=r"^--init-from: (?!.*--init-from).*hidden"):  # the flag named once
-        train_teacher.main(other)
+    with pytest.raises(ValueError, match=r"^--init-from: (?!.*--init-from).*hidden"):  # the flag named once
+        train_teacher.train(other)
 
 
 def test_critic_warmup_leaves_the_actor_alone_then_trains_it(tmp_path):
@@ -392,19 +389,14 @@ def test_critic_warmup_leaves_the_actor_alone_then_trains_it(tmp_path):
     assert not same(actor, dict(runner.actor.named_parameters()))
 
 
-def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
+def test_widened_soccer_teacher_plays_as_its_source(tmp_path):
     # soccer_widen: a 1v1 teacher widened to 2v2 acts, for each player, as the 1v1 teacher does on
     # the ball, its first opponent and the pitch; teammate and second opponent start unread.
-    import sys
-    from pathlib import Path
-
+    from conftest import run_script
     from safetensors.torch import save_file
 
     from agents.actor import GaussianActor
     from agents.ppo.algorithm import Critic
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
-    import soccer_widen
 
     one = envs.make("soccer-1v1", num_envs=1)
     src = GaussianActor(one.observation_spaces["privileged"].shape[-1], 3, (16, 16))
@@ -420,10 +412,7 @@ def test_widened_soccer_teacher_plays_as_its_source(tmp_path, monkeypatch):
         {f"critic/{k}": v.contiguous() for k, v in critic.state_dict().items()},
         str(tmp_path / "src" / "train_state.safetensors"),
     )
-    monkeypatch.setattr(
-        sys, "argv", ["soccer_widen", str(tmp_path / "src"), "--team-size", "2", "--out", str(tmp_path / "wide")]
-    )
-    soccer_widen.main()
+    run_script("soccer_widen.py", str(tmp_path / "src"), "--team-size", "2", "--out", str(tmp_path / "wide"))
     wide, meta = GaussianActor.load(tmp_path / "wide")
     assert meta["env"] == "soccer-2v2"
     two = envs.make("soccer-2v2", num_envs=3)
@@ -491,11 +480,11 @@ def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
 
 def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
     import shutil
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
-    import ship_critic
+    from conftest import run_script
+
+    def ship(run_checkpoint, teacher, check=True):
+        return run_script("ship_critic.py", str(run_checkpoint), str(teacher), check=check)
 
     src = _runner(tmp_path, 0, name="src")
     src.learn(progress=False)
@@ -511,17 +500,17 @@ def test_ship_critic_puts_a_critic_fit_to_the_teacher_beside_it(tmp_path):
     fit.learn(progress=False)
     moved = from_teacher("moved", warmup=0)
     moved.learn(progress=False)
-    with pytest.raises(SystemExit, match="is not .*teacher's"):
-        ship_critic.ship(moved.run_dir / "checkpoint", teacher)
+    refused = ship(moved.run_dir / "checkpoint", teacher, check=False)
+    assert refused.returncode != 0 and re.search("is not .*teacher's", refused.stderr)
     assert not (teacher / "train_state.safetensors").exists()
-    assert "value loss over its last 2 updates" in ship_critic.ship(fit.run_dir / "checkpoint", teacher)
+    assert "value loss over its last 2 updates" in ship(fit.run_dir / "checkpoint", teacher).stdout
     warm = from_teacher("warm", warmup=0)  # a fine-tune from the teacher now starts with that critic
     for a, b in zip(warm.critic.state_dict().values(), fit.critic.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     bare = tmp_path / "bare"
     shutil.copytree(teacher, bare, ignore=shutil.ignore_patterns("train_state*"))
-    with pytest.raises(SystemExit, match="bare holds no training state"):
-        ship_critic.ship(bare, teacher)
+    refused = ship(bare, teacher, check=False)
+    assert refused.returncode != 0 and "bare holds no training state" in refused.stderr
 
 
 def test_init_from_an_egopush_teacher_widens_actor_and_critic_for_room_corners(tmp_path):
@@ -595,7 +584,7 @@ def test_init_from_widens_hidden_layers_and_the_new_units_learn(tmp_path):
         torch.testing.assert_close(runner.critic(xc), critic(xc))
     assert runner.actor.net[2].weight[:, 16:].abs().sum() == 0 and runner.actor.net[0].weight[16:].abs().sum() > 0
     # Trained, the new units get weight: the widening is no dead end.
-    out = train_teacher.main(
+    out = train_teacher.train(
         dataclasses.replace(base, run_dir=tmp_path / "wide", init_from=ckpt, total_steps=64, ppo=wide)
     )
     trained, meta = GaussianActor.load(out / "checkpoint")
@@ -662,7 +651,7 @@ def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_canno
         run_dir=tmp_path / "r",
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )
-    rows = [json.loads(line) for line in (train_teacher.main(cfg) / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (train_teacher.train(cfg) / "metrics.jsonl").read_text().splitlines()]
     # 16 steps an update, episodes of 6: the first 4 episodes start afresh, every one after from a
     # start that timed out (each fails again and comes back).
     assert [r["episode/replayed_share"] for r in rows] == [0.5, 1.0, 1.0]
@@ -672,7 +661,7 @@ def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_canno
     assert [episode_count(rows[0], k) for k in ("episode/success_rate", "episode/success_rate_fresh")] == [8, 4]
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["train"]["replay_failures"] == 1.0 and "replay_failures" not in saved["env"]
-    with pytest.raises(SystemExit, match=r"--replay-failures is a probability in \(0, 1\]"):
-        train_teacher.main(dataclasses.replace(cfg, replay_failures=1.5, run_dir=tmp_path / "bad"))
-    with pytest.raises(SystemExit, match="--replay-failures: soccer-1v1 has no failed-start replay"):
-        train_teacher.main(dataclasses.replace(cfg, env="soccer-1v1", run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"--replay-failures: failed-start replay is a probability in \(0, 1\]"):
+        train_teacher.train(dataclasses.replace(cfg, replay_failures=1.5, run_dir=tmp_path / "bad"))
+    with pytest.raises(ValueError, match="--replay-failures: soccer-1v1 has no failed-start replay"):
+        train_teacher.train(dataclasses.replace(cfg, env="soccer-1v1", run_dir=tmp_path / "bad"))

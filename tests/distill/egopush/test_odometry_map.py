@@ -1,10 +1,8 @@
-"""The map memory of depth-layer students (``distill.egomap``): a box the robot turns away from
+"""The map memory of depth-layer students (``distill.egopush.odometry_map``): a box the robot turns away from
 stays in the map where it is, seen free ground is cleared while ground hidden behind a box is not,
 an episode start forgets, and a ``memory=map`` student trains on stored maps and reloads."""
 
-import importlib
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +10,12 @@ import torch
 
 import envs
 from agents.policies import make_policy
-from distill.dagger import DaggerConfig, Distiller, make_distill_env
-from distill.egomap import EgoMap, MapState
+from distill.dagger import DaggerConfig, Distiller
+from distill.egopush.odometry_map import EgoMap, MapState
 from distill.students import Student, StudentConfig
+from distill.teacher_env import make_distill_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
 
 
@@ -205,17 +204,13 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
         Student("depth_layers", (3, 16, 16), 4, 2, StudentConfig(map_gate=0.3))
 
 
-def _experiment(name: str):
-    sys.path.insert(0, str(ROOT / "scripts" / "experiments"))
-    return importlib.import_module(name)
-
-
 def test_jittered_corner_modes_reorder_the_box_corners_only() -> None:
     """``egopush_jitter.py --corners``: ``shift`` and ``canonical`` reorder the active box's and the
     obstacles' corners (``canonical``: the first one at 0 to 90 degrees about the centre), ``centre``
     puts them at their mean, ``current`` where they are now, and the anchor and reference groups are
     never touched."""
-    jitter = _experiment("egopush_jitter")
+    from distill.egopush import probes as jitter
+
     G = 4  # active, anchor, one obstacle, reference
     yaw = torch.tensor([0.3, 2.0, -2.5, -0.7])  # one per group
     unit = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]) * 0.1

@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import sys
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -17,8 +15,6 @@ from agents.policies import make_policy
 from agents.rollout import TeamPolicy, record
 from envs.config import to_dict
 from envs.recording import Recording, RecordingError, RecordingWriter, make_env, resimulate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 def _meta(env, kind="scripted"):
@@ -151,17 +147,17 @@ def test_reader_refuses_pickled_objects_and_foreign_manifests(tmp_path):
 
 
 def test_replay_video_from_recording_has_every_frame(tmp_path):
-    import replay
+    from agents import replay
 
     _record_soccer(tmp_path / "r", episodes=2, W=2)
     rec = Recording(tmp_path / "r")
     T = rec.episode(1).length
-    gif = replay.main(
+    _, gif = replay.replay(
         replay.ReplayConfig(recording=tmp_path / "r", episode=1, out=tmp_path / "v.gif", width=160, ego_size=40)
     )
     frames = iio.imread(gif, index=None)
     assert frames.shape == (T + 1, 120 + 40, 160, 3)
-    mp4 = replay.main(
+    _, mp4 = replay.replay(
         replay.ReplayConfig(recording=tmp_path / "r", episode=1, out=tmp_path / "v.mp4", width=320, ego_size=48)
     )
     frames = iio.imread(mp4)
@@ -188,10 +184,9 @@ def test_checkpoint_policies_record_and_refuse_the_wrong_env(tmp_path):
 
 
 def test_record_and_replay_scripts_smoke(tmp_path):
-    import record
-    import replay
+    from agents import record, replay
 
-    out = record.main(
+    out = record.record_rollouts(
         record.RecordConfig(
             env="egopush-goal",
             policy="scripted",
@@ -209,5 +204,5 @@ def test_record_and_replay_scripts_smoke(tmp_path):
     assert ep.data["obs/depth_layers"].shape[1:] == (1, 3, 64, 64) and ep.data["obs/depth_layers"].max() > 0
     assert rec.manifest["label"] == "medium" and rec.manifest["policy"] == {"kind": "scripted"}
     cfg = replay.ReplayConfig(env="egopush-goal", policy="scripted", seconds=0.5, out=tmp_path / "live.gif", width=160)
-    frames = iio.imread(replay.main(cfg), index=None)
+    frames = iio.imread(replay.replay(cfg)[1], index=None)
     assert frames.shape[0] == 10  # 0.5 s at 20 Hz: the start and 9 steps; the 10th step ends it

@@ -1,4 +1,4 @@
-"""Geometric keypoints (``distill.egogeom``): from the role-layered depth image alone a box in view
+"""Geometric keypoints (``distill.egopush.geometry``): from the role-layered depth image alone a box in view
 is placed within centimetres and the anchor's yaw is read from its marker; its corners keep their
 names as the robot turns (``labels="world"``); a swap of roles (a box placed) is told from where the
 boxes are; and a ``memory=geometric`` student starts as its teacher acting on geometry's estimate,
@@ -6,7 +6,6 @@ trains on stored estimates and reloads."""
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,13 @@ import torch
 
 import envs
 from agents.policies import make_policy
-from distill.dagger import DaggerConfig, Distiller, load_teacher, make_distill_env
-from distill.egogeom import LABELS, GeoKeypoints
+from distill.dagger import DaggerConfig, Distiller
+from distill.egopush.geometry import LABELS, GeoKeypoints
 from distill.students import Student, StudentConfig
+from distill.teacher_env import load_teacher, make_distill_env
 from envs.egopush import scene
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TEACHER = ROOT / "checkpoints" / "egopush-line-teacher-fov_gated"
 
 
@@ -391,8 +391,7 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
 def test_camera_order_lists_a_cube_turned_by_quarter_turns_the_same_way() -> None:
     """A cube looks the same after a quarter turn: in the camera's order its corners are the same
     list at yaw y and y + k quarter turns, while the env's order differs (shifted by k places)."""
-    sys.path.insert(0, str(ROOT / "scripts" / "experiments"))
-    from egopush_corner_order import camera_order
+    from distill.egopush.probes import camera_order
 
     env = envs.make("egopush-line", num_envs=1)
     yaw = torch.tensor([0.3, 0.3 + math.pi / 2, 0.3 - math.pi, 0.3 + 1.5 * math.pi, -0.7])

@@ -41,10 +41,11 @@ def test_warp_cuda_matches_cpu_backend_on_smooth_driving(cuda):
 def test_dagger_on_cuda_keeps_everything_on_the_device(cuda, tmp_path):
     from pathlib import Path
 
-    from distill.dagger import DaggerConfig, Distiller, make_distill_env
+    from distill.dagger import DaggerConfig, Distiller
     from distill.students import StudentConfig
+    from distill.teacher_env import make_distill_env
 
-    teacher = Path(__file__).resolve().parents[1] / "checkpoints" / "egopush-goal-teacher"
+    teacher = Path(__file__).resolve().parents[2] / "checkpoints" / "egopush-goal-teacher"
     env = make_distill_env(teacher, num_envs=256, backend="warp", device="cuda:0")
     cfg = DaggerConfig(steps_per_iter=8, buffer_steps=16, updates_per_iter=8)
     d = Distiller(env, teacher, StudentConfig(memory="transformer", window=8), cfg, 256 * 8 * 4, 0, tmp_path)

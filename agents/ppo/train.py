@@ -1,0 +1,319 @@
+"""Train a PPO teacher from a typed config: the run directory, the opponents, resume and init-from, the
+learning curve and the model card; ``scripts/train_teacher.py`` is its command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import envs
+from agents.policies import make_policy
+from agents.ppo.algorithm import PPOConfig
+from agents.ppo.learner_env import LearnerEnv
+from agents.ppo.runner import Runner
+from agents.run_state import episode_rate
+from envs.config import parse_overrides, to_dict
+
+# Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
+# Soccer's goal is worth 10 in training: summed over a 20 s match the dense terms reach +-20 or
+# more, which drowned a goal worth 1 (a 1v1 run with goal 1 won 0.075 of its matches at 5M steps).
+TRAINING_SHAPING = {
+    "egopush": {"reward_scales": {"approach": 1.0, "progress": 3.0, "time": 0.001}},
+    "soccer": {"reward_scales": {"goal": 10.0, "vel_to_ball": 0.05, "ball_vel_to_goal": 0.1}},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Train a teacher with PPO."""
+
+    env: str = "egopush-goal"
+    """Registered env name."""
+    num_envs: int = 64
+    """Worlds stepped together."""
+    total_steps: int = 200_000
+    """Learner env-steps (worlds x learning agents x steps) to train for."""
+    backend: Literal["cpu", "warp"] = "cpu"
+    """Physics backend."""
+    device: str | None = None
+    """Device for the warp backend (the networks live there too)."""
+    seed: int = 0
+    """Seed of the worlds, the networks and the action noise."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its checkpoint."""
+    run_dir: Path | None = None
+    """Run directory (default ``runs/<env>[-<observability>]-s<seed>``)."""
+    observability: str | None = None
+    """EgoPush: ``global``, ``fov`` or ``fov_gated`` teacher observations."""
+    opponent: str = "scripted"
+    """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team; several,
+    comma-separated (``scripted,random``), make a pool each world draws its opponents from,
+    more often those not beaten yet (see ``agents/ppo/selfplay.py``)."""
+    selfplay: bool = False
+    """Competitive envs: play a pool of frozen snapshots of the learner plus ``--opponent``
+    (see ``agents/ppo/selfplay.py`` for how opponents are drawn)."""
+    snapshot_every: int = 20
+    """Self-play: updates between snapshots joining the pool."""
+    fixed_share: float = 0.0
+    """Self-play: the least share of games played against the ``--opponent`` players (0 to 1);
+    the rest are drawn from the whole pool as usual (see ``agents/ppo/selfplay.py``)."""
+    env_overrides: str = "{}"
+    """More env config as JSON, e.g. ``'{"episode_seconds": 30}'`` (applied over the training shaping)."""
+    actor_group: str = "privileged"
+    """Observation group of the actor."""
+    critic_group: str = "critic"
+    """Observation group of the critic (asymmetric actor-critic)."""
+    init_from: Path | None = None
+    """Start from this checkpoint's actor, normaliser and (if it has one) critic, e.g. a ``fov``
+    teacher from a ``global`` one; same env and network shape (the inputs a new observability
+    appends, soccer ``fov``'s in-view flags, start with zero weight; ``--ppo.hidden`` with as many
+    layers but wider widens the source, its new units sending zero weight on: ``agents.actor.widen``)."""
+    init_std: float | None = None
+    """With ``--init-from``: set the actor's action standard deviation to this (a late run's is small;
+    a new observability may need new exploration). Default: keep the source's."""
+    replay_failures: float = 0.0
+    """EgoPush: failed-start replay, a training curriculum. Each world's episode that times out keeps
+    its start in a buffer (one slot per world); a new episode begins from one of them with this
+    probability (0 to 1; each such start leaves the buffer, and returns if it fails again), so the
+    starts the teacher does not yet solve come round again. Training only: evaluations and the
+    checkpoint's env use fresh starts. TensorBoard adds ``episode/success_rate_fresh`` (fresh starts
+    only) and ``episode/replayed_share``."""
+    eval_episodes: int = 200
+    """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
+    save_every: int = 100
+    """PPO updates between checkpoints, so that a crash loses at most that many (0: save only at the
+    end and on Ctrl-C or SIGTERM); ``--resume`` continues from the last one."""
+    ppo: PPOConfig = PPOConfig()
+    """PPO settings."""
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _plot(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("episode/return", "episode/success_rate", "episode/win_rate") if any(k in h for h in history)]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 3.5))
+    for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=False):
+        ax.plot(*episode_rate(history, key, "env_steps"), label="all episodes")
+        fresh = key + "_fresh"
+        if any(fresh in h for h in history):  # failed-start replay: fresh starts apart
+            ax.plot(*episode_rate(history, fresh, "env_steps"), label="fresh starts")
+            ax.legend()
+        ax.set_xlabel("env-steps")
+        ax.set_ylabel(key.split("/")[-1] + " (last ~100 episodes)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pool_table(pool: Any) -> str:
+    """The opponent pool as the learner left it: games and recent score against each opponent."""
+    rows = [
+        f"| {name} | {games} | {score:.2f} | {weight:.2f} | {prob:.3f} |"
+        for name, score, games, weight, prob in zip(
+            pool.names, pool.score, pool.games, pool.weights().tolist(), pool.probabilities().tolist(), strict=True
+        )
+    ]
+    share = f" (at least {pool.fixed_share:.0%} of draws go to the fixed players)" if pool.fixed_share else ""
+    return (
+        "\n\n## Opponent pool at the end of training\n\n"
+        "Recent score: exponential average of win 1, draw 0.5, loss 0; a world picks its next opponent "
+        f"with the probability in the last column{share} (see `agents/ppo/selfplay.py`).\n\n"
+        "| opponent | games | recent score | sampling weight | draw probability |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+    )
+
+
+def training_minutes(history: list[dict]) -> float:
+    """Minutes spent in training iterations over a run's whole history, every ``--resume`` segment
+    included (each row logs its env-steps and its env-steps/s, updates included)."""
+    total, prev = 0.0, 0
+    for h in history:
+        rate = h.get("perf/total_steps_per_s")
+        if rate:
+            total += (h["env_steps"] - prev) / rate
+        prev = h["env_steps"]
+    return total / 60
+
+
+def _model_card(
+    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, history: list, pool: Any = None
+) -> None:
+    """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
+    from agents.evaluate import play_matches, run_episodes
+
+    env = envs.make(
+        cfg.env, num_envs=min(64, cfg.eval_episodes), **{k: v for k, v in overrides.items() if k != "reward_scales"}
+    )
+    policy = make_policy(str(run_dir / "checkpoint"), env)
+    if env.competitive:
+        rows = []
+        for opp in ("scripted", "random"):
+            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=1000, progress=False)
+            rows.append(
+                f"| {opp} | {r['win_rate']:.3f} [{r['win_rate_ci95'][0]:.3f}, {r['win_rate_ci95'][1]:.3f}] | "
+                f"{r['draw_rate']:.3f} | {r['loss_rate']:.3f} |"
+            )
+        table = "| opponent | win rate [95% CI] | draw | loss |\n|---|---|---|---|\n" + "\n".join(rows)
+    else:
+        r = run_episodes(env, policy, cfg.eval_episodes, seed=1000, progress=False)
+        lo, hi = r["success_rate_ci95"]
+        table = (
+            "| episodes | success [95% CI] | reach | path length |\n|---:|---|---:|---:|\n"
+            f"| {r['episodes']} | {r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reach_rate']:.3f} | "
+            f"{r['path_length']:.2f} m |"
+        )
+    env.close()
+    command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
+    flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
+    pool_part = _pool_table(pool) if pool is not None else ""
+    ema = ""
+    if cfg.ppo.actor_ema > 0:
+        ema = (
+            f"\n- policy: the moving average of the actor's weights (`--ppo.actor-ema {cfg.ppo.actor_ema}`, per "
+            "update); the actor that collected the data is in `actor_raw/`\n  "
+            "(`eval.py --checkpoint <this folder>/actor_raw`)"
+        )
+    card = f"""# {cfg.env} teacher{f" ({cfg.observability})" if cfg.observability else ""}
+
+PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`), trained by egoteach.
+
+- command: `{command}`
+- env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(history):.1f} min of
+  training iterations in this run directory, every `--resume` included
+- hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
+- seed: {cfg.seed}; worlds: {cfg.num_envs}{ema}
+
+## Evaluation (deterministic policy, the task's own rewards, seed 1000)
+
+{table}
+
+Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.eval_episodes} {flags}`.{pool_part}
+"""
+    (run_dir / "checkpoint" / "MODEL_CARD.md").write_text(card)
+    print(card)
+
+
+def train(cfg: TrainConfig) -> Path:
+    if cfg.env not in envs.registered():
+        raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
+    tag = f"-{cfg.observability}" if cfg.observability else ""
+    run_dir = cfg.run_dir or Path("runs") / f"{cfg.env}{tag}-s{cfg.seed}"
+    config_file = run_dir / "config.json"
+    if cfg.resume and cfg.init_from is not None:
+        raise ValueError("--resume continues a run from its own checkpoint; --init-from starts a new one: pass one")
+    if cfg.init_std is not None and (cfg.init_from is None or cfg.init_std <= 0):
+        raise ValueError(f"--init-std {cfg.init_std}: needs --init-from and a value > 0")
+    if cfg.resume:
+        if not config_file.exists():
+            raise ValueError(f"--resume: no run to continue in {run_dir} (no config.json)")
+        saved = json.loads(config_file.read_text())
+        if saved["train"]["env"] != cfg.env or saved["train"]["seed"] != cfg.seed:
+            raise ValueError(f"--resume: {run_dir} is a run of {saved['train']['env']} seed {saved['train']['seed']}")
+    elif (run_dir / "checkpoint").exists():
+        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    try:
+        extra = parse_overrides(cfg.env_overrides)
+    except ValueError as err:
+        raise ValueError(f"--env-overrides {err}") from None
+    overrides = _merge(TRAINING_SHAPING.get(cfg.env.split("-")[0], {}), extra)
+    if cfg.observability is not None:
+        overrides["observability"] = cfg.observability
+    env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
+    if cfg.replay_failures:
+        if not hasattr(env, "replay_failed_starts"):
+            raise ValueError(f"--replay-failures: {cfg.env} has no failed-start replay (EgoPush envs do)")
+        try:
+            env.replay_failed_starts(cfg.replay_failures)
+        except ValueError as err:
+            raise ValueError(f"--replay-failures: {err}") from None
+    if cfg.selfplay and not env.competitive:
+        raise ValueError(f"--selfplay needs a competitive env; {cfg.env} is not")
+    if not 0.0 <= cfg.fixed_share <= 1.0:
+        raise ValueError(f"--fixed-share is a share of games in [0, 1], got {cfg.fixed_share}")
+    if cfg.fixed_share and not cfg.selfplay:
+        raise ValueError("--fixed-share keeps a floor on the fixed players' games in self-play: add --selfplay")
+    names = [n.strip() for n in cfg.opponent.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"--opponent: one or more distinct names, comma-separated, got {cfg.opponent!r}")
+    opponent: Any = None
+    pool = None  # an OpponentPool when there is one: its table goes into the model card
+    if env.competitive:
+        try:
+            fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
+        except ValueError as err:  # CheckpointError included: a path that is not a policy of this env
+            raise ValueError(f"--opponent: {err}") from None
+        opponent = fixed[names[0]]
+        if cfg.selfplay or len(fixed) > 1:
+            from agents.ppo.selfplay import OpponentPool
+
+            every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
+            opponent = pool = OpponentPool(
+                cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2, fixed_share=cfg.fixed_share
+            )
+    learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
+    runner = Runner(
+        learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg), save_every=cfg.save_every
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        runner.load()
+        print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
+    else:
+        if cfg.init_from is not None:
+            try:
+                src, with_critic = runner.init_from(cfg.init_from, cfg.init_std)
+            except ValueError as err:
+                raise ValueError(f"--init-from: {err}") from None
+            seen = src["env_config"].get("observability", "global")
+            print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
+            if src["obs_dim"] != runner.actor.obs_dim:
+                print(
+                    f"note: {env.cfg.observability} appends {runner.actor.obs_dim - src['obs_dim']} inputs to "
+                    f"{seen}'s; they start with zero weight, so the policy first acts as the one it starts from"
+                )
+            if tuple(src["hidden"]) != runner.actor.hidden:
+                print(
+                    f"note: hidden layers {tuple(src['hidden'])} widened to {runner.actor.hidden}; the new units "
+                    "send zero weight on, so the networks first compute what they start from"
+                )
+            if not with_critic:
+                print(
+                    f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "
+                    "learnt the values the actor's updates are noisy (a run's own checkpoint/ keeps its critic)"
+                )
+        config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
+        config_file.write_text(json.dumps(config, indent=1))
+    start = time.time()
+    try:
+        history = runner.learn()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
+        raise SystemExit(130) from None
+    finally:
+        env.close()
+    wall = time.time() - start
+    _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
+    if cfg.eval_episodes > 0:
+        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, history, pool)
+    last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
+    print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
+    return run_dir

@@ -1,0 +1,97 @@
+"""Record policy rollouts as a recording (see ``envs.recording``); ``scripts/record.py`` is its command
+line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import envs
+from agents.policies import make_policy
+from agents.rollout import NoisyPolicy, TeamPolicy, record
+from envs.config import to_dict
+from envs.recording import RecordingWriter, file_sha256
+
+__version__ = "0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordConfig:
+    """Record rollouts."""
+
+    env: str = "soccer-1v1"
+    """Registered env name."""
+    policy: str = "scripted"
+    """``scripted``, ``random`` or a policy checkpoint directory."""
+    opponent: str = "scripted"
+    """Competitive envs: ``scripted``, ``random`` or a checkpoint for the other team."""
+    episodes: int = 32
+    """Episodes to record in all."""
+    out: Path = Path("data/recording")
+    """Output directory (must not hold a recording yet)."""
+    num_envs: int = 16
+    """Worlds recorded at once."""
+    cameras: tuple[str, ...] = ()
+    """Cameras to render and record: soccer ``rgb``, ``depth``, ``segmentation``; EgoPush ``depth_layers``, ``rgb``."""
+    obs_groups: tuple[str, ...] | None = None
+    """Groups to record (default: ``privileged``, ``proprio`` and the cameras')."""
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to the policy's actions."""
+    epsilon: float = 0.0
+    """Probability per agent and step of a uniformly random action instead."""
+    label: str = ""
+    """Dataset quality label stored in the manifest (``expert``, ``medium``, ``random``, ...)."""
+    episodes_per_shard: int = 16
+    """Episodes per shard file."""
+    compress: bool = True
+    """zlib-compress shards: camera frames shrink about 16x, at a cost in recording speed."""
+    backend: Literal["cpu", "warp"] = "cpu"
+    """Physics backend."""
+    device: str | None = None
+    """Device for the warp backend."""
+    seed: int = 0
+    """Seed of the worlds, random policies and noise."""
+
+
+def _policy_meta(spec: str) -> dict:
+    if spec in ("scripted", "random"):
+        return {"kind": spec}
+    return {"kind": "checkpoint", "path": str(spec), "sha256": file_sha256(Path(spec) / "policy.safetensors")}
+
+
+def record_rollouts(cfg: RecordConfig) -> Path:
+    if cfg.env not in envs.registered():
+        raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
+    camera_groups = {"rgb": "camera", "depth": "depth", "segmentation": "segmentation", "depth_layers": "depth_layers"}
+    over = {"cameras": tuple(cfg.cameras)} if cfg.cameras else {}
+    env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device, **over)
+    groups = list(cfg.obs_groups or ["privileged", "proprio", *(camera_groups[c] for c in cfg.cameras)])
+    policy = make_policy(cfg.policy, env, seed=cfg.seed)
+    meta = {
+        "env": cfg.env,
+        "config": to_dict(env.cfg),
+        "policy": _policy_meta(cfg.policy),
+        "seed": cfg.seed,
+        "label": cfg.label,
+        "action_noise": cfg.action_noise,
+        "epsilon": cfg.epsilon,
+        "egoteach_version": __version__,
+        "agents": env.agents,
+    }
+    if env.competitive:
+        n = env.num_agents // 2
+        policy = TeamPolicy(policy, make_policy(cfg.opponent, env, seed=cfg.seed + 1), n)
+        meta["opponent"] = _policy_meta(cfg.opponent)
+    if cfg.action_noise or cfg.epsilon:
+        policy = NoisyPolicy(policy, cfg.action_noise, cfg.epsilon, seed=cfg.seed + 2)
+    writer = RecordingWriter(cfg.out, meta, groups, episodes_per_shard=cfg.episodes_per_shard, compress=cfg.compress)
+    try:
+        n = record(env, policy, writer, cfg.episodes, groups, seed=cfg.seed)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {writer.num_episodes} finished episodes kept in {cfg.out}")
+        raise SystemExit(130) from None
+    finally:
+        env.close()
+    print(f"recorded {n} episodes of {cfg.env} into {cfg.out}")
+    return cfg.out

@@ -1,0 +1,116 @@
+"""EgoPush's typed configuration: the room, the task, the reward scales and the observations."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from envs.egopush.tasks import TASKS
+
+OBSERVABILITY = ("global", "fov", "fov_gated")
+ROLES = ("active", "anchor", "obstacle")
+KP = 4  # keypoints per object: the corners of its footprint
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardScales:
+    """Weight of each reward term (0 turns a term off; it is still computed and logged)."""
+
+    stage: float = 1.0
+    """Stage completion: ``R * max(0, 1 - t_stage / T_stage)`` (R: ``reach_reward`` or ``place_reward``)."""
+    success: float = 1.0
+    """1 when the whole formation holds (the episode then ends)."""
+    approach: float = 0.0
+    """Dense: decrease (m) of the pusher's distance to the active box this step, in the reach stage."""
+    progress: float = 0.0
+    """Dense: decrease (m) of the active box's distance to its target this step, in the place stage."""
+    time: float = 0.0
+    """-1 every step (a time penalty when scaled > 0)."""
+    anchor: float = 0.0
+    """Dense: minus the distance (m) the anchor moved this step. In the line and cross tasks the anchor
+    is a box the robot can push, and the targets move with it: pushed against a wall, it leaves
+    targets no box can reach (0 in the goal task, whose anchor is a fixed region)."""
+    knock: float = 0.0
+    """Minus the number of placed boxes knocked out of place this step (in place before it, not
+    after). Completing a stage again after a setback pays nothing, which is all a knock-out costs
+    without it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EgoPushConfig:
+    """EgoPush room, task, rewards and observations."""
+
+    task: str = "line"
+    """``goal`` (one box onto a marked region), ``line`` or ``cross`` (formations around the anchor box)."""
+    n_boxes: int = 3
+    """Boxes, 2 to 4 (``goal``: 1 to 4, box 0 is pushed, the rest are obstacles)."""
+    observability: str = "global"
+    """Teacher keypoint visibility: ``global``, ``fov`` (camera frustum and range) or ``fov_gated``."""
+    arena_half: float = 2.0
+    """Half the side of the square room (m)."""
+    timestep: float = 0.01
+    """Physics step (s)."""
+    n_substeps: int = 5
+    """Physics steps per control step: 5 x 10 ms = 20 Hz control."""
+    episode_seconds: float = 60.0
+    """Time limit (s)."""
+    max_speed: float = 0.5
+    """Forward speed (m/s) at action 1."""
+    max_turn: float = 2.0
+    """Yaw rate (rad/s) at action 1."""
+    position_tolerance: float = 0.12
+    """A box is placed when its centre is within this distance (m) of its target."""
+    yaw_tolerance: float | None = None
+    """And, if set, its yaw within this (rad) of the anchor's, modulo 90 degrees (boxes are square)."""
+    reach_distance: float = 0.32
+    """The reach stage ends when the pusher's centre is this close (m) to the active box's centre."""
+    reach_reward: float = 1.0
+    """R of a reach stage."""
+    place_reward: float = 2.0
+    """R of a place stage."""
+    stage_seconds: float = 20.0
+    """T_stage: the stage reward decays to 0 over this time in the stage."""
+    camera_range: float = 3.0
+    """Farthest keypoint the ``fov`` modes count as visible (m)."""
+    gate_fraction: float = 0.3
+    """``fov_gated``: the anchor must be within this fraction of the half-width of the image from its centre."""
+    memory_seconds: float = 0.0
+    """``fov`` modes: 0 shows only what is in view now; > 0 keeps showing a keypoint that left the view, for
+    this long, at the world position where it was last seen (in the current robot frame, as odometry would)."""
+    reward_scales: RewardScales = RewardScales()
+    """Scale of each reward term."""
+    cameras: tuple[str, ...] = ()
+    """Student images to render: ``depth_layers`` (group of the same name) and/or ``rgb`` (group ``camera``)."""
+    camera_resolution: tuple[int, int] = (64, 64)
+    """(width, height) of the egocentric images."""
+    nthread: int = 0
+    """Physics threads for the ``cpu`` backend (0: all cores)."""
+    anchor_marker: bool = False
+    """Formations: a post on the anchor's top at its +y edge, the side the formation extends to. The
+    anchor is a cube, so without it no image tells which of its four sides the targets are on
+    (only the teachers' reference keypoints do); visual only, the physics is unchanged."""
+    room_keypoints: bool = False
+    """Append the room's four inner corners (x, y in the robot frame, shown flag; 12 inputs) to the
+    ``privileged`` and ``critic`` groups, after everything else. They stand for the walls, which a
+    depth camera sees: in the ``fov`` modes a corner is shown while it is in the camera's frustum and
+    range (at a box's mid-height) and for ``memory_seconds`` after; in ``global`` mode, and in
+    ``critic``, always. Off by default: the teachers in ``checkpoints/`` read no walls."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values out of range, naming the field and what it accepts."""
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        lo = 1 if self.task == "goal" else 2
+        if not lo <= self.n_boxes <= 4:
+            raise ValueError(f"n_boxes must be {lo} to 4 for task {self.task!r}, got {self.n_boxes}")
+        if self.observability not in OBSERVABILITY:
+            raise ValueError(f"observability must be one of {OBSERVABILITY}, got {self.observability!r}")
+        if self.memory_seconds < 0:
+            raise ValueError(f"memory_seconds must be >= 0, got {self.memory_seconds}")
+        bad = [c for c in self.cameras if c not in ("depth_layers", "rgb")]
+        if bad:
+            raise ValueError(f"cameras must be among ('depth_layers', 'rgb'), got {bad}")
+        if self.arena_half < 1.0:
+            raise ValueError(f"arena_half must be >= 1.0 m, got {self.arena_half}")
