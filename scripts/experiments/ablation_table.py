@@ -1,9 +1,10 @@
 """Print the observability ablation table (markdown) from the runs of egopush_ablation.sh.
 
 python scripts/experiments/ablation_table.py [--task line|goal|cross] [--memory none|gru|transformer|map|geometric]
-    [--tag -TAG] [--seeds 0 1] [--root DIR]
+    [--tag=-TAG] [--seeds 0 1] [--root DIR]
 
-Runs are read from runs/egopush-TASK-student[TAG]-OBS-sSEED; the tag is "-MEMORY" unless --tag is given.
+Runs are read from runs/egopush-TASK-student[TAG]-OBS-sSEED; the tag is "-MEMORY" unless --tag is given
+(with "=", as the tag begins with a dash: --tag=-map-marker; --tag= for none).
 Below each teacher's seeds, a "pooled" row: the episodes of all its seeds together (successes summed,
 Wilson 95% interval), once every seed has run.
 """
@@ -69,7 +70,7 @@ class TableConfig:
     memory: str = "none"
     """Student memory the runs used (their tag is ``-MEMORY`` unless ``--tag``)."""
     tag: str | None = None
-    """Run-name tag, e.g. ``-map`` (default: from ``--memory``)."""
+    """Run-name tag, e.g. ``--tag=-map`` (with ``=``, as it begins with a dash; default: from ``--memory``)."""
     seeds: tuple[int, ...] = (0, 1)
     """Training seeds of each teacher's students."""
     root: Path = ROOT

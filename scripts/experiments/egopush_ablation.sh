@@ -31,4 +31,4 @@ for obs in global fov fov_gated; do
       "${EXTRA_FLAGS[@]}"
   done
 done
-python scripts/experiments/ablation_table.py --task "$TASK" --tag "$TAG" --seeds "$(IFS=,; echo "${SEED_LIST[*]}")"
+python scripts/experiments/ablation_table.py --task "$TASK" --tag="$TAG" --seeds "${SEED_LIST[@]}"

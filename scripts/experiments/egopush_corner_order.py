@@ -16,10 +16,11 @@ its whole yaw) and the reference (turned with the anchor) keep theirs.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
+import tyro
 
 import envs
 from agents.evaluate import run_episodes, wilson_interval
@@ -50,32 +51,42 @@ class CameraOrder:
         return self.teacher(p)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("teacher", type=Path, help="an egopush-line teacher checkpoint (3 boxes)")
-    ap.add_argument("--episodes", type=int, default=200, help="per seed and row")
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1000])
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class CornerOrderConfig:
+    """An EgoPush teacher with its boxes' corners as is and in the camera's order."""
+
+    teacher: tyro.conf.Positional[Path]
+    """An ``egopush-line`` teacher checkpoint (3 boxes)."""
+    episodes: int = 200
+    """Episodes per seed and row."""
+    num_envs: int = 64
+    """Worlds played at once."""
+    seeds: tuple[int, ...] = (1000,)
+    """Evaluation seeds, one column each (pooled in the last)."""
+
+
+def main(cfg: CornerOrderConfig) -> None:
+    if not cfg.seeds:
+        raise SystemExit("--seeds: give at least one seed")
     torch.set_num_threads(1)
-    teacher, meta, cfg = line_teacher(args.teacher)
-    env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
+    teacher, meta, env_cfg = line_teacher(cfg.teacher)
+    env = envs.make(meta["env"], num_envs=cfg.num_envs, **env_cfg)
     rows = {
         "as is (the env's order)": lambda obs: teacher(obs["privileged"].float()),
         "camera's order": CameraOrder(env, teacher),
     }
-    print(f"{args.teacher}: {args.episodes} episodes per seed")
-    print("| corners | " + " | ".join(f"seed {s}" for s in args.seeds) + " | pooled |")
-    print("|---|" + "---|" * (len(args.seeds) + 1))
+    print(f"{cfg.teacher}: {cfg.episodes} episodes per seed")
+    print("| corners | " + " | ".join(f"seed {s}" for s in cfg.seeds) + " | pooled |")
+    print("|---|" + "---|" * (len(cfg.seeds) + 1))
     for name, policy in rows.items():
         cells, total = [], 0
-        for seed in args.seeds:
-            r = run_episodes(env, policy, args.episodes, seed, progress=False)
-            wins = round(r["success_rate"] * args.episodes)
+        for seed in cfg.seeds:
+            r = run_episodes(env, policy, cfg.episodes, seed, progress=False)
+            wins = round(r["success_rate"] * cfg.episodes)
             total += wins
             lo, hi = r["success_rate_ci95"]
             cells.append(f"{r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}]")
-        n = args.episodes * len(args.seeds)
+        n = cfg.episodes * len(cfg.seeds)
         lo, hi = wilson_interval(total, n)
         pooled = f"{total} / {n}: {total / n:.3f} [{lo:.3f}, {hi:.3f}]"
         print(f"| {name} | " + " | ".join(cells) + f" | {pooled} |", flush=True)
@@ -83,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(CornerOrderConfig))

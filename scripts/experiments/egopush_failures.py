@@ -8,9 +8,11 @@ control step to the next), split the same way.
 
 from __future__ import annotations
 
-import argparse
 import collections
+import dataclasses
 from pathlib import Path
+
+import tyro
 
 import distill  # noqa: F401  (registers the student checkpoint kind)
 import envs
@@ -20,22 +22,30 @@ from agents.policies import make_policy
 from distill.egopush.probes import KnockCounter
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="an EgoPush teacher or student checkpoint")
-    ap.add_argument("--episodes", type=int, default=200)
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1000)
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class FailuresConfig:
+    """How an EgoPush policy's episodes end."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """An EgoPush teacher or student checkpoint."""
+    episodes: int = 200
+    """Episodes in all."""
+    num_envs: int = 64
+    """Worlds played at once (at most ``--episodes``)."""
+    seed: int = 1000
+    """Seed of the env (``eval.py``'s with the same seed and worlds)."""
+
+
+def main(cfg: FailuresConfig) -> None:
     try:
-        meta = read_meta(args.checkpoint)
+        meta = read_meta(cfg.checkpoint)
     except CheckpointError as err:
         raise SystemExit(f"checkpoint: {err}") from None
     if not meta["env"].startswith("egopush"):
-        raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {meta['env']!r}")
-    cfg = {k: v for k, v in meta["env_config"].items() if k != "reward_scales"}
-    env = envs.make(meta["env"], num_envs=min(args.num_envs, args.episodes), **cfg)
-    policy = make_policy(str(args.checkpoint), env)
+        raise SystemExit(f"{cfg.checkpoint}: an EgoPush checkpoint is expected, this one is for {meta['env']!r}")
+    env_cfg = {k: v for k, v in meta["env_config"].items() if k != "reward_scales"}
+    env = envs.make(meta["env"], num_envs=min(cfg.num_envs, cfg.episodes), **env_cfg)
+    policy = make_policy(str(cfg.checkpoint), env)
     ends: collections.Counter[tuple[bool, int]] = collections.Counter()
     knocks: dict[bool, list[int]] = {True: [], False: []}
     watched = KnockCounter(env, policy)
@@ -44,8 +54,8 @@ def main() -> None:
         ends[(bool(info["success"][w]), int(info["placed"][w]))] += 1
         knocks[bool(info["success"][w])].append(int(watched.knocks[w]))
 
-    _episodes(env, watched, args.episodes, args.seed, True, count)
-    print(f"{args.checkpoint}: {args.episodes} episodes, seed {args.seed}")
+    _episodes(env, watched, cfg.episodes, cfg.seed, True, count)
+    print(f"{cfg.checkpoint}: {cfg.episodes} episodes, seed {cfg.seed}")
     print("| outcome | boxes in place at the end | episodes |\n|---|---:|---:|")
     for (success, placed), n in sorted(ends.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
         print(f"| {'success' if success else 'timeout'} | {placed} of {env.n_placed} | {n} |")
@@ -59,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(FailuresConfig))

@@ -12,11 +12,12 @@ shown flags right, and the error of its centre (metres, robot frame) where the t
 
 from __future__ import annotations
 
-import argparse
 import collections
+import dataclasses
 from pathlib import Path
 
 import torch
+import tyro
 
 import envs
 from agents.checkpoint import CheckpointError, read_meta
@@ -25,24 +26,33 @@ from distill.egopush.probes import estimate_errors
 from distill.teacher_env import load_teacher
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="an EgoPush student checkpoint")
-    ap.add_argument("--teacher", type=Path, required=True, help="the teacher it was distilled from")
-    ap.add_argument("--steps", type=int, default=300, help="control steps of every world")
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1000)
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class EgoPushGapConfig:
+    """Where an EgoPush student acts unlike its teacher."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """An EgoPush student checkpoint."""
+    teacher: Path
+    """The teacher it was distilled from."""
+    steps: int = 300
+    """Control steps of every world."""
+    num_envs: int = 64
+    """Worlds played at once."""
+    seed: int = 1000
+    """Seed of the env."""
+
+
+def main(cfg: EgoPushGapConfig) -> None:
     torch.set_num_threads(1)
     try:
-        meta = read_meta(args.checkpoint)
+        meta = read_meta(cfg.checkpoint)
     except CheckpointError as err:
         raise SystemExit(f"checkpoint: {err}") from None
     if meta.get("kind") != "student" or not meta["env"].startswith("egopush"):
-        raise SystemExit(f"{args.checkpoint}: expected an EgoPush student checkpoint")
-    env = envs.make(meta["env"], num_envs=args.num_envs, **meta["env_config"])
-    student = make_policy(args.checkpoint, env)
-    teacher, _ = load_teacher(args.teacher, meta["env"])
+        raise SystemExit(f"{cfg.checkpoint}: expected an EgoPush student checkpoint")
+    env = envs.make(meta["env"], num_envs=cfg.num_envs, **meta["env_config"])
+    student = make_policy(cfg.checkpoint, env)
+    teacher, _ = load_teacher(cfg.teacher, meta["env"])
     estimates: list[torch.Tensor] = []
     est_stats: dict[str, list[float]] = collections.defaultdict(lambda: [0.0] * 8)
     if meta["student"].get("head") == "teacher":  # record each estimate (geometric: geometry's + the head's)
@@ -54,10 +64,10 @@ def main() -> None:
             return out
 
         student.student.estimate = recording
-    obs = env.reset(seed=args.seed)
+    obs = env.reset(seed=cfg.seed)
     gap_sum: dict[str, float] = collections.defaultdict(float)
     acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(5))
-    for _ in range(args.steps):
+    for _ in range(cfg.steps):
         s = env._state()
         kp, _ = env._keypoint_groups(s)
         in_view = env._visibility(env._to_robot(s, kp)).any(-1)  # [W, G]
@@ -83,7 +93,7 @@ def main() -> None:
         episode_done(student, term | trunc)
     env.close()
     total = acts["all"][4]
-    print(f"{args.checkpoint} against {args.teacher}: {args.num_envs} worlds x {args.steps} steps, seed {args.seed}")
+    print(f"{cfg.checkpoint} against {cfg.teacher}: {cfg.num_envs} worlds x {cfg.steps} steps, seed {cfg.seed}")
     print("| teacher knows | share of steps | action gap | teacher's mean action (fwd, turn) | student's |")
     print("|---|---:|---:|---|---|")
     for key in sorted(acts, key=lambda k: (k != "all", k)):
@@ -106,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(EgoPushGapConfig))

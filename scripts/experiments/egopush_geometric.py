@@ -41,13 +41,15 @@ keypoint at every step, so its "remembered" errors include boxes the camera has 
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
+import tyro
 
 import envs
 from agents.evaluate import run_episodes
@@ -62,6 +64,13 @@ PARTS = {
     "all": ("active", "anchor", "obstacle", "reference"),
 }
 GROUP = {"active": 0, "anchor": 1, "obstacle": 2, "reference": 3}
+Part = Literal["none", "active", "boxes", "all"]
+"""A row of the table: the keypoint groups (``PARTS``) taken from the camera."""
+Centre = Literal["top", "corners", "planes", "pixels"]
+"""Where a box's centre comes from (``distill.egopush.geometry.CENTRES``)."""
+Label = Literal["world", "robot"]
+"""How a box's corners are named (``distill.egopush.geometry.LABELS``)."""
+assert get_args(Part) == tuple(PARTS) and get_args(Centre) == CENTRES and get_args(Label) == LABELS
 
 
 class Geometric:
@@ -204,57 +213,49 @@ def truth_errors(
     return out, rates
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("teacher", type=Path, help="an egopush-line teacher checkpoint (3 boxes)")
-    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="groups from the camera")
-    ap.add_argument("--episodes", type=int, default=200, help="per row of the table (0: no table)")
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument(
-        "--kc",
-        choices=("privileged", "estimated"),
-        default="privileged",
-        help="placement index and fraction placed: the env's, or the estimate's",
-    )
-    ap.add_argument(
-        "--centre",
-        choices=CENTRES,
-        default=CENTRES[0],
-        help="box centres from the planes of the side faces, (one face seen) its silhouette's ends and (no side "
-        "face seen) the top face's edges; without the top face; the face planes alone; or the pixel mean moved "
-        "along the sight line",
-    )
-    ap.add_argument(
-        "--truth-steps",
-        type=int,
-        default=0,
-        help="first, this many steps of errors against the truth (box centres, anchor yaw, placement index)",
-    )
-    ap.add_argument(
-        "--labels",
-        choices=LABELS,
-        default=LABELS[0],
-        help="a box's corners named by the quarter turn nearest its yaw as last seen in the episode's start frame "
-        "(names that do not change as the robot turns; the default), or by its yaw in the robot's frame at each step "
-        "(the only naming before 2026-12-02)",
-    )
-    ap.add_argument(
-        "--odometry",
-        choices=("wheels", "true"),
-        default="wheels",
-        help="memories moved by wheel odometry, or (a diagnostic) by the robot's true pose",
-    )
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class GeometricConfig:
+    """An EgoPush teacher on keypoint groups estimated from a camera by geometry alone."""
+
+    teacher: tyro.conf.Positional[Path]
+    """An ``egopush-line`` teacher checkpoint (3 boxes)."""
+    parts: tuple[Part, ...] = tuple(PARTS)
+    """Groups from the camera, one row each: ``none``, ``active`` (the active box), ``boxes`` (the
+    three boxes) or ``all`` (the reference too)."""
+    episodes: int = 200
+    """Episodes per row of the table (0: no table)."""
+    num_envs: int = 64
+    """Worlds played at once."""
+    seed: int = 1000
+    """Seed of the env."""
+    kc: Literal["privileged", "estimated"] = "privileged"
+    """Placement index and fraction placed: the env's, or the estimate's."""
+    centre: Centre = "top"
+    """Box centres from the planes of the side faces, (one face seen) its silhouette's ends and (no side
+    face seen) the top face's edges; without the top face; the face planes alone; or the pixel mean
+    moved along the sight line."""
+    truth_steps: int = 0
+    """First, this many steps of errors against the truth (box centres, anchor yaw, placement index)."""
+    labels: Label = "world"
+    """A box's corners named by the quarter turn nearest its yaw as last seen in the episode's start
+    frame (names that do not change as the robot turns; the default), or by its yaw in the robot's
+    frame at each step (the only naming before 2026-12-02)."""
+    odometry: Literal["wheels", "true"] = "wheels"
+    """Memories moved by wheel odometry, or (a diagnostic) by the robot's true pose."""
+
+
+def main(cfg: GeometricConfig) -> None:
+    if not cfg.parts:
+        raise SystemExit("--parts: give at least one of " + ", ".join(PARTS))
     torch.set_num_threads(1)
-    teacher, meta, cfg = line_teacher(args.teacher)
-    cfg.update(cameras=("depth_layers",), anchor_marker=True)
-    env = envs.make(meta["env"], num_envs=args.num_envs, **cfg)
-    if args.truth_steps > 0:
-        errs, rates = truth_errors(env, teacher, args.truth_steps, args.seed, args.centre)
+    teacher, meta, env_cfg = line_teacher(cfg.teacher)
+    env_cfg.update(cameras=("depth_layers",), anchor_marker=True)
+    env = envs.make(meta["env"], num_envs=cfg.num_envs, **env_cfg)
+    if cfg.truth_steps > 0:
+        errs, rates = truth_errors(env, teacher, cfg.truth_steps, cfg.seed, cfg.centre)
         print(
             f"box centre (active box, anchor) against the truth, and odometry against the true pose, "
-            f"{args.truth_steps} steps x {args.num_envs} worlds:"
+            f"{cfg.truth_steps} steps x {cfg.num_envs} worlds:"
         )
         for k, v in errs.items():
             v = sorted(v)
@@ -265,21 +266,21 @@ def main() -> None:
                 )
         for k, v in rates.items():
             print(f"  {k}: {sum(v) / max(1, len(v)):.3f} of {len(v)} steps")
-    if args.episodes > 0:
+    if cfg.episodes > 0:
         print(
-            f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, placement index {args.kc}, "
-            f"centres from {args.centre}, odometry {args.odometry}, corner labels {args.labels}"
+            f"{cfg.teacher}: {cfg.episodes} episodes, seed {cfg.seed}, placement index {cfg.kc}, "
+            f"centres from {cfg.centre}, odometry {cfg.odometry}, corner labels {cfg.labels}"
         )
         print(
             "| groups from the camera | success [95% CI] | reach | placement index right "
             "| mean centre error (m) where both show it |"
         )
         print("|---|---|---:|---:|---|")
-        for name in args.parts:
+        for name in cfg.parts:
             policy = Geometric(
-                env, teacher, PARTS[name], args.kc == "privileged", args.centre, args.odometry == "true", args.labels
+                env, teacher, PARTS[name], cfg.kc == "privileged", cfg.centre, cfg.odometry == "true", cfg.labels
             )
-            r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
+            r = run_episodes(env, policy, cfg.episodes, cfg.seed, progress=False)
             lo, hi = r["success_rate_ci95"]
             errs = {k: sum(v) / len(v) for k, v in policy.errors.items() if v}
             err = ", ".join(f"{k} {v:.3f}" for k, v in errs.items()) or "-"
@@ -291,10 +292,10 @@ def main() -> None:
             )
             row = {
                 "parts": name,
-                "kc": args.kc,
-                "centre": args.centre,
-                "odometry": args.odometry,
-                "labels": args.labels,
+                "kc": cfg.kc,
+                "centre": cfg.centre,
+                "odometry": cfg.odometry,
+                "labels": cfg.labels,
                 "kc_right": kc_right,
                 "errors": errs,
             }
@@ -303,4 +304,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(GeometricConfig))

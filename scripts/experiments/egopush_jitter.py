@@ -29,44 +29,66 @@ them a student must place most precisely. One row per (corners, groups, sigma).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
+import tyro
 
 import envs
 from agents.evaluate import run_episodes
 from distill.egopush.probes import CORNERS, GROUPS, Jittered
 from distill.teacher_env import load_teacher
 
+Corners = Literal["true", "shift", "canonical", "centre", "current"]
+"""A corner order of ``--corners`` (``distill.egopush.probes.CORNERS``)."""
+Groups = Literal["all", "active", "anchor", "obstacle", "reference"]
+"""A set of keypoint groups of ``--groups`` (``distill.egopush.probes.GROUPS``)."""
+assert get_args(Corners) == CORNERS and get_args(Groups) == GROUPS
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("teacher", type=Path, help="an EgoPush teacher checkpoint")
-    ap.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2], help="offsets (m)")
-    ap.add_argument("--corners", nargs="+", default=["true"], choices=CORNERS, help="corner orders (see above)")
-    ap.add_argument("--groups", nargs="+", default=["all"], choices=GROUPS, help="groups offset (see above)")
-    ap.add_argument("--episodes", type=int, default=200)
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1000)
-    args = ap.parse_args()
-    if any(s < 0 for s in args.sigmas):
-        raise SystemExit(f"--sigmas must be >= 0, got {args.sigmas}")
+
+@dataclasses.dataclass(frozen=True)
+class JitterConfig:
+    """An EgoPush teacher with the keypoint groups it is shown moved by random offsets."""
+
+    teacher: tyro.conf.Positional[Path]
+    """An EgoPush teacher checkpoint."""
+    sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
+    """Offsets (m): the std of each group's offset per axis, one row each."""
+    corners: tuple[Corners, ...] = ("true",)
+    """Corner orders, one row each (see the module's docstring)."""
+    groups: tuple[Groups, ...] = ("all",)
+    """Keypoint groups offset, one row per set (see the module's docstring)."""
+    episodes: int = 200
+    """Episodes per row."""
+    num_envs: int = 64
+    """Worlds played at once."""
+    seed: int = 1000
+    """Seed of the env and of the offsets."""
+
+
+def main(cfg: JitterConfig) -> None:
+    for flag in ("sigmas", "corners", "groups"):
+        if not getattr(cfg, flag):
+            raise SystemExit(f"--{flag}: give at least one value")
+    if any(s < 0 for s in cfg.sigmas):
+        raise SystemExit(f"--sigmas must be >= 0, got {list(cfg.sigmas)}")
     torch.set_num_threads(1)
-    teacher, meta = load_teacher(args.teacher)
+    teacher, meta = load_teacher(cfg.teacher)
     if not meta["env"].startswith("egopush"):
-        raise SystemExit(f"{args.teacher}: expected an EgoPush teacher, got one of {meta['env']!r}")
-    env = envs.make(meta["env"], num_envs=args.num_envs, **meta["env_config"])
+        raise SystemExit(f"{cfg.teacher}: expected an EgoPush teacher, got one of {meta['env']!r}")
+    env = envs.make(meta["env"], num_envs=cfg.num_envs, **meta["env_config"])
     groups = (env.observation_spaces["privileged"].shape[0] - 5) // 12
-    print(f"{args.teacher}: {args.episodes} episodes, seed {args.seed}, {groups} keypoint groups jittered")
+    print(f"{cfg.teacher}: {cfg.episodes} episodes, seed {cfg.seed}, {groups} keypoint groups jittered")
     print("| box corners | groups offset | keypoint offset sigma (m) | success [95% CI] | reach |")
     print("|---|---|---:|---|---:|")
-    for corners, jitter, sigma in itertools.product(args.corners, args.groups, args.sigmas):
-        policy = Jittered(teacher, groups, sigma, args.seed, corners, jitter)
-        r = run_episodes(env, policy, args.episodes, args.seed, progress=False)
+    for corners, jitter, sigma in itertools.product(cfg.corners, cfg.groups, cfg.sigmas):
+        policy = Jittered(teacher, groups, sigma, cfg.seed, corners, jitter)
+        r = run_episodes(env, policy, cfg.episodes, cfg.seed, progress=False)
         lo, hi = r["success_rate_ci95"]
         cells = (
             f"{corners} | {jitter} | {sigma:g} | {r['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reach_rate']:.3f}"
@@ -77,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(JitterConfig))

@@ -13,10 +13,11 @@ evaluation with the same seed and worlds).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
+import tyro
 
 import distill  # noqa: F401  (registers the student checkpoint kind)
 import envs
@@ -24,26 +25,36 @@ from agents.policies import checkpoint_env, episode_done, make_policy
 from envs.egopush.scene import BOX_HALF
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="an EgoPush teacher or student checkpoint")
-    ap.add_argument("--num-envs", type=int, default=256, help="worlds, one episode each")
-    ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--anchor-moved", type=float, default=0.3, help="metres that count as 'anchor pushed'")
-    ap.add_argument("--panels", type=int, default=12, help="failed episodes drawn (0: no figure)")
-    ap.add_argument("--out", type=Path, default=Path("egopush-failures.png"))
-    args = ap.parse_args()
-    name, cfg = checkpoint_env(args.checkpoint)
+@dataclasses.dataclass(frozen=True)
+class PathsConfig:
+    """Where an EgoPush policy's failed episodes went."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """An EgoPush teacher or student checkpoint (a line or cross task)."""
+    num_envs: int = 256
+    """Worlds, one episode each."""
+    seed: int = 1000
+    """Seed of the env (the first episode of each world in ``eval.py``'s with the same seed)."""
+    anchor_moved: float = 0.3
+    """Metres that count as 'anchor pushed'."""
+    panels: int = 12
+    """Failed episodes drawn (0: no figure)."""
+    out: Path = Path("egopush-failures.png")
+    """Where the figure goes."""
+
+
+def main(cfg: PathsConfig) -> None:
+    name, env_cfg = checkpoint_env(cfg.checkpoint)
     if not name.startswith("egopush"):
-        raise SystemExit(f"{args.checkpoint}: an EgoPush checkpoint is expected, this one is for {name!r}")
-    if cfg.get("task") not in ("line", "cross"):
+        raise SystemExit(f"{cfg.checkpoint}: an EgoPush checkpoint is expected, this one is for {name!r}")
+    if env_cfg.get("task") not in ("line", "cross"):
         raise SystemExit(
-            f"{args.checkpoint}: a line or cross task is expected (its anchor is box 0), not {cfg.get('task')!r}"
+            f"{cfg.checkpoint}: a line or cross task is expected (its anchor is box 0), not {env_cfg.get('task')!r}"
         )
-    env = envs.make(name, num_envs=args.num_envs, **cfg)
-    policy = make_policy(str(args.checkpoint), env)
+    env = envs.make(name, num_envs=cfg.num_envs, **env_cfg)
+    policy = make_policy(str(cfg.checkpoint), env)
     W = env.num_envs
-    obs = env.reset(seed=args.seed)
+    obs = env.reset(seed=cfg.seed)
     robot, boxes, targets = [], [], []
     length = torch.zeros(W, dtype=torch.long)
     success = torch.zeros(W, dtype=torch.bool)
@@ -69,20 +80,20 @@ def main() -> None:
     anchor_end = boxes_t[idx, w_all, 0]  # box 0 is the anchor (line and cross)
     moved = (anchor_end - boxes_t[0, :, 0]).norm(dim=-1)
     fails = (~success).nonzero().flatten().tolist()
-    half = float(cfg.get("arena_half", 2.0))
+    half = float(env_cfg.get("arena_half", 2.0))
     # A target no box fits on: its centre closer to a wall than a box's half-side.
     blocked = (last_targets.abs() > half - BOX_HALF).flatten(1).any(-1)
     wall_start = half - boxes_t[0, :, 0].abs().max(-1).values  # the anchor's start, to its nearest wall
     # Box 1 starts behind the anchor (seen from its target): a straight push runs into the anchor.
     toward = targets[0][:, 0] - boxes_t[0, :, 0]  # the anchor's start to box 1's target
     behind = ((boxes_t[0, :, 1] - boxes_t[0, :, 0]) * toward).sum(-1) < 0
-    print(f"{args.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {args.seed})")
+    print(f"{cfg.checkpoint}: {int(success.sum())} of {W} episodes succeeded (seed {cfg.seed})")
     for label, mask in (("failed", ~success), ("succeeded", success)):
         n = int(mask.sum())
         if n:
-            pushed = int((moved[mask] > args.anchor_moved).sum())
+            pushed = int((moved[mask] > cfg.anchor_moved).sum())
             print(
-                f"  {label}: {n}; anchor moved > {args.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
+                f"  {label}: {n}; anchor moved > {cfg.anchor_moved} m in {pushed} ({pushed / n:.0%}), "
                 f"median {float(moved[mask].median()):.2f} m"
             )
             walled = int(blocked[mask].sum())
@@ -93,14 +104,14 @@ def main() -> None:
             print(f"    box 1 started on the anchor's side away from its target: {int(behind[mask].sum())}")
     for p in sorted(set(placed[~success].tolist())):
         print(f"  failed with {p} box(es) in place: {int(((~success) & (placed == p)).sum())}")
-    if not fails or args.panels <= 0:
+    if not fails or cfg.panels <= 0:
         return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = fails[: args.panels]
+    shown = fails[: cfg.panels]
     cols = min(4, len(shown))
     rows = (len(shown) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
@@ -123,11 +134,11 @@ def main() -> None:
         ax.set_yticks([])
         ax.set_title(f"world {w}: {int(placed[w])} placed, anchor {float(moved[w]):.2f} m", fontsize=8)
     axes.flat[0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(f"{name} {cfg.get('observability', '')}: failed episodes (squares: starts)", fontsize=9)
+    fig.suptitle(f"{name} {env_cfg.get('observability', '')}: failed episodes (squares: starts)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=80)
-    print(f"wrote {args.out}")
+    fig.savefig(cfg.out, dpi=80)
+    print(f"wrote {cfg.out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(PathsConfig))

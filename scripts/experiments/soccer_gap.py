@@ -10,11 +10,12 @@ beside its RGB for this) and by how the match ended, with the mean actions of bo
 
 from __future__ import annotations
 
-import argparse
 import collections
+import dataclasses
 from pathlib import Path
 
 import torch
+import tyro
 
 import envs
 from agents.checkpoint import CheckpointError, read_meta
@@ -24,27 +25,36 @@ from distill.teacher_env import load_teacher
 from envs.soccer import SEG_CLASSES
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="a soccer-1v1 student checkpoint")
-    ap.add_argument("--teacher", type=Path, required=True, help="the teacher it was distilled from")
-    ap.add_argument("--matches", type=int, default=128, help="matches in all (each world plays its share)")
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1000)
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class SoccerGapConfig:
+    """Where a soccer student acts unlike its teacher."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """A ``soccer-1v1`` student checkpoint."""
+    teacher: Path
+    """The teacher it was distilled from."""
+    matches: int = 128
+    """Matches in all (each world plays its share)."""
+    num_envs: int = 64
+    """Worlds played at once."""
+    seed: int = 1000
+    """Seed of the env."""
+
+
+def main(cfg: SoccerGapConfig) -> None:
     torch.set_num_threads(1)
     try:
-        meta = read_meta(args.checkpoint)
+        meta = read_meta(cfg.checkpoint)
     except CheckpointError as err:
         raise SystemExit(f"checkpoint: {err}") from None
     if meta.get("kind") != "student" or meta["env"] != "soccer-1v1":
-        raise SystemExit(f"{args.checkpoint}: expected a soccer-1v1 student checkpoint")
+        raise SystemExit(f"{cfg.checkpoint}: expected a soccer-1v1 student checkpoint")
     cameras = tuple(dict.fromkeys((*meta["env_config"].get("cameras", ("rgb",)), "segmentation")))
-    env = envs.make(meta["env"], num_envs=args.num_envs, **{**meta["env_config"], "cameras": cameras})
-    players = TeamPolicy(make_policy(args.checkpoint, env), make_policy("scripted", env), 1)
-    teacher, _ = load_teacher(args.teacher, meta["env"])
+    env = envs.make(meta["env"], num_envs=cfg.num_envs, **{**meta["env_config"], "cameras": cameras})
+    players = TeamPolicy(make_policy(cfg.checkpoint, env), make_policy("scripted", env), 1)
+    teacher, _ = load_teacher(cfg.teacher, meta["env"])
     ball = SEG_CLASSES.index("ball")
-    W, quota = args.num_envs, -(-args.matches // args.num_envs)
+    W, quota = cfg.num_envs, -(-cfg.matches // cfg.num_envs)
     played = torch.zeros(W, dtype=torch.long)
     # Per world, the current match's steps: (ball in view, gap, teacher action, student action).
     steps: list[list[tuple[bool, float, torch.Tensor, torch.Tensor]]] = [[] for _ in range(W)]
@@ -53,7 +63,7 @@ def main() -> None:
     acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(6))
     outcomes: collections.Counter[str] = collections.Counter()
     lengths: dict[str, list[int]] = collections.defaultdict(list)
-    obs = env.reset(seed=args.seed)
+    obs = env.reset(seed=cfg.seed)
     with torch.no_grad():
         while int(played.sum()) < W * quota:
             actions = players(obs)
@@ -99,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(SoccerGapConfig))
