@@ -3,7 +3,11 @@ line."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -60,7 +64,31 @@ def _policy_meta(spec: str) -> dict:
     return {"kind": "checkpoint", "path": str(spec), "sha256": file_sha256(Path(spec) / "policy.safetensors")}
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[dict[str, int]]:
+    """Within the block, SIGTERM (``kill PID``, a scheduler's stop) stops the recording as Ctrl-C
+    does; the dict yielded holds the number of the signal that stopped it. The previous handler is
+    restored after; outside the main thread (no handlers there) nothing changes."""
+    stopped = {"signum": signal.SIGINT}
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stopped["signum"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def record_rollouts(cfg: RecordConfig) -> Path:
+    """Record ``cfg.episodes`` episodes into ``cfg.out``. Ctrl-C or SIGTERM stops it, keeping every
+    finished episode (a second one while they are written drops those not yet in a shard); the
+    manifest then says ``interrupted`` and the process exits with 130 (Ctrl-C) or 143 (SIGTERM)."""
     if cfg.env not in envs.registered():
         raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     camera_groups = {"rgb": "camera", "depth": "depth", "segmentation": "segmentation", "depth_layers": "depth_layers"}
@@ -86,12 +114,14 @@ def record_rollouts(cfg: RecordConfig) -> Path:
     if cfg.action_noise or cfg.epsilon:
         policy = NoisyPolicy(policy, cfg.action_noise, cfg.epsilon, seed=cfg.seed + 2)
     writer = RecordingWriter(cfg.out, meta, groups, episodes_per_shard=cfg.episodes_per_shard, compress=cfg.compress)
-    try:
-        n = record(env, policy, writer, cfg.episodes, groups, seed=cfg.seed)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {writer.num_episodes} finished episodes kept in {cfg.out}")
-        raise SystemExit(130) from None
-    finally:
-        env.close()
+    with _sigterm_as_interrupt() as stopped:
+        try:
+            n = record(env, policy, writer, cfg.episodes, groups, seed=cfg.seed)
+        except KeyboardInterrupt:
+            name = signal.Signals(stopped["signum"]).name
+            print(f"\n{name}: {writer.num_episodes} finished episodes kept in {cfg.out} (status: interrupted)")
+            raise SystemExit(128 + stopped["signum"]) from None
+        finally:
+            env.close()
     print(f"recorded {n} episodes of {cfg.env} into {cfg.out}")
     return cfg.out

@@ -70,8 +70,9 @@ def record(
     """Play ``episodes`` episodes in all (a fixed quota per world) and hand each to ``writer``.
 
     Ctrl-C (or any error) stops the run cleanly: the episodes finished so far are written and
-    the manifest is marked ``interrupted``; the exception then propagates. Returns the episodes
-    written.
+    the manifest is marked ``interrupted``; the exception then propagates. A second Ctrl-C while
+    they are written drops those not yet in a shard; the manifest still lists every shard written
+    and says ``interrupted``. Returns the episodes written.
     """
     missing = [g for g in obs_groups if g not in env.observation_spaces]
     if missing:
