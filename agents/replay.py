@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,15 +80,27 @@ def _replay_recording(cfg: ReplayConfig) -> tuple[int, Path]:
     env = make_env(rec, num_envs=1, cameras=())
     size = (cfg.width, cfg.width * 3 // 4)
     agents = () if cfg.ego_size == 0 else cfg.agents
+    bar = tqdm(total=ep.length + 1, desc=f"replaying episode {cfg.episode}", unit="frame")
     with VideoWriter(cfg.out, cfg.fps or 1 / env.control_dt) as video:
-        for t in tqdm(range(ep.length + 1), desc=f"replaying episode {cfg.episode}", unit="frame"):
+        for t in range(ep.length + 1):
             load_episode_state(env, ep, t)
             info = {k[5:]: ep.data[k][max(t - 1, 0)] for k in ep.data if k.startswith("info/")}
             reward = ep.data["rewards"][t - 1] if t else np.zeros(env.num_agents)
             frame = world_frame(env, 0, _text(t, info, reward), agents, size, max(cfg.ego_size, 1))
             _append(video, frame, t, env.control_dt, cfg)
+            bar.update(1)
+    bar.close()
     env.close()
     return video.frames, cfg.out
+
+
+def _show_final_state(env: Any, final_state: dict[str, torch.Tensor], fields: dict[str, torch.Tensor]) -> None:
+    """Put world 0 back as its episode ended: the env has already reset it (its state, and the
+    per-world fields a reset draws anew, like EgoPush's goal), so the last frame would show the next
+    episode's start."""
+    for name, value in fields.items():
+        env.sim.field(name)[0] = value
+    env.sim.set_state([0], {k: v[0:1] for k, v in final_state.items()})
 
 
 def _replay_live(cfg: ReplayConfig) -> tuple[int, Path]:
@@ -102,7 +115,7 @@ def _replay_live(cfg: ReplayConfig) -> tuple[int, Path]:
     if cfg.seconds is not None:
         over["episode_seconds"] = cfg.seconds
     if name.startswith("soccer"):
-        over.setdefault("on_goal", "kickoff")
+        over["on_goal"] = "kickoff"  # a video plays the whole match, whatever the policy trained with
     env = envs.make(name, num_envs=1, **over)
     policy = make_policy(spec, env, seed=cfg.seed)
     if env.competitive:
@@ -110,20 +123,28 @@ def _replay_live(cfg: ReplayConfig) -> tuple[int, Path]:
     size = (cfg.width, cfg.width * 3 // 4)
     agents = () if cfg.ego_size == 0 else cfg.agents
     obs = env.reset(seed=cfg.seed)
+    fields = {n: env.sim.field(n)[0].clone() for n in getattr(env, "_per_world_fields", ())}
     info: dict = {}
     reward = np.zeros(env.num_agents)
+    t, done = 0, False
+    bar = tqdm(total=env.max_episode_steps + 1, desc=f"{name} live", unit="frame")
     with VideoWriter(cfg.out, cfg.fps or 1 / env.control_dt) as video:
-        for t in tqdm(range(env.max_episode_steps + 1), desc=f"{name} live", unit="frame"):
+        while True:  # the start, then every step up to and including the one that ends the episode
             frame = world_frame(env, 0, _text(t, info, reward), agents, size, max(cfg.ego_size, 1))
             _append(video, frame, t, env.control_dt, cfg)
-            if t == env.max_episode_steps:
+            bar.update(1)
+            if done:
                 break
             with torch.no_grad():
                 obs, r, term, trunc, full = env.step(policy(obs))
+            t += 1
             reward = r[0].cpu().numpy()
             info = {k: full[k][0].cpu().numpy().tolist() for k in ("score", "success", "stage") if k in full}
-            if bool(term[0] or trunc[0]):
-                break  # the world has already reset; the last frame shown is the final state's
+            done = bool(term[0] or trunc[0])
+            if done:
+                _show_final_state(env, full["final_state"], fields)
+    bar.total = bar.n  # an episode that ended early: the bar ends full
+    bar.close()
     env.close()
     return video.frames, cfg.out
 

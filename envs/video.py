@@ -25,18 +25,47 @@ def hud(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     return np.asarray(img)
 
 
-def compose(overview: np.ndarray, panels: Sequence[np.ndarray], text: Sequence[str]) -> np.ndarray:
-    """The overview with a HUD, and the egocentric panels in a row below it (scaled to fit)."""
+SEPARATOR = 2  # pixels between two egocentric panels, and above the row of them
+SEPARATOR_COLOUR = (128, 128, 128)
+
+
+def label(panel: np.ndarray, text: str) -> np.ndarray:
+    """``panel`` with ``text`` (an agent's name) in white on a black tag at its top left."""
+    img = Image.fromarray(panel)
+    draw = ImageDraw.Draw(img)
+    left, top, right, bottom = draw.textbbox((2, 1), text)
+    draw.rectangle((0, 0, right + 2, bottom + 1), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+def compose(
+    overview: np.ndarray, panels: Sequence[np.ndarray], text: Sequence[str], labels: Sequence[str] = ()
+) -> np.ndarray:
+    """The overview with a HUD, and below it a grey line and the egocentric panels in a row, each
+    tagged with its entry of ``labels`` (if given) and set apart by grey lines (``SEPARATOR`` pixels);
+    panels too wide for the overview together are scaled down to fit."""
     top = hud(overview, text)
     if not panels:
         return top
-    strip = np.concatenate(list(panels), axis=1)
-    width = top.shape[1]
-    if strip.shape[1] > width:
-        h = max(1, strip.shape[0] * width // strip.shape[1])
-        strip = np.asarray(Image.fromarray(strip).resize((width, h), Image.NEAREST))
+    width, n = top.shape[1], len(panels)
+    h, w = panels[0].shape[:2]
+    room = width - SEPARATOR * (n - 1)
+    if n * w > room:  # scale each panel, so that the lines between them stay whole
+        w, h = max(1, room // n), max(1, h * max(1, room // n) // w)
+        panels = [np.asarray(Image.fromarray(p).resize((w, h), Image.NEAREST)) for p in panels]
+    if labels:
+        panels = [label(p, name) for p, name in zip(panels, labels, strict=True)]
+    line = np.empty((h, SEPARATOR, 3), np.uint8)
+    line[:] = SEPARATOR_COLOUR
+    pieces = [panels[0]]
+    for p in panels[1:]:
+        pieces += [line, p]
+    strip = np.concatenate(pieces, axis=1)
     strip = np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0)))
-    return np.concatenate((top, strip), axis=0)
+    rule = np.empty((SEPARATOR, width, 3), np.uint8)
+    rule[:] = SEPARATOR_COLOUR
+    return np.concatenate((top, rule, strip), axis=0)
 
 
 def world_frame(
@@ -52,7 +81,7 @@ def world_frame(
     names = env.agents if agents is None else agents
     cams = [_camera_of(env, a) for a in names]
     panels = [env.render_frame(world, c, (ego_size, ego_size)) for c in cams]
-    return compose(top, panels, text)
+    return compose(top, panels, text, names)
 
 
 def _camera_of(env: Any, agent: str) -> str:
@@ -63,7 +92,9 @@ def _camera_of(env: Any, agent: str) -> str:
 
 class VideoWriter:
     """Frames to ``path`` (``.mp4``: H.264; ``.gif``), written under a temporary name and renamed
-    when closed without error, so an interrupted run leaves no truncated video behind."""
+    when closed without error, so an interrupted run leaves no truncated video behind. H.264 wants
+    sides divisible by 16 (its macro blocks): an ``.mp4``'s frames are padded with black at the
+    bottom and right to the next multiple, never cropped."""
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
@@ -81,9 +112,10 @@ class VideoWriter:
         self.frames = 0
 
     def append(self, frame: np.ndarray) -> None:
-        if self.path.suffix == ".mp4":  # H.264 wants sides divisible by 16 (macro blocks)
+        """Add ``frame`` ``[H, W, 3]`` uint8."""
+        if self.path.suffix == ".mp4":
             h, w = frame.shape[:2]
-            frame = frame[: h - h % 16, : w - w % 16]
+            frame = np.pad(frame, ((0, -h % 16), (0, -w % 16), (0, 0)))
         self._writer.append_data(frame)
         self.frames += 1
 

@@ -15,6 +15,7 @@ from agents.policies import make_policy
 from agents.rollout import TeamPolicy, record
 from envs.config import to_dict
 from envs.recording import Recording, RecordingError, RecordingWriter, make_env, resimulate
+from envs.video import SEPARATOR
 
 
 def _meta(env, kind="scripted"):
@@ -156,12 +157,12 @@ def test_replay_video_from_recording_has_every_frame(tmp_path):
         replay.ReplayConfig(recording=tmp_path / "r", episode=1, out=tmp_path / "v.gif", width=160, ego_size=40)
     )
     frames = iio.imread(gif, index=None)
-    assert frames.shape == (T + 1, 120 + 40, 160, 3)
+    assert frames.shape == (T + 1, 120 + SEPARATOR + 40, 160, 3)
     _, mp4 = replay.replay(
         replay.ReplayConfig(recording=tmp_path / "r", episode=1, out=tmp_path / "v.mp4", width=320, ego_size=48)
     )
     frames = iio.imread(mp4)
-    assert frames.shape[0] == T + 1 and frames.shape[1:3] == (240 + 48 - (240 + 48) % 16, 320)
+    assert frames.shape[0] == T + 1 and frames.shape[1:3] == (240 + SEPARATOR + 48 + 14, 320)  # padded to 16s
     assert not list(tmp_path.glob("*.partial.*"))
 
 
@@ -205,4 +206,4 @@ def test_record_and_replay_scripts_smoke(tmp_path):
     assert rec.manifest["label"] == "medium" and rec.manifest["policy"] == {"kind": "scripted"}
     cfg = replay.ReplayConfig(env="egopush-goal", policy="scripted", seconds=0.5, out=tmp_path / "live.gif", width=160)
     frames = iio.imread(replay.replay(cfg)[1], index=None)
-    assert frames.shape[0] == 10  # 0.5 s at 20 Hz: the start and 9 steps; the 10th step ends it
+    assert frames.shape[0] == 11  # 0.5 s at 20 Hz: the start and 10 steps, the last one ending it
