@@ -38,6 +38,9 @@ def mean_interval(values: list[float], z: float = 1.96) -> tuple[float, tuple[fl
     return mean, (mean - half, mean + half)
 
 
+EPISODE_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed}<{remaining}]"
+
+
 def _episodes(
     env: Any,
     policy: Policy,
@@ -52,7 +55,9 @@ def _episodes(
 
     A fixed quota per world keeps short episodes from being over-counted, as they would be by
     stopping at the first ``episodes`` to finish. Returns each counted episode's return (mean
-    over ``reward_agents``).
+    over ``reward_agents``). The progress bar counts episodes in tenths: the finished ones, and
+    of each one under way the share of its time limit (``max_episode_steps``) played, so that it
+    moves from the first step instead of when a whole round of episodes ends.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -62,12 +67,16 @@ def _episodes(
     played = torch.zeros(W, dtype=torch.long)
     returns: list[float] = []
     ep_return = torch.zeros(W)
+    steps = torch.zeros(W)
+    limit = float(getattr(env, "max_episode_steps", 0) or 0)
     obs = env.reset(seed=seed)
-    bar = tqdm(total=episodes, desc=f"{getattr(env, 'name', 'env')} episodes", disable=not progress, unit="ep")
+    desc = f"{getattr(env, 'name', 'env')} episodes"
+    bar = tqdm(total=episodes, desc=desc, disable=not progress, unit="ep", bar_format=EPISODE_BAR)
     with torch.no_grad():
         while int(played.sum()) < episodes:
             obs, reward, term, trunc, info = env.step(policy(obs))
             ep_return += reward[:, reward_agents].mean(1).cpu()
+            steps += 1
             done = (term | trunc).cpu()
             episode_done(policy, term | trunc)
             for w in done.nonzero().flatten().tolist():
@@ -75,8 +84,10 @@ def _episodes(
                     on_episode(w, info)
                     returns.append(float(ep_return[w]))
                     played[w] += 1
-                    bar.update(1)
                 ep_return[w] = 0.0
+                steps[w] = 0
+            under_way = (steps / limit).clamp(max=0.99) * (played < quota) if limit else torch.zeros(W)
+            bar.update(float(played.sum()) + float(under_way.sum()) - bar.n)
     bar.close()
     return returns
 

@@ -109,6 +109,15 @@ def episode_rate(
     return xs, ys
 
 
+def no_episode_note(history: list[dict[str, float]], x_key: str, unit: str) -> str:
+    """What a learning curve says in place of a curve when no episode finished in the whole run."""
+    reached = history[-1].get(x_key, 0) if history else 0
+    return (
+        f"no episode finished in {reached:,.0f} {unit}: no per-episode rate to draw\n"
+        "(train for longer than one episode, or shorten the episodes)"
+    )
+
+
 class StopRequest:
     """Set by the first Ctrl-C or SIGTERM while ``stop_at_iteration_end`` is active."""
 

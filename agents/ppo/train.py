@@ -18,7 +18,7 @@ from agents.policies import make_policy
 from agents.ppo.algorithm import PPOConfig
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.runner import Runner
-from agents.run_state import episode_rate
+from agents.run_state import episode_rate, no_episode_note
 from envs.config import parse_overrides, to_dict
 
 # Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
@@ -109,6 +109,10 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 
     keys = [k for k in ("episode/return", "episode/success_rate", "episode/win_rate") if any(k in h for h in history)]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 3.5))
+    if not keys:  # not one episode finished: say so rather than draw empty axes
+        note = no_episode_note(history, "env_steps", "env-steps")
+        axes.text(0.5, 0.5, note, ha="center", va="center", transform=axes.transAxes)
+        print(f"learning curve: {note}")
     for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=False):
         ax.plot(*episode_rate(history, key, "env_steps"), label="all episodes")
         fresh = key + "_fresh"
@@ -167,14 +171,14 @@ def _model_card(
     if env.competitive:
         rows = []
         for opp in ("scripted", "random"):
-            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=1000, progress=False)
+            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=1000)
             rows.append(
                 f"| {opp} | {r['win_rate']:.3f} [{r['win_rate_ci95'][0]:.3f}, {r['win_rate_ci95'][1]:.3f}] | "
                 f"{r['draw_rate']:.3f} | {r['loss_rate']:.3f} |"
             )
         table = "| opponent | win rate [95% CI] | draw | loss |\n|---|---|---|---|\n" + "\n".join(rows)
     else:
-        r = run_episodes(env, policy, cfg.eval_episodes, seed=1000, progress=False)
+        r = run_episodes(env, policy, cfg.eval_episodes, seed=1000)
         lo, hi = r["success_rate_ci95"]
         table = (
             "| episodes | success [95% CI] | reach | path length |\n|---:|---|---:|---:|\n"
