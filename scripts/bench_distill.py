@@ -9,7 +9,7 @@ transformer student, side by side in one run.
    ``context`` frames (what a policy without a cache recomputes at every frame). Ratio =
    recompute time / cached time.
 
-    python scripts/bench_distill.py                  # writes benchmarks/results/bench_distill.json
+    python scripts/bench_distill.py                  # writes runs/benchmarks/bench_distill.json
     python scripts/bench_distill.py --quick
     python scripts/bench_distill.py --device cuda:0 --backend warp --num-envs 1024   # on a GPU
 """
@@ -64,8 +64,9 @@ class BenchConfig:
     """Device (cameras, networks)."""
     quick: bool = False
     """One world count (64), 3 iterations, 8 frames per context."""
-    json: Path = ROOT / "benchmarks" / "results" / "bench_distill.json"
-    """Where the results go."""
+    json: Path = ROOT / "runs" / "benchmarks" / "bench_distill.json"
+    """Where the figures go. By default ``runs/benchmarks/`` (ignored by git); the published figures in
+    ``benchmarks/results/bench_distill.json`` are replaced only when that path is given here."""
 
 
 def bench_dagger(cfg: BenchConfig, W: int) -> dict:

@@ -52,8 +52,9 @@ class BenchConfig:
     """DataLoader batch size for the read benchmark."""
     quick: bool = False
     """Fewer episodes and worlds: under a minute."""
-    json: Path = Path("benchmarks/results/bench_record.json")
-    """Where the figures go."""
+    json: Path = Path("runs/benchmarks/bench_record.json")
+    """Where the figures go. By default ``runs/benchmarks/`` (ignored by git); the published figures in
+    ``benchmarks/results/bench_record.json`` are replaced only when that path is given here."""
 
 
 class Transitions(Dataset):
