@@ -192,23 +192,44 @@ class IterationLog:
             self.save()
 
 
+class TensorBoard:
+    """A TensorBoard ``SummaryWriter`` in ``log_dir``, opened at the first scalar. On a resumed run it
+    opens with ``purge_step`` at that scalar's x, in whatever unit the scalars are keyed by (env-steps,
+    frames): TensorBoard then drops what the stopped run logged past its checkpoint, and keeps the
+    curve up to it."""
+
+    def __init__(self, log_dir: Path, resumed: bool) -> None:
+        self.log_dir, self.resumed = log_dir, resumed
+        self._writer: Any = None
+
+    def add_scalar(self, tag: str, value: float, x: int) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.log_dir), purge_step=x if self.resumed else None)
+        self._writer.add_scalar(tag, value, x)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 def run_logged(
     run_dir: Path,
     history: list[dict[str, float]],
     bar: Any,
     body: Callable[[IterationLog], None],
     save: Callable[[], Any],
-    purge_step: int | None = None,
+    resumed: int | bool | None = None,
     save_every: int = 0,
 ) -> None:
     """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C or SIGTERM stops it at
     the end of the iteration (see ``stop_at_iteration_end``), calls ``save`` and raises
     ``KeyboardInterrupt``; the writer and bar are closed in any case, and ``save`` runs at the end
-    and every ``save_every`` iterations (0: never between)."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    and every ``save_every`` iterations (0: never between). ``resumed``: true (the callers pass the
+    iteration resumed from) when the run continues from a checkpoint (see ``TensorBoard``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+    writer = TensorBoard(run_dir / "tb", bool(resumed))
     try:
         with stop_at_iteration_end() as stop:
             body(IterationLog(run_dir, history, writer, bar, stop, save, save_every))
