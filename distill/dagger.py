@@ -92,8 +92,7 @@ class DaggerConfig:
     """Adam learning rate (the starting one, with a decaying ``lr_schedule``)."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """Learning rate over the run, by the fraction of ``total_frames`` collected: ``constant``, or
-    decaying from ``lr`` to ``lr_final`` along a line or a half cosine. (The soccer student levelled
-    at a constant 5e-4 and went on improving after the rate was cut.)"""
+    decaying from ``lr`` to ``lr_final`` along a line or a half cosine."""
     lr_final: float = 5e-5
     """Learning rate at the last iteration of a decaying ``lr_schedule``."""
     max_grad_norm: float = 1.0
@@ -211,20 +210,14 @@ class Distiller:
         groups = [{"params": rest, "scale": 1.0}] + ([{"params": tuned, "scale": cfg.teacher_head_lr}] if tuned else [])
         self.optimizer = torch.optim.Adam(groups, lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(seed)
-        if student_cfg.memory == "none":
-            self.seq_len = student_cfg.frame_stack
-        elif student_cfg.memory in ("map", "geometric"):
-            self.seq_len = 1  # the map (the estimate) is stored with each step: nothing to unroll
-        else:
-            self.seq_len = cfg.seq_len
+        self.seq_len = self.student.memory.train_seq_len(cfg.seq_len)
         if cfg.buffer_steps < max(self.seq_len, cfg.steps_per_iter):
             raise ValueError(
                 f"buffer_steps {cfg.buffer_steps} must hold seq_len ({self.seq_len}) "
                 f"and steps_per_iter ({cfg.steps_per_iter})"
             )
-        self._stores_state = student_cfg.memory == "gru" and cfg.stored_state
-        self._stores_map = student_cfg.memory == "map"
-        self._stores_geo = student_cfg.memory == "geometric"
+        # What the memory needs back in training (a GRU's start state only with ``stored_state``).
+        self._stored = {k: v for k, v in self.student.memory.stored().items() if cfg.stored_state or k != "hidden"}
         self.buffer = self._make_buffer(img_shape, seg_classes, prop_dim)
         self.frames_per_iter = cfg.steps_per_iter * self.slots
         # No DAgger at all (total_frames 0) only for a trained student (init_from), e.g. to fine-tune it by RL.
@@ -239,7 +232,6 @@ class Distiller:
     def _make_buffer(self, img_shape: tuple[int, ...], seg_classes: int, prop_dim: int) -> SequenceBuffer:
         """The buffer of everything a training step reads: images, proprio, the teacher's observation
         and action, episode starts, and each memory kind's stored inputs (GRU state, map, estimate)."""
-        scfg, n_map = self.student.cfg, self.student.cfg.map_cells
         img_dtype = torch.uint8 if self.image_group == "camera" else torch.float16
         shapes = {
             "img": ((img_shape[0] + (1 if seg_classes else 0), *img_shape[1:]), img_dtype),
@@ -247,13 +239,8 @@ class Distiller:
             "teacher_obs": ((self.teacher.obs_dim,), torch.float32),
             "teacher_mu": ((self.env.act_dim,), torch.float32),
             "first": ((), torch.bool),
+            **self._stored,
         }
-        if self._stores_state:
-            shapes["hidden"] = ((scfg.hidden,), torch.float32)
-        if self._stores_map:
-            shapes["egomap"] = ((self.student.egomap.channels, n_map, n_map), torch.float16)
-        if self._stores_geo:
-            shapes["geokp"] = ((self.teacher.obs_dim,), torch.float32)
         return SequenceBuffer(self.cfg.buffer_steps, self.slots, shapes, self.env.device)
 
     def _init_student(self, path: Path, student_cfg: StudentConfig) -> None:
@@ -328,12 +315,10 @@ class Distiller:
             t_obs = self.team.slots(obs, self.teacher.group).float()
             t_mu = self.teacher(t_obs)
             self.student.proprio_norm.update(prop)
-            extra = {"hidden": self._state[0]} if self._stores_state else {}
+            before = self._state
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
-            if self._stores_map:
-                extra["egomap"] = self._state.view  # the window the student read at this step
-            if self._stores_geo:
-                extra["geokp"] = self._state.out  # geometry's estimate the student read at this step
+            stored = self.student.memory.stored_values(before, self._state)
+            extra = {k: v for k, v in stored.items() if k in self._stored}
             gap += float(((s_mu - t_mu) ** 2).sum(-1).mean())
             self.buffer.add(img=img, proprio=prop, teacher_obs=t_obs, teacher_mu=t_mu, first=self._first, **extra)
             teacher_drives = torch.rand(env.num_envs, generator=self.generator).to(dev) < beta
@@ -360,10 +345,8 @@ class Distiller:
         img = batch["img"]
         if self.cfg.augment_shift > 0:
             img = random_shift(img, self.cfg.augment_shift, self.generator).to(img.dtype)
-        h0 = batch["hidden"][:, 0] if self._stores_state else None
-        feats, roles_s = self.student.features(
-            img, batch["proprio"], batch["first"], h0, batch.get("egomap"), batch.get("geokp")
-        )
+        inputs = self.student.memory.training_inputs({k: batch[k] for k in self._stored})
+        feats, roles_s = self.student.features(img, batch["proprio"], batch["first"], inputs)
         mu_s = self.student.action_mean(feats)
         t_log_std = self.teacher.log_std.detach().expand_as(mu_s)
         act = action_loss(self.cfg.loss, mu_s, self.student.log_std.expand_as(mu_s), batch["teacher_mu"], t_log_std)
@@ -483,7 +466,7 @@ class Distiller:
         self.generator.set_state(tensors["rng/runner"])
         torch.set_rng_state(tensors["rng/torch"])
         self.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
-        self._obs = self.env._observe()
+        self._obs = self.env.observe()
         self._state = self.student.init_state(self.slots, self.env.device)
         self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
         self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]

@@ -36,11 +36,14 @@ from torch import nn
 
 from agents import checkpoint
 from agents.actor import RunningNorm, mlp
-from distill.egopush.geometry import GeoKeypoints, GeoState
-from distill.egopush.odometry_map import EgoMap, MapState
-from distill.encoders import ConvEncoder, moments_of
-from distill.kv_cache import CausalTransformer, KVCache
+from distill.egopush.geometry import GeoKeypoints
+from distill.egopush.odometry_map import EgoMap
+from distill.encoders import ConvEncoder
+from distill.memory import Memory, make_memory
 from distill.student_config import IMAGE_GROUPS, StudentConfig, student_config
+
+STUDENT_FORMAT = 2
+"""Version of the saved weights' layout: 2 since each memory is a module of its own (``distill.memory``)."""
 
 __all__ = ["IMAGE_GROUPS", "Student", "StudentConfig", "StudentPolicy", "load_student_policy", "student_config"]
 
@@ -80,6 +83,8 @@ class Student(nn.Module):
                 "segmentation needs an RGB student (image group 'camera') and the number of segmentation "
                 f"classes (>= 2), got image group {image_group!r} and {seg_classes} classes"
             )
+        if cfg.head == "teacher" and teacher_dims is None:
+            raise ValueError("head 'teacher' needs the teacher's observation size and hidden layers (teacher_dims)")
         self.seg_classes = seg_classes if cfg.segmentation else 0
         self.image_group, self.image_shape, self.proprio_dim, self.act_dim, self.cfg = (
             image_group,
@@ -92,62 +97,18 @@ class Student(nn.Module):
         self.roles = C if image_group == "depth_layers" else 0
         self.encoder = ConvEncoder(1 if self.roles else C + self.seg_classes, (H, W), cfg.embed)
         self.proprio_norm = RunningNorm(proprio_dim)
+        self.geometry = geometry
         frame = cfg.embed * max(1, self.roles) + proprio_dim
-        self.geometry, self.egomap = geometry, None
-        if cfg.memory == "map":
-            if not self.roles:
-                raise ValueError("memory 'map' needs role-layered depth images (depth_layers), not RGB")
-            if geometry is None:
-                raise ValueError("memory 'map' needs the robot's camera geometry (EgoPushEnv.camera_geometry())")
-            gate_role = 1 if cfg.map_gate > 0 else None
-            self.egomap = EgoMap(
-                geometry,
-                (H, W),
-                C,
-                cfg.map_cells,
-                cfg.map_cell,
-                cfg.map_tau,
-                gate_role=gate_role,
-                gate=cfg.map_gate or 0.3,
-            )
-            self.map_encoder = ConvEncoder(self.egomap.channels, (cfg.map_cells, cfg.map_cells), cfg.embed)
-            frame += cfg.embed
-            if cfg.map_moments:
-                frame += 6 * C + 12 * self.egomap.channels
-        self.geokp: GeoKeypoints | None = None
-        if cfg.memory == "geometric":
-            if not self.roles or geometry is None:
-                raise ValueError(
-                    "memory 'geometric' needs role-layered depth images (depth_layers) and the robot's and task's "
-                    "geometry (EgoPushEnv.keypoint_geometry())"
-                )
-            self.geokp = GeoKeypoints(geometry, (H, W), centres=cfg.geo_centres, labels=cfg.geo_labels)
-            if cfg.head != "teacher" or teacher_dims is None or int(teacher_dims[0]) != self.geokp.obs_dim:
-                raise ValueError(
-                    "memory 'geometric' estimates an EgoPush teacher's observation: it needs head 'teacher' and a "
-                    f"teacher reading {self.geokp.obs_dim} inputs, got head {cfg.head!r}, teacher dims {teacher_dims}"
-                )
-            frame += self.geokp.obs_dim
-            self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
-        if cfg.memory in ("none", "map", "geometric"):
-            self.memory: nn.Module | None = None
-            feat = frame * cfg.frame_stack
-        elif cfg.memory == "gru":
-            self.memory = nn.GRU(frame, cfg.hidden, batch_first=True)
-            feat = cfg.hidden
-        else:  # transformer
-            self.inp = nn.Linear(frame, cfg.hidden)
-            self.memory = CausalTransformer(cfg.hidden, cfg.layers, cfg.heads, cfg.window)
-            feat = cfg.hidden
-        self.feat_dim = feat
+        self.memory: Memory = make_memory(
+            cfg, frame, image_shape=(C, H, W), roles=self.roles, geometry=geometry, teacher_dims=teacher_dims
+        )
+        feat = self.feat_dim = self.memory.out_dim
         self.teacher_dims = None
         if cfg.head == "teacher":
-            if teacher_dims is None:
-                raise ValueError("head 'teacher' needs the teacher's observation size and hidden layers (teacher_dims)")
             obs_dim, hidden = int(teacher_dims[0]), tuple(int(h) for h in teacher_dims[1])
             self.teacher_dims = (obs_dim, hidden)
             self.head = mlp(feat, (2 * cfg.hidden, 2 * cfg.hidden), obs_dim)  # the estimate
-            if self.geokp is not None:  # a correction to geometry's estimate: none at first
+            if self.memory.estimate_prior(torch.zeros(1, feat)) is not None:  # a correction to a prior: none at first
                 last = [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1]
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
@@ -156,6 +117,16 @@ class Student(nn.Module):
         else:
             self.head = mlp(feat, (cfg.hidden,), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
+
+    @property
+    def egomap(self) -> EgoMap | None:
+        """``memory=map``: the map the memory keeps (else None)."""
+        return getattr(self.memory, "egomap", None)
+
+    @property
+    def geokp(self) -> GeoKeypoints | None:
+        """``memory=geometric``: geometry's estimator (else None)."""
+        return getattr(self.memory, "geokp", None)
 
     # -- per-frame features ------------------------------------------------------------------------
     @property
@@ -186,64 +157,18 @@ class Student(nn.Module):
         return self.encoder(self.image_input(img).reshape(N * R, 1, *img.shape[2:])).view(N, R, -1)
 
     def frame_features(
-        self,
-        img: torch.Tensor,
-        proprio: torch.Tensor,
-        egomap: torch.Tensor | None = None,
-        geokp: torch.Tensor | None = None,
+        self, img: torch.Tensor, proprio: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images ``[N, C, H, W]`` and proprio ``[N, P]`` (and, ``memory=map``, the map window
-        ``[N, C, cells, cells]``; ``memory=geometric``, geometry's estimate of the teacher's
-        observation ``[N, obs_dim]``, which goes last, normalised as the teacher's) -> features
-        ``[N, F]`` and, for ``depth_layers``, the role embeddings ``[N, R, embed]``."""
+        """Images ``[N, C, H, W]`` and proprio ``[N, P]`` (and the memory's per-frame ``inputs``, e.g.
+        a map window or geometry's estimate; see ``Memory.extras``) -> features ``[N, F]`` and, for
+        ``depth_layers``, the role embeddings ``[N, R, embed]``."""
         if self.roles:
             roles = self.role_embeddings(img)
             emb = roles.flatten(1)
         else:
             roles, emb = None, self.encoder(self.image_input(img))
-        parts = [emb, self.proprio_norm(proprio.float())]
-        if self.egomap is not None:
-            if egomap is None:
-                raise ValueError("a memory 'map' student needs the map window of each step (egomap)")
-            parts.append(self.map_encoder(egomap.float()))
-            if self.cfg.map_moments:
-                parts.append(self.moments(img, egomap))
-        if self.geokp is not None:
-            if geokp is None:
-                raise ValueError("a memory 'geometric' student needs geometry's estimate of each step (geokp)")
-            parts.append(self.teacher_norm(geokp.float()).clamp(-5, 5))
+        parts = [emb, self.proprio_norm(proprio.float()), *self.memory.extras(img, inputs or {})]
         return torch.cat(parts, -1), roles
-
-    def moments(self, img: torch.Tensor, egomap: torch.Tensor) -> torch.Tensor:
-        """``map_moments``: per role of the depth image ``[N, R, H, W]`` (m) the moments of its pixels
-        lifted to the floor plan, then per channel of the map window ``[N, C, cells, cells]`` the
-        moments of its marks, plain and weighted by ``mark ** 8`` (fresh ones) -> ``[N, 6R + 12C]``."""
-        assert self.egomap is not None
-        em, dev = self.egomap, img.device
-        z = img.float().flatten(2)  # [N, R, H*W]: pixel p lies at cam_xy + z * ray[p] (robot frame)
-        marks = egomap.float().flatten(2)  # [N, C, cells^2]: mark p at window_xy[p]
-        cam, ray, cells = em.cam_xy.to(dev), em.ray.to(dev), em.window_xy.to(dev)
-        none = torch.zeros(2, device=dev)
-        return torch.cat(
-            (
-                moments_of((z > 0).float(), z, cam, ray),
-                moments_of(marks, 1.0, none, cells),
-                moments_of(marks**8, 1.0, none, cells),
-            ),
-            -1,
-        )
-
-    def _stack(self, f: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """Frame stack over a sequence ``[B, T, F]``: each step concatenates itself and the
-        ``frame_stack - 1`` previous frames, repeating the episode's first frame before it starts."""
-        k = self.cfg.frame_stack
-        if k == 1:
-            return f
-        B, T, _ = f.shape
-        t = torch.arange(T, device=f.device)
-        start = torch.cummax(torch.where(first, t, 0), 1).values  # [B, T] first step of the episode
-        cols = [torch.maximum(t[None] - i, start) for i in range(k)]  # [B, T] each
-        return torch.cat([f.gather(1, c[..., None].expand(-1, -1, f.shape[-1])) for c in cols], -1)
 
     # -- sequences (training) ----------------------------------------------------------------------
     def forward(
@@ -263,7 +188,8 @@ class Student(nn.Module):
         ``memory=map`` only: ``egomap`` ``[B, T, C, cells, cells]``, the map window ``step`` read at
         each step (the map has no learnt parameters, so stored windows are all it needs);
         ``memory=geometric`` only: ``geokp`` ``[B, T, obs_dim]``, geometry's estimate at each step."""
-        h, roles = self.features(img, proprio, first, h0, egomap, geokp)
+        given = {"h0": h0, "egomap": egomap, "geokp": geokp}
+        h, roles = self.features(img, proprio, first, {k: v for k, v in given.items() if v is not None})
         return self.action_mean(h), roles
 
     def action_mean(self, h: torch.Tensor) -> torch.Tensor:
@@ -273,70 +199,48 @@ class Student(nn.Module):
         return torch.tanh(self.head(h))
 
     def estimate(self, h: torch.Tensor) -> torch.Tensor:
-        """``head=teacher``: features -> the estimate of the teacher's normalised observation
-        (``memory=geometric``: geometry's, the features' last part, plus the head's correction)."""
+        """``head=teacher``: features -> the estimate of the teacher's normalised observation (the
+        head's, added to the memory's prior where it has one: geometry's estimate)."""
         if self.teacher_dims is None:
             raise ValueError("only a head 'teacher' student estimates the teacher's observation")
-        if self.geokp is not None:
-            return h[..., -self.geokp.obs_dim :] + self.head(h)
-        return self.head(h)
+        prior = self.memory.estimate_prior(h)
+        return self.head(h) if prior is None else prior + self.head(h)
 
     @torch.no_grad()
     def load_teacher_head(self, teacher: nn.Module) -> None:
         """Copy the teacher's network (``GaussianActor.net``, which reads its normalised
-        observation) into the frozen ``teacher_head``."""
+        observation) into the frozen ``teacher_head`` (and, for a geometric memory, its normaliser)."""
         if self.teacher_dims is None:
             raise ValueError("only a head 'teacher' student has a teacher head")
         self.teacher_head.load_state_dict(teacher.net.state_dict())
-        if self.geokp is not None:
-            self.teacher_norm.load_state_dict(teacher.norm.state_dict())
+        norm = getattr(self.memory, "teacher_norm", None)
+        if norm is not None:
+            norm.load_state_dict(teacher.norm.state_dict())
 
     def features(
         self,
         img: torch.Tensor,
         proprio: torch.Tensor,
         first: torch.Tensor,
-        h0: torch.Tensor | None = None,
-        egomap: torch.Tensor | None = None,
-        geokp: torch.Tensor | None = None,
+        inputs: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, but the features the action head reads ``[B, T, feat_dim]`` (after the
-        memory) in place of the action means."""
+        memory) in place of the action means; ``inputs``: the memory's training inputs
+        (``Memory.training_inputs``: ``h0`` ``[B, hidden]``, or per-step ``egomap`` / ``geokp``
+        ``[B, T, ...]``)."""
+        inputs = inputs or {}
         B, T = img.shape[:2]
-        maps = None if egomap is None else egomap.flatten(0, 1)
-        geo = None if geokp is None else geokp.flatten(0, 1)
-        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1), maps, geo)
-        f = f.view(B, T, -1)
+        per_frame = {k: v.flatten(0, 1) for k, v in inputs.items() if k != "h0"}
+        f, roles = self.frame_features(img.flatten(0, 1), proprio.flatten(0, 1), per_frame)
         first = first.clone()
-        if h0 is None or self.cfg.memory != "gru":
+        if "h0" not in inputs:
             first[:, 0] = True
-        if self.cfg.memory == "none":
-            h = self._stack(f, first)
-        elif self.cfg.memory in ("map", "geometric"):
-            h = f
-        elif self.cfg.memory == "gru":
-            hx = torch.zeros(1, B, self.cfg.hidden, device=f.device) if h0 is None else h0[None].to(f)
-            outs = []
-            for t in range(T):  # the state is cut at episode starts
-                hx = hx * (~first[:, t]).float()[None, :, None]
-                o, hx = self.memory(f[:, t : t + 1], hx)
-                outs.append(o)
-            h = torch.cat(outs, 1)
-        else:
-            h = self.memory(self.inp(f), first)
+        h = self.memory.sequence(f.view(B, T, -1), first, inputs)
         return h, None if roles is None else roles.view(B, T, *roles.shape[1:])
 
     # -- one step at a time (acting) ---------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:
-        if self.cfg.memory == "gru":
-            return torch.zeros(1, batch, self.cfg.hidden, device=device)
-        if self.cfg.memory == "transformer":
-            return self.memory.new_cache(batch, device)
-        if self.egomap is not None:
-            return self.egomap.init_state(batch, device)
-        if self.geokp is not None:
-            return self.geokp.init_state(batch, device)
-        return torch.zeros(batch, max(0, self.cfg.frame_stack - 1), 0, device=device)  # filled on first use
+        return self.memory.init_state(batch, device)
 
     @torch.no_grad()
     def step(
@@ -344,34 +248,9 @@ class Student(nn.Module):
     ) -> tuple[torch.Tensor, Any]:
         """One frame per row: ``img`` ``[N, C, H, W]``, ``proprio`` ``[N, P]``, ``first`` ``[N]``
         (rows whose episode starts now) -> action means ``[N, A]`` and the new state."""
-        if self.egomap is not None:
-            assert isinstance(state, MapState)
-            state = self.egomap.step(img.float(), proprio, state, first)
-            f, _ = self.frame_features(img, proprio, state.view)
-            return self.action_mean(f), state
-        if self.geokp is not None:
-            assert isinstance(state, GeoState)
-            state = self.geokp.step(img.float(), proprio, state, first)
-            f, _ = self.frame_features(img, proprio, geokp=state.out)
-            return self.action_mean(f), state
-        f, _ = self.frame_features(img, proprio)
-        if self.cfg.memory == "gru":
-            state = state * (~first).float()[None, :, None]
-            o, state = self.memory(f[:, None], state)
-            h = o[:, 0]
-        elif self.cfg.memory == "transformer":
-            assert isinstance(state, KVCache)
-            h = self.memory.step(self.inp(f), state, first)
-        else:
-            k = self.cfg.frame_stack
-            if k > 1:
-                if state.shape[-1] == 0:  # first use: every row starts an episode
-                    state = f[:, None].expand(-1, k - 1, -1).clone()
-                state = torch.where(first[:, None, None], f[:, None].expand_as(state), state)
-                h = torch.cat((f, state.flip(1).flatten(1)), -1)
-                state = torch.cat((state[:, 1:], f[:, None]), 1)
-            else:
-                h = f
+        state, inputs = self.memory.observe(img, proprio, state, first)
+        f, _ = self.frame_features(img, proprio, inputs)
+        h, state = self.memory.step(f, state, first)
         return self.action_mean(h), state
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -385,6 +264,7 @@ class Student(nn.Module):
             "proprio_dim": self.proprio_dim,
             "act_dim": self.act_dim,
             "student": dataclasses.asdict(self.cfg),
+            "student_format": STUDENT_FORMAT,
             **({"egomap_geometry": self.geometry} if self.geometry is not None else {}),
             **({"segmentation_classes": self.seg_classes} if self.seg_classes else {}),
             **({"teacher_dims": [self.teacher_dims[0], list(self.teacher_dims[1])]} if self.teacher_dims else {}),
@@ -406,6 +286,8 @@ class Student(nn.Module):
             meta.get("segmentation_classes", 0),
             meta.get("teacher_dims"),
         )
+        if meta.get("student_format", 1) < STUDENT_FORMAT:  # saved before each memory was a module of its own
+            tensors = student.memory.legacy_keys("memory.", tensors)
         checkpoint.fill(student, tensors, path)
         return student, meta
 

@@ -8,7 +8,7 @@ first use, so that ``import envs`` does not pay for PettingZoo and SB3.
 
 from typing import Any
 
-from envs.registry import config_for, make, registered
+from envs.registry import config_for, make, presets, registered
 
 
 def make_parallel(name: str, **kwargs: Any):  # noqa: ANN201
@@ -41,4 +41,4 @@ def _register_gymnasium() -> None:
 
 _register_gymnasium()
 
-__all__ = ["config_for", "make", "make_gym", "make_parallel", "make_sb3", "registered"]
+__all__ = ["config_for", "make", "make_gym", "make_parallel", "make_sb3", "presets", "registered"]

@@ -125,10 +125,15 @@ class BatchedEnv(abc.ABC):
         """After a physics step: (unscaled reward terms ``[W, A]``, terminated ``[W]``, info)."""
 
     @abc.abstractmethod
-    def _reward_scales(self) -> dict[str, float]:
+    def reward_scales(self) -> dict[str, float]:
         """Scale of each reward term, by name (the keys of ``_evaluate``'s terms)."""
 
     # -- the contract --------------------------------------------------------------------------
+    def observe(self) -> Obs:
+        """The observations of the worlds' state now, without stepping (after a ``restore``, or a
+        state written by hand): every group, ``[W, A, ...]``."""
+        return self._observe()
+
     def reset(self, seed: int | None = None) -> Obs:
         """Start a new episode in every world; ``seed`` reseeds the env's generator."""
         if seed is not None:
@@ -177,7 +182,7 @@ class BatchedEnv(abc.ABC):
         self.episode_length += 1
         terms, terminated, info = self._evaluate()
         if self._scales is None:
-            self._scales = self._reward_scales()
+            self._scales = self.reward_scales()
         scales = self._scales
         scaled = {k: v * scales[k] for k, v in terms.items()}
         reward = torch.stack(list(scaled.values())).sum(0)

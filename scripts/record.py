@@ -7,6 +7,9 @@
     python scripts/record.py --env egopush-goal --policy scripted --action-noise 0.3 --epsilon 0.2 \\
         --label medium --episodes 200 --out data/goal-medium
     python scripts/record.py --env egopush-goal --policy random --label random --episodes 200 --out data/goal-random
+
+Ctrl-C or SIGTERM stops it: every finished episode is written and the manifest says ``interrupted``
+(exit status 130 or 143); a second one while they are written drops those not yet in a shard.
 """
 
 from __future__ import annotations

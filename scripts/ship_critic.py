@@ -18,11 +18,12 @@ with the critic alone, atomically; the policy is untouched.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 from pathlib import Path
 
 import torch
+import tyro
 from safetensors.torch import load_file, save_file
 
 from agents.actor import GaussianActor
@@ -61,13 +62,19 @@ def ship(run_checkpoint: Path, teacher: Path) -> str:
     return f"wrote {teacher / 'train_state.safetensors'}: the critic of {run_checkpoint} ({steps:,} env-steps{fit})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_checkpoint", type=Path, help="a run's checkpoint/ that trained only its critic")
-    parser.add_argument("teacher", type=Path, help="the shipped teacher folder it started from")
-    args = parser.parse_args()
-    print(ship(args.run_checkpoint, args.teacher))
+@dataclasses.dataclass(frozen=True)
+class ShipConfig:
+    """Put a run's critic beside the teacher it started from."""
+
+    run_checkpoint: tyro.conf.Positional[Path]
+    """A run's checkpoint/ that trained only its critic."""
+    teacher: tyro.conf.Positional[Path]
+    """The shipped teacher folder it started from."""
+
+
+def main(cfg: ShipConfig) -> None:
+    print(ship(cfg.run_checkpoint, cfg.teacher))
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(ShipConfig))

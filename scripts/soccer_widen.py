@@ -13,10 +13,11 @@ widened the same way (own robot, first opponent, ball and pitch).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
+import tyro
 from safetensors.torch import load_file, save_file
 
 import envs
@@ -58,12 +59,19 @@ def _widen(src: torch.nn.Module, dst: torch.nn.Module, cols: list[int]) -> None:
     widen(src, dst, cols)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("src", type=Path, help="soccer teacher checkpoint (a run's checkpoint/ keeps its critic too)")
-    ap.add_argument("--team-size", type=int, required=True, help="players per team of the widened teacher")
-    ap.add_argument("--out", type=Path, required=True, help="directory to write the widened checkpoint to")
-    args = ap.parse_args()
+@dataclasses.dataclass(frozen=True)
+class WidenConfig:
+    """Widen a soccer teacher to a larger team."""
+
+    src: tyro.conf.Positional[Path]
+    """Soccer teacher checkpoint (a run's checkpoint/ keeps its critic too)."""
+    team_size: int
+    """Players per team of the widened teacher."""
+    out: Path
+    """Directory to write the widened checkpoint to."""
+
+
+def main(args: WidenConfig) -> None:
     actor, meta = GaussianActor.load(args.src)
     n_src, n_dst = meta["env_config"].get("team_size"), args.team_size
     if not meta["env"].startswith("soccer") or n_src is None or n_dst <= n_src:
@@ -100,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(WidenConfig))

@@ -34,15 +34,15 @@ def place(env, world: int, robots: dict[int, tuple[float, float, float]] | None 
     """Write robot poses (x, y, yaw) and the ball's position/velocity into one world."""
     q, v = env.sim.qpos, env.sim.qvel
     for a, (x, y, yaw) in (robots or {}).items():
-        adr = int(env._robot_q[a])
+        adr = int(env.robot_qadr[a])
         q[world, adr : adr + 3] = torch.tensor([x, y, yaw], dtype=q.dtype)
-        v[world, int(env._robot_v[a]) : int(env._robot_v[a]) + 3] = 0
+        v[world, int(env.robot_vadr[a]) : int(env.robot_vadr[a]) + 3] = 0
     if ball is not None:
-        b = env._ball_q
+        b = env.ball_qadr
         q[world, b : b + 3] = torch.tensor(ball, dtype=q.dtype)
         q[world, b + 3 : b + 7] = torch.tensor([1.0, 0, 0, 0], dtype=q.dtype)
     if ball_vel is not None:
-        bv = env._ball_v
+        bv = env.ball_vadr
         v[world, bv : bv + 6] = 0
         v[world, bv : bv + 3] = torch.tensor(ball_vel, dtype=v.dtype)
 
@@ -51,15 +51,15 @@ def place_push(env, world: int, robot=None, boxes=None, region=None):
     """EgoPush: write the robot's and boxes' poses (x, y, yaw) into one world, at rest."""
     q, v = env.sim.qpos, env.sim.qvel
     if robot is not None:
-        r = env._robot_q
+        r = env.robot_qadr
         q[world, r : r + 3] = torch.tensor(robot, dtype=q.dtype)
-        v[world, env._robot_v : env._robot_v + 3] = 0
+        v[world, env.robot_vadr : env.robot_vadr + 3] = 0
     for i, pose in (boxes or {}).items():
-        adr = int(env._box_q[i])
+        adr = int(env.box_qadr[i])
         q[world, adr : adr + 3] = torch.tensor(pose, dtype=q.dtype)
-        v[world, adr - env._robot_q + env._robot_v : adr - env._robot_q + env._robot_v + 3] = 0
+        v[world, adr - env.robot_qadr + env.robot_vadr : adr - env.robot_qadr + env.robot_vadr + 3] = 0
     if region is not None:
         env.region[world] = torch.tensor(region, dtype=env.region.dtype)
         gp = env.sim.field("geom_pos")
-        gp[world, env._region_geom, :2] = torch.tensor(region, dtype=gp.dtype)
-        gp[world, env._region_geom, 2] = 0.002
+        gp[world, env.region_geom, :2] = torch.tensor(region, dtype=gp.dtype)
+        gp[world, env.region_geom, 2] = 0.002

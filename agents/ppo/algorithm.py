@@ -49,15 +49,13 @@ class PPOConfig:
     critic_warmup: int = 0
     """Updates at the start of a run that train only the critic (the actor's loss terms left out,
     the learning rate held): a fresh critic beside a trained actor (``--init-from`` a checkpoint
-    that holds no critic) first learns the values instead of steering the actor with noise (the
-    EgoPush teachers' fine-tunes fell within 2M env-steps after 150-300 such updates, slid slowly
-    after 1000: README)."""
+    that holds no critic) first learns the values instead of steering the actor with noise (see
+    docs/teachers.md, "Warm starts and observability curricula")."""
     actor_ema: float = 0.0
     """Decay per update of an exponential moving average of the actor's weights (0: off; e.g.
     0.99 averages over about the last 100 updates). With it the checkpoint's policy is the
     average, meant to even out the wander that noisy updates give a policy near its best (a
-    fine-tune; no gain on the EgoPush teachers: README); rollouts still use the current actor,
-    saved beside it in ``actor_raw/``."""
+    fine-tune); rollouts still use the current actor, saved beside it in ``actor_raw/``."""
 
 
 def surrogate_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:

@@ -305,7 +305,7 @@ class Runner:
         self._obs = (obs[0], obs[1]) if obs else None
         if self._obs is not None:
             # The opponent reads the env's current observation: derive it from the restored state.
-            self.learner._obs = self.learner.env._observe()
+            self.learner._obs = self.learner.env.observe()
         self._ep_return = tensors["ep_return"].to(dev)
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         self.history = state["history"]

@@ -21,14 +21,6 @@ from agents.ppo.runner import Runner
 from agents.run_state import episode_rate, no_episode_note
 from envs.config import parse_overrides, to_dict
 
-# Dense shaping switched on for training (the envs' defaults keep only the task's own rewards).
-# Soccer's goal is worth 10 in training: summed over a 20 s match the dense terms reach +-20 or
-# more, which drowned a goal worth 1 (a 1v1 run with goal 1 won 0.075 of its matches at 5M steps).
-TRAINING_SHAPING = {
-    "egopush": {"reward_scales": {"approach": 1.0, "progress": 3.0, "time": 0.001}},
-    "soccer": {"reward_scales": {"goal": 10.0, "vel_to_ball": 0.05, "ball_vel_to_goal": 0.1}},
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -64,8 +56,12 @@ class TrainConfig:
     fixed_share: float = 0.0
     """Self-play: the least share of games played against the ``--opponent`` players (0 to 1);
     the rest are drawn from the whole pool as usual (see ``agents/ppo/selfplay.py``)."""
+    preset: str | None = "train"
+    """The env's named training preset (``envs.presets(env)``: reward shaping, memory; see
+    ``envs/<task>/presets.py``), e.g. ``train`` (dense shaping), ``knock_anchor`` or
+    ``knock_anchor_memory`` (EgoPush); ``None``: the task's own rewards only."""
     env_overrides: str = "{}"
-    """More env config as JSON, e.g. ``'{"episode_seconds": 30}'`` (applied over the training shaping)."""
+    """More env config as JSON over the preset, for one-off changes, e.g. ``'{"episode_seconds": 30}'``."""
     actor_group: str = "privileged"
     """Observation group of the actor."""
     critic_group: str = "critic"
@@ -92,13 +88,6 @@ class TrainConfig:
     end and on Ctrl-C or SIGTERM); ``--resume`` continues from the last one."""
     ppo: PPOConfig = PPOConfig()
     """PPO settings."""
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _plot(history: list[dict], path: Path, title: str) -> None:
@@ -159,13 +148,13 @@ def training_minutes(history: list[dict]) -> float:
 
 
 def _model_card(
-    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, overrides: dict, history: list, pool: Any = None
+    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, env_config: dict, history: list, pool: Any = None
 ) -> None:
     """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
 
     env = envs.make(
-        cfg.env, num_envs=min(64, cfg.eval_episodes), **{k: v for k, v in overrides.items() if k != "reward_scales"}
+        cfg.env, num_envs=min(64, cfg.eval_episodes), **{k: v for k, v in env_config.items() if k != "reward_scales"}
     )
     policy = make_policy(str(run_dir / "checkpoint"), env)
     if env.competitive:
@@ -238,10 +227,14 @@ def train(cfg: TrainConfig) -> Path:
         extra = parse_overrides(cfg.env_overrides)
     except ValueError as err:
         raise ValueError(f"--env-overrides {err}") from None
-    overrides = _merge(TRAINING_SHAPING.get(cfg.env.split("-")[0], {}), extra)
+    overrides = dict(extra)
     if cfg.observability is not None:
         overrides["observability"] = cfg.observability
-    env = envs.make(cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, **overrides)
+    if cfg.preset is not None and cfg.preset not in envs.presets(cfg.env):
+        raise ValueError(f"--preset {cfg.preset!r}: {cfg.env}'s presets are {envs.presets(cfg.env)}")
+    env = envs.make(
+        cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, preset=cfg.preset, **overrides
+    )
     if cfg.replay_failures:
         if not hasattr(env, "replay_failed_starts"):
             raise ValueError(f"--replay-failures: {cfg.env} has no failed-start replay (EgoPush envs do)")
@@ -317,7 +310,7 @@ def train(cfg: TrainConfig) -> Path:
     wall = time.time() - start
     _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, runner.env_steps, wall, overrides, history, pool)
+        _model_card(cfg, run_dir, runner.env_steps, wall, to_dict(env.cfg), history, pool)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

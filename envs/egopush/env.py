@@ -22,6 +22,7 @@ from envs.base import BatchedEnv, Obs
 from envs.egopush import scene
 from envs.egopush.config import KP, EgoPushConfig
 from envs.egopush.start_replay import FailedStartReplay
+from envs.egopush.starts import sample_start
 from envs.egopush.tasks import target_offsets
 from envs.egopush.view import CameraView, KeypointMemory, depth_by_role
 
@@ -87,7 +88,7 @@ class EgoPushEnv(BatchedEnv):
         anchor_box = () if self.goal_task else (0,)
         order = [[b for b in range(B) if b != a and b not in anchor_box] for a in range(B)]
         order = [(row + [0] * self.n_slots)[: self.n_slots] for row in order]  # rows never active: filler
-        self._obstacle_order = torch.tensor(order, dtype=torch.long, device=dev).view(B, self.n_slots)
+        self.obstacle_order = torch.tensor(order, dtype=torch.long, device=dev).view(B, self.n_slots)
         self._ones_kp = torch.ones(W, 3 + self.n_slots, KP, 1, device=dev)
         self.stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.best_stage = torch.zeros(W, dtype=torch.long, device=dev)
@@ -121,9 +122,9 @@ class EgoPushEnv(BatchedEnv):
         m, B = self.mj_model, self.cfg.n_boxes
         jq = lambda n: int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])  # noqa: E731
         jv = lambda n: int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])  # noqa: E731
-        self._robot_q, self._robot_v = jq("robot_x"), jv("robot_x")
-        self._box_q = torch.tensor([jq(f"box{i}_x") for i in range(B)], device=self.device)
-        self._region_geom = m.geom("goal_region").id
+        self.robot_qadr, self.robot_vadr = jq("robot_x"), jv("robot_x")
+        self.box_qadr = torch.tensor([jq(f"box{i}_x") for i in range(B)], device=self.device)
+        self.region_geom = m.geom("goal_region").id
         act = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n)  # noqa: E731
         self._ctrl_idx = torch.tensor([act("robot_fwd"), act("robot_turn")], device=self.device)
         # Segmentation: geom id + 1 -> object (box i -> i, the region -> B, anything else -> -1).
@@ -132,7 +133,7 @@ class EgoPushEnv(BatchedEnv):
             obj[m.geom(f"box{i}").id + 1] = i
         if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "anchor_marker") >= 0:
             obj[m.geom("anchor_marker").id + 1] = 0  # part of the anchor in the role layers
-        obj[self._region_geom + 1] = B
+        obj[self.region_geom + 1] = B
         self._geom_object = obj.to(self.device)
         self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=self.device)
 
@@ -174,11 +175,11 @@ class EgoPushEnv(BatchedEnv):
             "room_keypoints": cfg.room_keypoints,
         }
 
-    def _reward_scales(self) -> dict[str, float]:
+    def reward_scales(self) -> dict[str, float]:
         return dataclasses.asdict(self.cfg.reward_scales)
 
     # -- state ------------------------------------------------------------------------------------
-    def _state(self) -> dict[str, torch.Tensor]:
+    def task_state(self) -> dict[str, torch.Tensor]:
         """State and what follows from it (targets, placed boxes, active box), computed once per
         state: the key changes with every physics step or reset and every in-place write
         (tensor ``_version``) to the state, the world fields or the region."""
@@ -203,10 +204,10 @@ class EgoPushEnv(BatchedEnv):
 
     def _raw_state(self) -> dict[str, torch.Tensor]:
         q, v = self.sim.qpos, self.sim.qvel
-        r = self._robot_q
-        bq = self._box_q.unsqueeze(1) + torch.arange(3, device=self.device)  # [B, 3]
+        r = self.robot_qadr
+        bq = self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)  # [B, 3]
         boxes = q[:, bq].float()  # [W, B, 3]
-        rv = v[:, self._robot_v : self._robot_v + 3].float()
+        rv = v[:, self.robot_vadr : self.robot_vadr + 3].float()
         yaw = q[:, r + 2].float()
         c, s = torch.cos(yaw), torch.sin(yaw)
         fwd = c * rv[:, 0] + s * rv[:, 1]
@@ -233,7 +234,7 @@ class EgoPushEnv(BatchedEnv):
 
     def placed_mask(self) -> torch.Tensor:
         """``[W, P]`` whether each box to place is within tolerance of its target now."""
-        return self._state()["placed"]
+        return self.task_state()["placed"]
 
     def _placed(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         idx = self._placed_idx
@@ -256,75 +257,27 @@ class EgoPushEnv(BatchedEnv):
         return s["pos"] + d * torch.stack((torch.cos(s["yaw"]), torch.sin(s["yaw"])), -1)
 
     # -- resets -----------------------------------------------------------------------------------
-    def _sample_free(self, k: int, taken: list[torch.Tensor], lim: float, clearance: float) -> torch.Tensor:
-        """Per world a point in ``[-lim, lim]^2`` at least ``clearance`` from every point in ``taken``."""
-        g = self.generator
-        cand = (torch.rand(k, 64, 2, generator=g) * 2 - 1).to(self.device) * lim
-        ok = torch.ones(k, 64, dtype=torch.bool, device=self.device)
-        for t in taken:
-            ok &= (cand - t[:, None]).norm(dim=-1) > clearance
-        # The first valid candidate; if none (very unlikely), the one farthest from the others.
-        score = ok.float() * 2 + torch.linspace(1, 0, 64, device=self.device)
-        if taken:
-            score = torch.where(
-                ok.any(1, keepdim=True),
-                score,
-                torch.stack([(cand - t[:, None]).norm(dim=-1) for t in taken]).min(0).values,
-            )
-        return cand[torch.arange(k, device=self.device), score.argmax(1)]
-
     def replay_failed_starts(self, probability: float) -> None:
         """Train with failed-start replay (``envs.egopush.start_replay``): from the next reset on,
         timed-out starts come round again with ``probability``; ``info["replayed"]`` marks them."""
         self.start_replay = FailedStartReplay(probability, self.num_envs, self.mj_model.nq, self.device)
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
-        cfg, g, k, B = self.cfg, self.generator, len(ids), self.cfg.n_boxes
-        rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
-        qpos = torch.as_tensor(self.mj_model.qpos0, device=self.device).repeat(k, 1)
-        # The formation, plus room for the robot to work round its outer boxes, fits in the room.
-        reach = float(self.offsets.norm(dim=-1).max()) + scene.BOX_HALF + 0.7
-        lim_anchor = max(0.1, cfg.arena_half - reach)
-        anchor = (rand(k, 2) * 2 - 1) * lim_anchor
-        ayaw = (rand(k) * 2 - 1) * math.pi
-        if self.goal_task:
-            anchor_yaw = torch.zeros(k, device=self.device)
-        else:
-            anchor_yaw = ayaw
-        c, s = torch.cos(anchor_yaw)[:, None], torch.sin(anchor_yaw)[:, None]
-        targets = anchor[:, None] + _rot(self.offsets[None].expand(k, -1, -1), c, s)
-        taken = [anchor] + [targets[:, j] for j in range(self.n_placed)]
-        # Boxes start far enough from the walls for the robot to get behind them.
-        lim = cfg.arena_half - 0.65
-        box_xy = torch.zeros(k, B, 2, device=self.device)
-        first = 0
-        if not self.goal_task:
-            box_xy[:, 0] = anchor
-            first = 1
-        for i in range(first, B):
-            box_xy[:, i] = self._sample_free(k, taken, lim, 0.55)
-            taken.append(box_xy[:, i])
-        robot = self._sample_free(k, taken, cfg.arena_half - 0.4, 0.5)
-        for i in range(B):
-            adr = int(self._box_q[i])
-            qpos[:, adr : adr + 2] = box_xy[:, i]
-            qpos[:, adr + 2] = anchor_yaw if (i == 0 and not self.goal_task) else (rand(k) * 2 - 1) * math.pi
-        r = self._robot_q
-        qpos[:, r : r + 2] = robot
-        qpos[:, r + 2] = (rand(k) * 2 - 1) * math.pi
+        g, k = self.generator, len(ids)
+        qpos, anchor = sample_start(self, k)
         if self.start_replay is not None:
             timed_out = (self.episode_length[ids] >= self.max_episode_steps) & (self.stage[ids] < 2 * self.n_placed)
             anchor = self.start_replay.draw(ids, timed_out, qpos, anchor, g)
         self.sim.reset(ids, qpos)
         # The marked region: on the floor in egopush-goal, out of sight under it otherwise.
         gp = self.sim.field("geom_pos")
-        reg = self._geom_pos0[self._region_geom].repeat(k, 1)
+        reg = self._geom_pos0[self.region_geom].repeat(k, 1)
         if self.goal_task:
             reg[:, :2] = anchor
             self.region[ids] = anchor
         else:
             reg[:, 2] = -1.0
-        gp[ids, self._region_geom] = reg.to(gp)
+        gp[ids, self.region_geom] = reg.to(gp)
         self.stage[ids] = 0
         self.best_stage[ids] = 0
         self.stage_steps[ids] = 0
@@ -332,7 +285,7 @@ class EgoPushEnv(BatchedEnv):
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
         self.memory.forget(ids)
-        self._prev_dist[ids] = self._distances(self._state())[ids]
+        self._prev_dist[ids] = self._distances(self.task_state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[W, 2]``: pusher to active box, active box to its target (0 when all are placed)."""
@@ -343,9 +296,9 @@ class EgoPushEnv(BatchedEnv):
 
     # -- step ----------------------------------------------------------------------------------------
     def _apply_actions(self, actions: torch.Tensor) -> None:
-        before = self.sim.qpos[:, self._robot_q : self._robot_q + 2].float().clone()
+        before = self.sim.qpos[:, self.robot_qadr : self.robot_qadr + 2].float().clone()
         self._pos_before = before
-        s = self._state()
+        s = self.task_state()
         self._anchor_before = s["anchor_pos"].clone()
         self._placed_before = s["placed"].clone()
         self.prev_action = actions
@@ -354,7 +307,7 @@ class EgoPushEnv(BatchedEnv):
 
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
         cfg = self.cfg
-        s = self._state()
+        s = self.task_state()
         self.path_length += (s["pos"] - self._pos_before).norm(dim=-1)
         placed = s["placed"]
         k = s["k"]
@@ -408,7 +361,7 @@ class EgoPushEnv(BatchedEnv):
         return terms, success.clone(), info
 
     # -- observations -------------------------------------------------------------------------------
-    def _corners(self, pos: torch.Tensor, yaw: torch.Tensor, half: float) -> torch.Tensor:
+    def corners(self, pos: torch.Tensor, yaw: torch.Tensor, half: float) -> torch.Tensor:
         """World corners ``[..., 4, 2]`` of squares of half-side ``half`` at ``pos`` ``[..., 2]``."""
         unit = self._unit_square * half
         c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
@@ -419,14 +372,14 @@ class EgoPushEnv(BatchedEnv):
         and the box index of the active box ``[W]``."""
         w = self._w
         k, active = s["kc"], s["active"]
-        box_kp = self._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF)  # [W, B, 4, 2]
+        box_kp = self.corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF)  # [W, B, 4, 2]
         apos, ayaw = s["anchor_pos"], s["anchor_yaw"]
         anchor_half = scene.GOAL_HALF if self.goal_task else scene.BOX_HALF
-        anchor_kp = self._corners(apos, ayaw, anchor_half)
+        anchor_kp = self.corners(apos, ayaw, anchor_half)
         tgt = s["targets"][w, k]
-        ref_kp = self._corners(tgt, ayaw, scene.BOX_HALF)
+        ref_kp = self.corners(tgt, ayaw, scene.BOX_HALF)
         # Obstacles: every box that is neither the active one nor the anchor box, in index order.
-        obst_kp = box_kp[w[:, None], self._obstacle_order[active]]  # [W, slots, 4, 2]
+        obst_kp = box_kp[w[:, None], self.obstacle_order[active]]  # [W, slots, 4, 2]
         kp = torch.cat((box_kp[w, active][:, None], anchor_kp[:, None], obst_kp, ref_kp[:, None]), 1)
         return kp, active
 
@@ -435,9 +388,9 @@ class EgoPushEnv(BatchedEnv):
         the target of placement ``j`` -> ``B + 1 + j``."""
         B = self.cfg.n_boxes
         anchor = torch.full_like(active, B)
-        return torch.cat((active[:, None], anchor[:, None], self._obstacle_order[active], (B + 1 + kc)[:, None]), 1)
+        return torch.cat((active[:, None], anchor[:, None], self.obstacle_order[active], (B + 1 + kc)[:, None]), 1)
 
-    def _to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
+    def to_robot(self, s: dict[str, torch.Tensor], pts: torch.Tensor) -> torch.Tensor:
         """World points ``[W, ..., 2]`` into the robot frame."""
         shape = [self.num_envs] + [1] * (pts.dim() - 2)
         c = torch.cos(s["yaw"]).view(shape)
@@ -450,9 +403,9 @@ class EgoPushEnv(BatchedEnv):
         return self.view.project(pts_robot, height)
 
     def _observe(self) -> Obs:
-        s = self._state()
+        s = self.task_state()
         kp, active = self._keypoint_groups(s)
-        kp_r = self._to_robot(s, kp)  # [W, G, 4, 2]
+        kp_r = self.to_robot(s, kp)  # [W, G, 4, 2]
         full = torch.cat((kp_r, self._ones_kp), -1).flatten(1)
         if self.cfg.observability == "global":
             masked = full
@@ -460,7 +413,7 @@ class EgoPushEnv(BatchedEnv):
             obj = self._slot_objects(s["active"], s["kc"])
             mem, flag = self.memory.remember(obj, kp, self.view.visibility(kp_r), self.episode_length)
             flag = flag.unsqueeze(-1)
-            masked = torch.cat((self._to_robot(s, mem) * flag, flag), -1).flatten(1)
+            masked = torch.cat((self.to_robot(s, mem) * flag, flag), -1).flatten(1)
         placed_frac = s["placed"].float().mean(1, keepdim=True)
         robot = torch.cat((s["fwd"][:, None], s["wz"][:, None], self.prev_action[:, 0], placed_frac), -1)
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
@@ -484,7 +437,7 @@ class EgoPushEnv(BatchedEnv):
         """The room's corners ``[W, 12]`` as the actor is shown them (x, y zeroed where not shown,
         then the flags), and ``[W, 12]`` all shown (the critic's). A corner does not move, so the
         memory is only when it was last seen."""
-        room = self._to_robot(s, self._room.expand(self.num_envs, -1, -1))  # [W, 4, 2]
+        room = self.to_robot(s, self._room.expand(self.num_envs, -1, -1))  # [W, 4, 2]
         ones = torch.ones_like(room[..., :1])
         every = torch.cat((room, ones), -1).flatten(1)
         if self.cfg.observability == "global":

@@ -83,7 +83,7 @@ class SoccerEnv(BatchedEnv):
         p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", {"observability": "global"}), 14 * n + 7
         # ``fov`` memory: per observer, each object's world pose when last seen (ball: x, y; robots:
         # x, y, yaw) and whether it is in view now.
-        self._ball_seen = torch.zeros(W, A, 2, device=dev)
+        self.ball_seen = torch.zeros(W, A, 2, device=dev)
         self._robot_seen = torch.zeros(W, A, A, 3, device=dev)
         cam = self.mj_model.camera(f"{self.agents[0]}_cam")  # every robot's head camera alike, in its body frame
         half = math.radians(float(cam.fovy[0])) / 2
@@ -132,10 +132,10 @@ class SoccerEnv(BatchedEnv):
     def _init_indices(self) -> None:
         m = self.mj_model
         jid = lambda name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)  # noqa: E731
-        self._ball_q = int(m.jnt_qposadr[jid("ball")])
-        self._ball_v = int(m.jnt_dofadr[jid("ball")])
-        self._robot_q = torch.tensor([int(m.jnt_qposadr[jid(f"{a}_x")]) for a in self.agents])
-        self._robot_v = torch.tensor([int(m.jnt_dofadr[jid(f"{a}_x")]) for a in self.agents])
+        self.ball_qadr = int(m.jnt_qposadr[jid("ball")])
+        self.ball_vadr = int(m.jnt_dofadr[jid("ball")])
+        self.robot_qadr = torch.tensor([int(m.jnt_qposadr[jid(f"{a}_x")]) for a in self.agents])
+        self.robot_vadr = torch.tensor([int(m.jnt_dofadr[jid(f"{a}_x")]) for a in self.agents])
         # Wall geoms move with the pitch: x shifts by sign_x * (hl_max - hl), y likewise.
         sx = torch.zeros(m.ngeom)
         sy = torch.zeros(m.ngeom)
@@ -180,20 +180,20 @@ class SoccerEnv(BatchedEnv):
                 table[team, g + 1] = k
         return table.to(self.device)
 
-    def _reward_scales(self) -> dict[str, float]:
+    def reward_scales(self) -> dict[str, float]:
         return dataclasses.asdict(self.cfg.reward_scales)
 
     # -- state --------------------------------------------------------------------------------
-    def _state(self) -> dict[str, torch.Tensor]:
+    def task_state(self) -> dict[str, torch.Tensor]:
         """Float32 world-frame state: robots ``pos [W, A, 2]``, ``yaw``, ``vel``, ``wz``; ball."""
         q = self.sim.qpos
         v = self.sim.qvel
-        rq = self._robot_q.to(q.device)
-        rv = self._robot_v.to(q.device)
+        rq = self.robot_qadr.to(q.device)
+        rv = self.robot_vadr.to(q.device)
         robots_q = q[:, rq.unsqueeze(1) + torch.arange(3, device=q.device)].float()
         robots_v = v[:, rv.unsqueeze(1) + torch.arange(3, device=q.device)].float()
-        b = self._ball_q
-        bv = self._ball_v
+        b = self.ball_qadr
+        bv = self.ball_vadr
         return {
             "pos": robots_q[..., :2],
             "yaw": robots_q[..., 2],
@@ -237,19 +237,19 @@ class SoccerEnv(BatchedEnv):
                 x, y, yaw = -x, -y, yaw + math.pi
             for i in range(n):
                 a = team * n + i
-                adr = int(self._robot_q[a])
+                adr = int(self.robot_qadr[a])
                 qpos[:, adr] = x[:, i]
                 qpos[:, adr + 1] = y[:, i]
                 qpos[:, adr + 2] = yaw[:, i]
-        b = self._ball_q
+        b = self.ball_qadr
         qpos[:, b : b + 2] = (rand(k, 2) - 0.5) * 0.4
         qpos[:, b + 2] = scene.BALL_RADIUS
         self.sim.reset(ids, qpos)
         self.prev_action[ids] = 0.0
         # ``fov`` memory: at kick-off every player knows where everything starts.
         A = self.num_agents
-        self._ball_seen[ids] = qpos[:, b : b + 2].float().unsqueeze(1).expand(k, A, 2)
-        rq = self._robot_q.to(self.device).unsqueeze(1) + torch.arange(3, device=self.device)
+        self.ball_seen[ids] = qpos[:, b : b + 2].float().unsqueeze(1).expand(k, A, 2)
+        rq = self.robot_qadr.to(self.device).unsqueeze(1) + torch.arange(3, device=self.device)
         self._robot_seen[ids] = qpos[:, rq].float().unsqueeze(1).expand(k, A, A, 3)
 
     # -- actions, rewards, observations --------------------------------------------------------
@@ -259,7 +259,7 @@ class SoccerEnv(BatchedEnv):
         self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl.to(self.sim.ctrl)
 
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
-        s = self._state()
+        s = self.task_state()
         bx, by = s["ball"][:, 0], s["ball"][:, 1]
         in_mouth = by.abs() < self.cfg.goal_width / 2
         over = self.half_length + scene.BALL_RADIUS
@@ -293,7 +293,7 @@ class SoccerEnv(BatchedEnv):
         return terms, terminated, info
 
     def _observe(self) -> Obs:
-        s = self._state()
+        s = self.task_state()
         n = self.cfg.team_size
         W, A = self.num_envs, 2 * n
         pos, yaw, vel, wz = s["pos"], s["yaw"], s["vel"], s["wz"]
@@ -343,8 +343,8 @@ class SoccerEnv(BatchedEnv):
         ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
         if fov:
             seen = self._in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
-            self._ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self._ball_seen)
-            ball_ego = ego_points(self._ball_seen.unsqueeze(2))
+            self.ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self.ball_seen)
+            ball_ego = ego_points(self.ball_seen.unsqueeze(2))
             ball_vel_ego = ball_vel_ego * seen[:, :, None, None]
             flags.append(seen.float().unsqueeze(-1))
         mates, opps = others(self._mates), others(self._opps)

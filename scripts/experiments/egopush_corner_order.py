@@ -40,7 +40,7 @@ class CameraOrder:
         self.rows = torch.arange(env.num_envs)
 
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        s = self.env._state()
+        s = self.env.task_state()
         kc = s["kc"].cpu()
         box_yaw = s["box_yaw"].cpu()
         p = obs["privileged"].float().clone()  # [N, 1, D]

@@ -75,11 +75,11 @@ def main(cfg: EstimateConfig) -> None:
     for _ in tqdm(range(cfg.steps), desc="teacher drives"):
         img, prop, priv = obs["depth_layers"][:, 0], obs["proprio"][:, 0], obs["privileged"][:, 0].float()
         state = student.egomap.step(img.float(), prop, state, first)
-        X.append(torch.cat((student.moments(img, state.view), prop), -1))
+        X.append(torch.cat((student.memory.moments(img, state.view), prop), -1))
         Y.append(priv)
-        s = env._state()
+        s = env.task_state()
         kp, _ = env._keypoint_groups(s)
-        V.append(env._visibility(env._to_robot(s, kp)).any(-1))
+        V.append(env._visibility(env.to_robot(s, kp)).any(-1))
         act = (teacher(priv) + cfg.noise * torch.randn(W, env.act_dim)).clamp(-1, 1)
         obs, _, term, trunc, _ = env.step(act[:, None])
         first = term | trunc

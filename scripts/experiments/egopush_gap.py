@@ -68,9 +68,9 @@ def main(cfg: EgoPushGapConfig) -> None:
     gap_sum: dict[str, float] = collections.defaultdict(float)
     acts: dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros(5))
     for _ in range(cfg.steps):
-        s = env._state()
+        s = env.task_state()
         kp, _ = env._keypoint_groups(s)
-        in_view = env._visibility(env._to_robot(s, kp)).any(-1)  # [W, G]
+        in_view = env._visibility(env.to_robot(s, kp)).any(-1)  # [W, G]
         G = kp.shape[1]
         shown = obs["privileged"][:, 0, : 12 * G].view(-1, G, 4, 3)[..., 2].amax(-1) > 0  # [W, G]
         a_s = student(obs)[:, 0]

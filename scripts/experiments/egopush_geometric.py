@@ -102,7 +102,7 @@ class Geometric:
         p = obs["privileged"].float().clone()  # [N, 1, D]
         first = env.episode_length.cpu() == 0
         depth = obs["depth_layers"][:, 0].float().cpu()
-        kc = env._state()["kc"].cpu()
+        kc = env.task_state()["kc"].cpu()
         prev = self.state
         pose = self.pose(first) if self.pose is not None else None
         self.state = self.geo.step(
@@ -136,7 +136,7 @@ class StartFramePose:
         self.start: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, first: torch.Tensor) -> torch.Tensor:
-        s = self.env._state()
+        s = self.env.task_state()
         pos, yaw = s["pos"].float().cpu(), s["yaw"].float().cpu()
         if self.start is None:
             self.start = (pos, yaw)
@@ -179,10 +179,10 @@ def truth_errors(
         return ((torch.remainder(yaw - true + math.pi, 2 * math.pi) - math.pi).abs() > 0.5).float()
 
     for _ in range(steps):
-        s = env._state()
+        s = env.task_state()
         idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
-        true = env._to_robot(s, s["box_pos"])[rows, idx].cpu()
-        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        true = env.to_robot(s, s["box_pos"])[rows, idx].cpu()
+        corners = env.to_robot(s, env.corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
         u, v, d = (t.cpu() for t in env.project(corners, 2 * scene.BOX_HALF))
         whole = ((u.abs() < 1) & (v.abs() < 1) & (d > 0.05)).all(-1)
         depth = obs["depth_layers"][:, 0].float().cpu()

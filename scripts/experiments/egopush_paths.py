@@ -59,10 +59,10 @@ def main(cfg: PathsConfig) -> None:
     length = torch.zeros(W, dtype=torch.long)
     success = torch.zeros(W, dtype=torch.bool)
     placed = torch.zeros(W, dtype=torch.long)
-    last_targets = torch.zeros(W, *env._state()["targets"].shape[1:])
+    last_targets = torch.zeros(W, *env.task_state()["targets"].shape[1:])
     with torch.no_grad():
         while bool((length == 0).any()):
-            s = env._state()
+            s = env.task_state()
             robot.append(s["pos"].cpu().clone())
             boxes.append(s["box_pos"].cpu().clone())
             targets.append(s["targets"].cpu().clone())

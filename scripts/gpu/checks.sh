@@ -98,7 +98,7 @@ fi
 if [ "$CHECKS" = 1 ]; then
     # --- 1. the gpu-marked tests (the first one compiles Warp's kernels for CUDA) ---
     if [ "${DEVICE%%:*}" = cuda ]; then
-        step pytest-gpu 200 python3 -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py
+        step pytest-gpu 200 python3 -m pytest -m gpu -p no:cacheprovider -q tests/envs/test_gpu.py
     fi
     # --- 2. PPO training throughput on the device ---
     step bench-train 150 python3 scripts/bench_train.py --backend "$BACKEND" --device "$DEVICE" --no-sb3 \

@@ -31,7 +31,7 @@ def test_ball_in_front_is_seen_and_behind_is_not(cam_env):
     # World 0: blue faces the ball 0.6 m ahead. World 1: the ball is behind blue.
     place(cam_env, 0, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, 1.0, math.pi)}, ball=(-0.4, 0.0, scene.BALL_RADIUS))
     place(cam_env, 1, robots={0: (-1.0, 0.0, math.pi), 1: (1.5, 1.0, 0.0)}, ball=(-0.4, 0.0, scene.BALL_RADIUS))
-    obs = cam_env._observe()
+    obs = cam_env.observe()
     ball = SEG_CLASSES.index("ball")
     seg0, seg1 = obs["segmentation"][0, 0, 0], obs["segmentation"][1, 0, 0]
     assert (seg0 == ball).sum() > 20
@@ -59,7 +59,7 @@ def test_a_wider_lens_sees_a_ball_to_the_side_that_the_default_one_does_not():
         side = (-1.0 + 0.8 * math.cos(math.pi / 3), 0.8 * math.sin(math.pi / 3), scene.BALL_RADIUS)
         place(env, 0, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, -1.0, math.pi)}, ball=side)
         place(env, 1, robots={0: (-1.0, 0.0, 0.0), 1: (1.5, -1.0, math.pi)}, ball=(-0.2, 0.0, scene.BALL_RADIUS))
-        seg = env._observe()["segmentation"][:, 0, 0]
+        seg = env.observe()["segmentation"][:, 0, 0]
         seen[fovy] = [int((seg[w] == ball).sum()) for w in range(2)]
         env.close()
     assert seen[80.0][0] == 0 and seen[150.0][0] > 0, seen
@@ -83,7 +83,7 @@ def test_cameras_see_each_worlds_own_walls(cam_env):
     assert abs(float(cam_env.half_width[0] - cam_env.half_width[1])) > 0.05
     for w in (0, 1):
         place(cam_env, w, robots={0: (0.0, 0.0, math.pi / 2), 1: (1.0, -1.0, 0.0)}, ball=(1.0, 1.0, scene.BALL_RADIUS))
-    obs = cam_env._observe()
+    obs = cam_env.observe()
     for w in (0, 1):
         centre = obs["depth"][w, 0, 0, 30:34, 30:34].mean().item()
         expected = float(cam_env.half_width[w]) - (scene.ROBOT_RADIUS + 0.005)

@@ -25,7 +25,7 @@ def test_env_conforms_to_contract(name):
         assert reward.shape == (W, A) and reward.dtype == torch.float32
         assert term.shape == (W,) and term.dtype == torch.bool
         assert trunc.shape == (W,) and trunc.dtype == torch.bool
-        assert set(info["reward_terms"]) == set(env._reward_scales())
+        assert set(info["reward_terms"]) == set(env.reward_scales())
         done = term | trunc
         if done.any():
             saw_done = True

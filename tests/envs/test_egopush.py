@@ -56,7 +56,7 @@ def test_formation_follows_the_anchor_and_yaw_tolerance_when_set():
 
 def _privileged_groups(env, w):
     """Privileged keypoints of world w as [groups, 4, 3] (x, y, visible)."""
-    p = env._observe()["privileged"][w, 0]
+    p = env.observe()["privileged"][w, 0]
     return p[: 12 * (3 + env.n_slots)].view(3 + env.n_slots, 4, 3)
 
 
@@ -110,7 +110,7 @@ def test_keypoint_memory_keeps_a_box_that_left_the_view_where_it_was_seen():
 
 def _room(env, w, group="privileged"):
     """The room's corners of world w as [4, 3] (x, y in the robot frame, shown), the group's last 12."""
-    return env._observe()[group][w, 0, -12:].view(4, 3)
+    return env.observe()[group][w, 0, -12:].view(4, 3)
 
 
 def test_room_corners_shown_by_the_camera_rules_and_remembered():
@@ -197,13 +197,13 @@ def test_pushing_the_anchor_costs_its_displacement_and_driving_past_it_costs_not
     boxes = {0: (0.0, 0.0, 0.0), 1: (0.0, 1.2, 0.0), 2: (1.2, 1.2, 0.0)}
     place_push(env, 0, robot=(-0.4, 0.0, 0.0), boxes=boxes)  # the anchor right ahead of the robot
     place_push(env, 1, robot=(-1.5, -1.5, 0.0), boxes=boxes)  # open floor ahead
-    start = env._state()["anchor_pos"].clone()
+    start = env.task_state()["anchor_pos"].clone()
     cost = torch.zeros(2)
     for _ in range(30):
         _, _, term, trunc, info = env.step(torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]))
         assert not (term | trunc).any()
         cost += info["reward_terms"]["anchor"][:, 0]
-    moved = (env._state()["anchor_pos"] - start).norm(dim=-1)
+    moved = (env.task_state()["anchor_pos"] - start).norm(dim=-1)
     assert moved[0] > 0.2 and moved[1] < 1e-3, moved
     # Scaled by 2: at least twice the straight-line displacement (the path is not shorter).
     assert cost[0] <= -2 * 0.95 * moved[0] and cost[0] >= -2 * 1.5 * moved[0], (cost, moved)
@@ -245,7 +245,7 @@ def test_student_groups_hold_no_world_coordinates():
     for name in ("wall_n", "wall_s", "wall_e", "wall_w"):
         g = env.mj_model.geom(name).id
         gp[1, g, :2] += shift.to(gp)
-    obs = env._observe()
+    obs = env.observe()
     for group in ("proprio", "privileged", "depth_layers"):
         torch.testing.assert_close(obs[group][0], obs[group][1], atol=2e-3, rtol=0, msg=group)
     assert (obs["depth_layers"][0] > 0).sum() > 50  # the robot sees boxes: the comparison means something
@@ -259,7 +259,7 @@ def test_depth_layers_follow_roles():
     env.reset(seed=0)
     # Active box (1) straight ahead; anchor (0) ahead-left; obstacle (2) far behind.
     place_push(env, 0, robot=(0.0, 0.0, 0.0), boxes={1: (0.9, 0.0, 0.0), 0: (1.4, 0.6, 0.0), 2: (-1.5, 0.0, 0.0)})
-    layers = env._observe()["depth_layers"][0, 0]
+    layers = env.observe()["depth_layers"][0, 0]
     active, anchor, obstacle = (layers > 0).flatten(1).sum(1).tolist()
     assert active > 100 and anchor > 20 and obstacle == 0
     # The active layer's nearest depth is the box's front face: 0.9 - 0.1 - camera offset.
@@ -285,7 +285,7 @@ def test_only_the_anchor_marker_shows_which_side_the_formation_is_on(marker):
     env.reset(seed=0)
     for w, yaw in ((0, 0.3), (1, 0.3 + math.pi / 2)):
         place_push(env, w, robot=(0.0, 0.0, 0.0), boxes={0: (1.2, 0.0, yaw), 1: (-1.4, 1.0, 0.0), 2: (-1.4, -1.0, 0.0)})
-    obs = env._observe()
+    obs = env.observe()
     anchor = obs["depth_layers"][:, 0, 1]
     assert (anchor[0] > 0).sum() > 50
     differs = (anchor[0] - anchor[1]).abs().max() > 0.05
@@ -293,7 +293,7 @@ def test_only_the_anchor_marker_shows_which_side_the_formation_is_on(marker):
     names = [env.mj_model.geom(i).name for i in range(env.mj_model.ngeom)]
     assert ("anchor_marker" in names) == marker
     # The targets did move (the teacher's reference keypoints), and the physics is the marker-free one.
-    s = env._state()
+    s = env.task_state()
     assert (s["targets"][0] - s["targets"][1]).norm(dim=-1).min() > 0.2
     plain = envs.make("egopush-line", num_envs=1)
     assert torch.equal(torch.as_tensor(plain.mj_model.body_mass), torch.as_tensor(env.mj_model.body_mass))

@@ -41,7 +41,7 @@ def test_ball_beside_the_goal_is_no_goal(soccer1):
         _, reward, term, *_ = soccer1.step(torch.zeros(4, 2, 3))
         assert not term[0] and reward[0].abs().sum() == 0
     # The wall kept it in play, at the pitch size of this world.
-    ball_x = float(soccer1.sim.qpos[0, soccer1._ball_q])
+    ball_x = float(soccer1.sim.qpos[0, soccer1.ball_qadr])
     assert ball_x < hl
 
 
@@ -52,7 +52,7 @@ def test_kickoff_mode_restarts_play_and_keeps_the_score():
     assert not term[0] and not trunc[0]
     assert reward[0].tolist() == [1.0, -1.0]
     assert info["score"][0].tolist() == [1, 0]
-    ball = env.sim.qpos[0, env._ball_q : env._ball_q + 2]
+    ball = env.sim.qpos[0, env.ball_qadr : env.ball_qadr + 2]
     assert ball.abs().max() < 0.25  # back on the centre spot
     _, reward, *_ = _step_ball_into(env, 0, -1)
     assert env.score[0].tolist() == [1, 1]
@@ -77,13 +77,13 @@ def _mirror(env, src, dst):
     env.half_length[dst], env.half_width[dst] = env.half_length[src], env.half_width[src]
     for a in range(2 * n):
         b = (a + n) % (2 * n)  # blue i <-> red i
-        sa, sb = int(env._robot_q[a]), int(env._robot_q[b])
-        va, vb = int(env._robot_v[a]), int(env._robot_v[b])
+        sa, sb = int(env.robot_qadr[a]), int(env.robot_qadr[b])
+        va, vb = int(env.robot_vadr[a]), int(env.robot_vadr[b])
         q[dst, sb : sb + 2] = -q[src, sa : sa + 2]
         q[dst, sb + 2] = q[src, sa + 2] + math.pi
         v[dst, vb : vb + 2] = -v[src, va : va + 2]
         v[dst, vb + 2] = v[src, va + 2]
-    b, bv = env._ball_q, env._ball_v
+    b, bv = env.ball_qadr, env.ball_vadr
     q[dst, b : b + 2] = -q[src, b : b + 2]
     v[dst, bv : bv + 2] = -v[src, bv : bv + 2]
 
@@ -95,7 +95,7 @@ def test_teams_are_mirror_symmetric():
         env.step(torch.rand(2, 4, 3) * 2 - 1)
     _mirror(env, 0, 1)
     env.prev_action[1] = env.prev_action[0][[2, 3, 0, 1]]
-    obs = env._observe()
+    obs = env.observe()
     swap = [2, 3, 0, 1]
     for group in ("privileged", "critic", "proprio"):
         torch.testing.assert_close(obs[group][1], obs[group][0][swap], atol=1e-4, rtol=1e-4)
@@ -106,7 +106,7 @@ def test_teams_are_mirror_symmetric():
 def test_privileged_ball_is_in_the_ego_frame(soccer1):
     soccer1.reset(seed=0)
     place(soccer1, 0, robots={0: (0.0, 0.0, math.pi / 2), 1: (-1.0, -1.0, 0.0)}, ball=(1.0, 0.0, scene.BALL_RADIUS))
-    p = soccer1._observe()["privileged"][0]
+    p = soccer1.observe()["privileged"][0]
     # Blue faces +y; the ball at +x lies to its right: ego (0, -1).
     torch.testing.assert_close(p[0, :2], torch.tensor([0.0, -1.0]), atol=1e-5, rtol=0)
     # Red faces +x from (-1, -1): the ball is at ego (2, 1).
@@ -119,7 +119,7 @@ def test_shaping_terms_match_hand_worked_values():
     place(env, 0, robots={0: (-1.0, 0.0, 0.0), 1: (1.0, 1.0, math.pi)}, ball=(0.0, 0.0, scene.BALL_RADIUS))
     # Blue drives at the ball; the ball rolls toward red's goal (+x).
     _, reward, _, _, info = env.step(torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]))
-    s = env._state()
+    s = env.task_state()
     vb = float(s["vel"][0, 0, 0])  # blue's x velocity is its velocity toward the ball (on the x axis)
     terms = info["reward_terms"]
     assert vb > 0.1
@@ -150,8 +150,8 @@ def test_fov_observability_shows_the_ball_only_in_view_then_where_last_seen():
     env.reset(seed=0)
     # Blue at the centre faces +x: the ball 1 m ahead (rolling) and red 1.5 m ahead are in view.
     place(env, 0, robots={0: (0.0, 0.0, 0.0), 1: (1.5, 0.3, math.pi)}, ball=(1.0, 0.0, scene.BALL_RADIUS))
-    env.sim.qvel[0, env._ball_v] = 0.5
-    p = env._observe()["privileged"][0, 0]
+    env.sim.qvel[0, env.ball_vadr] = 0.5
+    p = env.observe()["privileged"][0, 0]
     assert p.shape == (30,)  # 28 of the global layout + 2 in-view flags
     torch.testing.assert_close(p[:4], torch.tensor([1.0, 0.0, 0.5, 0.0]), atol=1e-5, rtol=0)
     torch.testing.assert_close(p[4:6], torch.tensor([1.5, 0.3]), atol=1e-5, rtol=0)
@@ -159,27 +159,27 @@ def test_fov_observability_shows_the_ball_only_in_view_then_where_last_seen():
     # Blue turns round and the ball rolls on: out of view, it is where blue last saw it (now behind,
     # ego (-1, 0)) and still; the global layout shows where it is.
     place(env, 0, robots={0: (0.0, 0.0, math.pi)}, ball=(1.2, 0.5, scene.BALL_RADIUS), ball_vel=(0.3, 0.0, 0.0))
-    p = env._observe()["privileged"][0, 0]
+    p = env.observe()["privileged"][0, 0]
     assert p[-2:].tolist() == [0.0, 0.0]
     torch.testing.assert_close(p[:4], torch.tensor([-1.0, 0.0, 0.0, 0.0]), atol=1e-5, rtol=0)
     torch.testing.assert_close(p[4:6], torch.tensor([-1.5, -0.3]), atol=1e-5, rtol=0)
     glob = envs.make("soccer-1v1", num_envs=1)
     glob.reset(seed=0)
     place(glob, 0, robots={0: (0.0, 0.0, math.pi), 1: (1.5, 0.3, math.pi)}, ball=(1.2, 0.5, scene.BALL_RADIUS))
-    g = glob._observe()["privileged"][0, 0]
+    g = glob.observe()["privileged"][0, 0]
     assert g.shape == (28,)
     torch.testing.assert_close(g[:2], torch.tensor([-1.2, -0.5]), atol=1e-5, rtol=0)
     # A ball at its nose shows at the bottom of the image (in view); one beside it does not.
     place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.24, 0.0, scene.BALL_RADIUS))
-    assert env._observe()["privileged"][0, 0, -2] == 1.0
+    assert env.observe()["privileged"][0, 0, -2] == 1.0
     place(env, 0, robots={0: (0.0, 0.0, 0.0)}, ball=(0.1, 0.3, scene.BALL_RADIUS))
-    assert env._observe()["privileged"][0, 0, -2] == 0.0
+    assert env.observe()["privileged"][0, 0, -2] == 0.0
     # A new episode starts from where everything is at kick-off, seen or not.
     env = envs.make("soccer-1v1", num_envs=8, observability="fov")
     p = env.reset(seed=1)["privileged"]
     assert (p[..., -2] == 0).any()  # some start with the ball out of view
-    ball = env.sim.qpos[:, env._ball_q : env._ball_q + 2].float()
-    torch.testing.assert_close(env._ball_seen, ball.unsqueeze(1).expand(8, 2, 2))
+    ball = env.sim.qpos[:, env.ball_qadr : env.ball_qadr + 2].float()
+    torch.testing.assert_close(env.ball_seen, ball.unsqueeze(1).expand(8, 2, 2))
     with pytest.raises(ValueError, match="observability"):
         envs.make("soccer-1v1", num_envs=1, observability="fov_gated")
 

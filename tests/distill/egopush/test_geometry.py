@@ -41,11 +41,11 @@ def _first_frame(W: int = 32, seed: int = 3) -> tuple[torch.Tensor, dict, torch.
     env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
     try:
         obs = env.reset(seed=seed)
-        s = env._state()
+        s = env.task_state()
         rows = torch.arange(W)[:, None]
         idx = torch.stack((s["active"], torch.zeros_like(s["active"])), 1)  # active box, anchor (box 0)
-        true = env._to_robot(s, s["box_pos"])[rows, idx]
-        corners = env._to_robot(s, env._corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
+        true = env.to_robot(s, s["box_pos"])[rows, idx]
+        corners = env.to_robot(s, env.corners(s["box_pos"], s["box_yaw"], scene.BOX_HALF))[rows, idx]
         u, v, d = env.project(corners, 2 * scene.BOX_HALF)
         whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)
         W_img, H_img = env.cfg.camera_resolution
@@ -128,9 +128,9 @@ def test_a_box_that_shows_only_its_top_face_is_placed_by_that_face_s_edges() -> 
     same = []
     try:
         for _ in range(steps):
-            s = env._state()
-            ids = torch.stack((s["active"], torch.zeros_like(s["active"]), env._obstacle_order[s["active"]][:, 0]), 1)
-            true = env._to_robot(s, s["box_pos"])[rows, ids]
+            s = env.task_state()
+            ids = torch.stack((s["active"], torch.zeros_like(s["active"]), env.obstacle_order[s["active"]][:, 0]), 1)
+            true = env.to_robot(s, s["box_pos"])[rows, ids]
             depth = obs["depth_layers"][:, 0].float().flatten(2)
             out = {c: g.boxes(depth) for c, g in geos.items()}
             assert torch.equal(out["top"][1], out["corners"][1])  # the same boxes are seen
@@ -174,7 +174,7 @@ def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_t
     try:
         for _ in range(steps):
             first = env.episode_length.cpu() == 0
-            s = env._state()
+            s = env.task_state()
             kc, true = s["kc"].cpu(), (s["anchor_yaw"] - s["yaw"]).cpu()
             changes += int(((kc != prev) & ~first).sum())
             prev = kc
@@ -367,7 +367,7 @@ def test_geometric_student_trains_on_stored_estimates_and_reloads(tmp_path: Path
     env.close()
     student, meta = Student.load(tmp_path / "checkpoint")
     assert meta["egomap_geometry"] == d.student.geometry and student.cfg.memory == "geometric"
-    assert torch.equal(student.teacher_norm.mean, d.teacher.norm.mean)
+    assert torch.equal(student.memory.teacher_norm.mean, d.teacher.norm.mean)
     assert student.cfg.geo_centres == "corners" and student.geokp.centres == "corners"
     assert student.cfg.geo_labels == labels and student.geokp.labels == labels
     # A geometric student saved before geo_centres existed learnt on pixel-mean centres: it keeps them.
@@ -396,7 +396,7 @@ def test_camera_order_lists_a_cube_turned_by_quarter_turns_the_same_way() -> Non
     env = envs.make("egopush-line", num_envs=1)
     yaw = torch.tensor([0.3, 0.3 + math.pi / 2, 0.3 - math.pi, 0.3 + 1.5 * math.pi, -0.7])
     centre = torch.tensor([0.5, -0.2]).expand(len(yaw), 2)
-    corners = env._corners(centre, yaw, scene.BOX_HALF)  # [5, 4, 2], the env's order
+    corners = env.corners(centre, yaw, scene.BOX_HALF)  # [5, 4, 2], the env's order
     kp = torch.cat((corners, torch.arange(4.0).expand(len(yaw), 4)[..., None]), -1)  # a per-corner flag travels too
     cam = camera_order(kp, yaw)
     for k in range(1, 4):

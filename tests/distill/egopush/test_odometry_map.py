@@ -45,8 +45,8 @@ def test_a_box_the_robot_turned_away_from_stays_where_it_is() -> None:
     turn = torch.tensor([0.0, 1.0]).expand(W, 1, 2)
     for t in range(32):  # turning in place at 2 rad/s: about 3.2 rad, so what was ahead is behind
         state = em.step(obs["depth_layers"][:, 0], obs["proprio"][:, 0], state, first)
-        s = env._state()
-        box_r = env._to_robot(s, s["box_pos"])  # [W, B, 2] true positions in the robot frame
+        s = env.task_state()
+        box_r = env.to_robot(s, s["box_pos"])  # [W, B, 2] true positions in the robot frame
         u, v, depth = env.project(box_r, 0.1)
         in_view = (u.abs() < 0.8) & (v.abs() < 0.8) & (depth > 0.3) & (depth < 2.0)
         if t == 0:
@@ -54,8 +54,8 @@ def test_a_box_the_robot_turned_away_from_stays_where_it_is() -> None:
         first = torch.zeros(W, dtype=torch.bool)
         obs, *_ = env.step(turn)
     state = em.step(obs["depth_layers"][:, 0], obs["proprio"][:, 0], state, first)
-    s = env._state()
-    box_r = env._to_robot(s, s["box_pos"])
+    s = env.task_state()
+    box_r = env.to_robot(s, s["box_pos"])
     u, _, _ = env.project(box_r, 0.1)
     env.close()
     gone = seen & (u.abs() > 1.2)  # seen at the start, out of view now
@@ -182,8 +182,8 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
     env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",))
     obs = env.reset(seed=3)
     img = obs["depth_layers"][:, 0]
-    s = env._state()
-    active_r = env._to_robot(s, s["box_pos"])[torch.arange(W), s["active"]]  # [W, 2] true centre
+    s = env.task_state()
+    active_r = env.to_robot(s, s["box_pos"])[torch.arange(W), s["active"]]  # [W, 2] true centre
     student = Student(
         "depth_layers", tuple(img.shape[1:]), 4, 2, StudentConfig(memory="map", map_moments=True), env.camera_geometry()
     )
@@ -191,7 +191,7 @@ def test_map_moments_put_a_seen_box_where_it_is() -> None:
         img, obs["proprio"][:, 0], student.egomap.init_state(W), torch.ones(W, dtype=torch.bool)
     )
     env.close()
-    m = student.moments(img, state.view).view(W, -1, 6)  # rows: 3 image roles, 3 map channels, 3 fresh
+    m = student.memory.moments(img, state.view).view(W, -1, 6)  # rows: 3 image roles, 3 map channels, 3 fresh
     seen = m[:, 0, 0] > 0.002  # the active box covers some of the image
     assert seen.sum() >= 2
     err_img = (m[seen, 0, 1:3] - active_r[seen]).norm(dim=-1)
