@@ -92,6 +92,17 @@ def widen(src: nn.Module, dst: nn.Module, cols: list[int]) -> None:
     dst.norm.count.copy_(src.norm.count)
 
 
+ACTOR_SCHEMA = {
+    "env": checkpoint.TEXT,
+    "env_config": checkpoint.FIELDS,
+    "obs_group": checkpoint.TEXT,
+    "obs_dim": checkpoint.integer(1, 1_000_000),
+    "act_dim": checkpoint.integer(1, 1024),
+    "hidden": checkpoint.integers(1, 65_536, 16),
+}
+"""What a teacher checkpoint's metadata must hold, checked before the network is built."""
+
+
 class GaussianActor(nn.Module):
     """``obs[group]`` ``[..., obs_dim]`` -> action mean ``[..., act_dim]`` (tanh-squashed to [-1, 1])
     and a state-independent log standard deviation."""
@@ -140,6 +151,9 @@ class GaussianActor(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> tuple[GaussianActor, dict[str, Any]]:
         tensors, meta = checkpoint.load(path, "gaussian_mlp")
+        checkpoint.check_meta(meta, path, ACTOR_SCHEMA)
+        sizes = [meta["obs_dim"], *meta["hidden"], meta["act_dim"]]
+        checkpoint.check_size(path, sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False)))
         actor = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta["obs_group"])
         checkpoint.fill(actor, tensors, path)
         return actor, meta

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,52 @@ WEIGHTS = "policy.safetensors"
 META = "policy.json"
 
 
+MAX_META_BYTES = 64 * 2**20
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing files, another format, or weights that do not fit."""
+
+
+Check = tuple[Callable[[Any], bool], str]
+
+
+def integer(lo: int, hi: int) -> Check:
+    """A schema entry: an integer (not a bool) in ``[lo, hi]``."""
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, f"an integer in [{lo}, {hi}]")
+
+
+def integers(lo: int, hi: int, max_len: int) -> Check:
+    """A schema entry: a list of at most ``max_len`` integers in ``[lo, hi]``."""
+    one = integer(lo, hi)[0]
+    return (
+        lambda v: isinstance(v, list) and len(v) <= max_len and all(one(x) for x in v),
+        f"a list of at most {max_len} integers in [{lo}, {hi}]",
+    )
+
+
+TEXT: Check = (lambda v: isinstance(v, str), "a string")
+FIELDS: Check = (lambda v: isinstance(v, dict), "an object")
+
+
+def check_meta(meta: dict[str, Any], path: str | Path, schema: dict[str, Check]) -> None:
+    """Refuse metadata whose fields are missing or not what ``schema`` expects, naming the field,
+    before anything is built from it (a network size read from a file sizes an allocation)."""
+    for key, (ok, what) in schema.items():
+        if key not in meta:
+            raise CheckpointError(f"{path}: its metadata has no {key!r} (expected {what})")
+        if not ok(meta[key]):
+            raise CheckpointError(f"{path}: metadata {key!r} is {str(meta[key])[:80]!r}, expected {what}")
+
+
+def check_size(path: str | Path, n_params: int) -> None:
+    """Refuse a network of ``n_params`` float32 numbers that the weights file is too small to hold
+    (metadata edited to describe a far larger network), before it is allocated."""
+    have = (Path(path) / WEIGHTS).stat().st_size
+    if 4 * n_params > have:
+        raise CheckpointError(
+            f"{path}: its metadata describes {n_params:,} parameters ({4 * n_params:,} bytes); {WEIGHTS} holds {have:,}"
+        )
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -53,10 +98,18 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     wfile, mfile = path / WEIGHTS, path / META
     if not wfile.is_file() or not mfile.is_file():
         raise CheckpointError(f"{path} is not a policy checkpoint: expected {WEIGHTS} and {META} in it")
+    if mfile.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(
+            f"{mfile} is {mfile.stat().st_size:,} bytes; a policy's metadata is under {MAX_META_BYTES:,}"
+        )
     try:
         meta = json.loads(mfile.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{mfile} is not valid JSON: {err}") from err
+    except RecursionError:
+        raise CheckpointError(f"{mfile} nests too deeply to be a policy's metadata") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{mfile} holds a JSON {type(meta).__name__}, expected an object of fields")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(
             f"{mfile}: format {meta.get('format')!r} version {meta.get('version')!r}, expected {FORMAT!r} {VERSION}"

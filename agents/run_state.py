@@ -5,6 +5,8 @@ stopping at the end of an iteration on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from agents.checkpoint import CheckpointError
+
+STATE_DIGEST = "egoteach_sha256"
+"""The key, in a training-state file's safetensors metadata, of the digest of its tensors."""
 
 
 def fresh_dir(run_dir: Path, name: str) -> Path:
@@ -41,6 +50,44 @@ def existing(final: Path) -> Path:
     """``final``, or ``<final>.old`` where a save was cut short between its two renames."""
     old = final.with_name(final.name + ".old")
     return old if not final.exists() and old.exists() else final
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of tensors (names, dtypes, shapes and bytes, in name order): a flipped byte changes it."""
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        sha.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
+def save_state_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a training-state safetensors file with the digest of its tensors in its metadata
+    (checked by ``load_state_file``), through a temporary file and a rename."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={STATE_DIGEST: tensors_digest(tensors)})
+    os.replace(tmp, path)
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a training-state file, or a ``CheckpointError`` naming it: unreadable
+    (truncated, not safetensors) or not matching its digest (corrupted). A file written before
+    digests existed is read as it is, with a warning."""
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_len)) if 0 < header_len < 100_000_000 else None
+        tensors = load_file(str(path))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise CheckpointError(f"{path} cannot be read as a training state: {err}") from None
+    digest = (header or {}).get("__metadata__", {}).get(STATE_DIGEST)
+    if digest is None:
+        print(f"note: {path} carries no digest (written by an older egoteach): read unchecked")
+    elif digest != tensors_digest(tensors):
+        raise CheckpointError(f"{path} does not match its digest (corrupted, or edited after it was saved)")
+    return tensors
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -118,6 +165,41 @@ def no_episode_note(history: list[dict[str, float]], x_key: str, unit: str) -> s
     )
 
 
+class StopAtIterationEnd(KeyboardInterrupt):
+    """Raised once an iteration is logged after a first Ctrl-C or SIGTERM: the state is one whole
+    iteration, and the runner saves it."""
+
+
+class StopNow(KeyboardInterrupt):
+    """Raised by a second Ctrl-C or SIGTERM, wherever the run was: the state may be part of an
+    iteration, so nothing is saved from it; the last checkpoint stays as it was."""
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block (a save), Ctrl-C and SIGTERM wait: each is recorded and, after the block,
+    delivered again to the handler that was there before, so a save always completes and a
+    checkpoint is never half of one. Outside the main thread it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    wanted = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in held:
+            signal.raise_signal(signum)
+
+
+def _save_held(save: Callable[[], Any]) -> Any:
+    with signals_held():
+        return save()
+
+
 class StopRequest:
     """Set by the first Ctrl-C or SIGTERM while ``stop_at_iteration_end`` is active."""
 
@@ -141,7 +223,7 @@ def stop_at_iteration_end() -> Iterator[StopRequest]:
 
     def handler(signum: int, frame: Any) -> None:
         if request.signum is not None:
-            raise KeyboardInterrupt
+            raise StopNow
         request.signum = signum
         print(f"\n{signal.Signals(signum).name}: stopping at the end of this iteration (again: stop now)", flush=True)
 
@@ -187,7 +269,7 @@ class IterationLog:
         self.bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in stats.items() if k.startswith(shown)}, False)
         self.bar.update(advance)
         if self.stop.signum is not None:
-            raise KeyboardInterrupt
+            raise StopAtIterationEnd
         if self.save is not None and self.save_every > 0 and int(head.get("iteration", 0)) % self.save_every == 0:
             self.save()
 
@@ -225,18 +307,51 @@ def run_logged(
 ) -> None:
     """Run ``body(log)`` with a TensorBoard writer in ``run_dir/tb``; Ctrl-C or SIGTERM stops it at
     the end of the iteration (see ``stop_at_iteration_end``), calls ``save`` and raises
-    ``KeyboardInterrupt``; the writer and bar are closed in any case, and ``save`` runs at the end
-    and every ``save_every`` iterations (0: never between). ``resumed``: true (the callers pass the
+    ``StopAtIterationEnd`` (a ``KeyboardInterrupt``); a second signal, or any other error, raises
+    with nothing saved from the iteration it broke into (the last checkpoint stays whole). The writer
+    and bar are closed in any case; ``save`` runs at the end and every ``save_every`` iterations
+    (0: never between), each time with Ctrl-C and SIGTERM held until it is done (``signals_held``).
+    ``resumed``: true (the callers pass the
     iteration resumed from) when the run continues from a checkpoint (see ``TensorBoard``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     writer = TensorBoard(run_dir / "tb", bool(resumed))
+    whole = functools.partial(_save_held, save)
     try:
         with stop_at_iteration_end() as stop:
-            body(IterationLog(run_dir, history, writer, bar, stop, save, save_every))
-    except KeyboardInterrupt:
-        save()
+            body(IterationLog(run_dir, history, writer, bar, stop, whole, save_every))
+    except StopAtIterationEnd:
+        whole()
         raise
     finally:
         bar.close()
         writer.close()
-    save()
+    whole()
+
+
+def interrupted_note(err: KeyboardInterrupt, checkpoint: Path) -> str:
+    """What a trainer prints when a signal stopped it: saved at the iteration's end, or stopped at
+    once with the last whole checkpoint kept."""
+    if isinstance(err, StopAtIterationEnd):
+        return f"interrupted: checkpoint saved in {checkpoint}; continue with --resume"
+    kept = "the last whole checkpoint is kept" if existing(checkpoint).exists() else "no checkpoint had been saved yet"
+    return f"stopped at once: nothing of the iteration in progress was saved; {kept} ({checkpoint})"
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def resume_differences(saved: dict[str, Any], now: dict[str, Any], free: tuple[str, ...] = ()) -> list[str]:
+    """The settings in which a run resumed with ``now`` would differ from its saved config ``saved``
+    (both plain JSON-like dicts, nested allowed), as ``"name: saved -> now"``; ``free`` names the
+    top-level ones a resumed run may change (its budget, where it logs, how often it saves), and a
+    setting missing from ``saved`` (added to the code after the run was saved) is not compared."""
+    a, b = _flat(json.loads(json.dumps(saved, default=str))), _flat(json.loads(json.dumps(now, default=str)))
+    # A setting the saved config lacks did not exist when the run was saved: not compared.
+    keys = [k for k in sorted(set(a) | set(b)) if k.split(".")[0] not in free and k in a]
+    return [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys if a.get(k) != b.get(k)]

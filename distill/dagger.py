@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from agents.checkpoint import CheckpointError
@@ -45,8 +44,10 @@ from agents.run_state import (
     existing,
     fresh_dir,
     load_optimizer,
+    load_state_file,
     optimizer_tensors,
     run_logged,
+    save_state_file,
     swap_in,
     write_metrics,
 )
@@ -444,7 +445,7 @@ class Distiller:
         tensors["rng/runner"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "train_state.safetensors"))
+        save_state_file(tmp / "train_state.safetensors", tensors)
         meta = {"iteration": self.iteration, "frames": self.frames, "seed": self.seed, "history": self.history}
         (tmp / "train_state.json").write_text(json.dumps(meta))
         return swap_in(tmp, self.run_dir / CKPT)
@@ -455,7 +456,7 @@ class Distiller:
         path = existing(self.run_dir / CKPT)
         student, _ = Student.load(path)
         self.student.load_state_dict(student.state_dict())
-        tensors = load_file(str(path / "train_state.safetensors"))
+        tensors = load_state_file(path / "train_state.safetensors")
         state = json.loads((path / "train_state.json").read_text())
         if self.aux_head is not None:
             aux = {k[4:]: v for k, v in tensors.items() if k.startswith("aux/")}

@@ -76,8 +76,15 @@ class StudentConfig:
             raise ValueError(f"head must be 'mlp' or 'teacher', got {self.head!r}")
         if self.frame_stack < 1 or self.window < 1 or self.layers < 1 or self.heads < 1:
             raise ValueError("frame_stack, window, layers and heads must be >= 1")
-        if self.embed < 1 or self.hidden < 1:
-            raise ValueError(f"embed and hidden must be >= 1, got {self.embed} and {self.hidden}")
+        for name, value, hi in (
+            ("embed", self.embed, 4096),
+            ("hidden", self.hidden, 8192),
+            ("window", self.window, 4096),
+        ):
+            if not 1 <= value <= hi:
+                raise ValueError(f"{name} must be in [1, {hi}], got {value}")
+        if self.layers > 64 or self.heads > 64 or self.frame_stack > 64 or not 1 <= self.map_cells <= 512:
+            raise ValueError("layers, heads and frame_stack must be at most 64, map_cells in [1, 512]")
         if self.memory == "map" and not 0 <= self.map_gate <= 1:
             raise ValueError(f"map_gate must be in [0, 1] (0: off), got {self.map_gate}")
         if self.memory != "map" and (self.map_moments or self.map_gate):

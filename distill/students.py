@@ -45,6 +45,17 @@ from distill.student_config import IMAGE_GROUPS, StudentConfig, student_config
 STUDENT_FORMAT = 2
 """Version of the saved weights' layout: 2 since each memory is a module of its own (``distill.memory``)."""
 
+STUDENT_SCHEMA = {
+    "env": checkpoint.TEXT,
+    "env_config": checkpoint.FIELDS,
+    "image_group": (lambda v: v in IMAGE_GROUPS, f"one of {IMAGE_GROUPS}"),
+    "image_shape": checkpoint.integers(1, 1024, 3),
+    "proprio_dim": checkpoint.integer(1, 10_000),
+    "act_dim": checkpoint.integer(1, 1024),
+    "student": checkpoint.FIELDS,
+}
+"""What a student checkpoint's metadata must hold, checked before the network is built."""
+
 __all__ = ["IMAGE_GROUPS", "Student", "StudentConfig", "StudentPolicy", "load_student_policy", "student_config"]
 
 
@@ -275,7 +286,11 @@ class Student(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> tuple[Student, dict[str, Any]]:
         tensors, meta = checkpoint.load(path, "student")
-        cfg = student_config(meta["student"])
+        checkpoint.check_meta(meta, path, STUDENT_SCHEMA)
+        try:
+            cfg = student_config(meta["student"])
+        except (TypeError, ValueError) as err:
+            raise checkpoint.CheckpointError(f"{path}: its student settings are not valid: {err}") from None
         student = cls(
             meta["image_group"],
             tuple(meta["image_shape"]),

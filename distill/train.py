@@ -16,12 +16,15 @@ from typing import Literal
 from agents.checkpoint import read_meta
 from agents.evaluate import EvalConfig
 from agents.evaluate import evaluate as evaluate_policy
-from agents.run_state import episode_rate
+from agents.run_state import episode_rate, interrupted_note, resume_differences
 from distill.dagger import DaggerConfig, Distiller
 from distill.finetune import FinetuneConfig
 from distill.students import StudentConfig, student_config
 from distill.teacher_env import load_teacher, make_distill_env
-from envs.config import parse_overrides
+from envs.config import parse_overrides, to_dict
+
+RESUME_FREE = ("resume", "total_frames", "eval_episodes", "eval_blank", "save_every", "run_dir", "device")
+"""What a ``--resume`` may change of a run's settings; anything else differing is refused by name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +218,13 @@ def distill(cfg: DistillConfig) -> Path:
         raise ValueError(f"--env-overrides {err}") from None
     extra["camera_resolution"] = tuple(cfg.resolution)
     env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, cfg.student.segmentation, **extra)
+    if cfg.resume:
+        saved_env = json.loads(config_file.read_text())["env"]
+        differ = resume_differences(saved, dataclasses.asdict(cfg), RESUME_FREE)
+        differ += resume_differences(saved_env, to_dict(env.cfg), ("nthread",))
+        if differ:
+            env.close()
+            raise ValueError(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
     try:
         distiller = Distiller(
             env,
@@ -236,8 +246,6 @@ def distill(cfg: DistillConfig) -> Path:
         distiller.load()
         print(f"resuming {run_dir} at {distiller.frames:,} frames")
     else:
-        from envs.config import to_dict
-
         resolved = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
         config_file.write_text(json.dumps({"distill": resolved, "env": to_dict(env.cfg)}, indent=1))
     start = time.time()
@@ -245,8 +253,8 @@ def distill(cfg: DistillConfig) -> Path:
         history = distiller.learn()
         if cfg.finetune.frames > 0:
             history = distiller.finetune(cfg.finetune)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
+    except KeyboardInterrupt as err:
+        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
     finally:
         env.close()

@@ -19,16 +19,14 @@ with the critic alone, atomically; the policy is untouched.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
 import tyro
-from safetensors.torch import load_file, save_file
 
 from agents.actor import GaussianActor
 from agents.checkpoint import CheckpointError
-from agents.run_state import read_metrics
+from agents.run_state import load_state_file, read_metrics, save_state_file
 
 
 def ship(run_checkpoint: Path, teacher: Path) -> str:
@@ -49,10 +47,8 @@ def ship(run_checkpoint: Path, teacher: Path) -> str:
             f"the actor in {run_checkpoint} is not {teacher}'s: ship the critic of a run that trained only "
             "its critic from that teacher (--init-from it, --ppo.critic-warmup covering the whole run)"
         )
-    critic = {k: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
-    tmp = teacher / "train_state.safetensors.tmp"
-    save_file(critic, str(tmp))
-    os.replace(tmp, teacher / "train_state.safetensors")
+    critic = {k: v for k, v in load_state_file(state).items() if k.startswith("critic/")}
+    save_state_file(teacher / "train_state.safetensors", critic)
     steps = run_meta.get("env_steps", 0)
     fit = ""
     if (run_checkpoint.parent / "metrics.jsonl").is_file():

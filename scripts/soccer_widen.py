@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 import tyro
-from safetensors.torch import load_file, save_file
 
 import envs
 from agents.actor import GaussianActor, widen
 from agents.ppo.algorithm import Critic
+from agents.run_state import load_state_file, save_state_file
 from envs.config import to_dict
 
 OTHER = 6  # features per other robot in the privileged group (ego position 2, velocity 2, cos/sin yaw)
@@ -92,15 +92,14 @@ def main(args: WidenConfig) -> None:
     wide.save(args.out, env_name, config, widened_from=str(args.src))
     state = args.src / "train_state.safetensors"
     if state.is_file():
-        tensors = load_file(str(state))
+        tensors = load_state_file(state)
         src_dim = tensors["critic/norm.mean"].shape[0]
         critic = Critic(src_dim, actor.hidden)
         critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
         wide_critic = Critic(critic_dim, actor.hidden)
         _widen(critic, wide_critic, critic_columns(n_src, n_dst))
-        save_file(
-            {f"critic/{k}": v.contiguous() for k, v in wide_critic.state_dict().items()},
-            str(args.out / "train_state.safetensors"),
+        save_state_file(
+            args.out / "train_state.safetensors", {f"critic/{k}": v for k, v in wide_critic.state_dict().items()}
         )
     print(
         f"wrote {args.out}: {env_name} teacher widened from {args.src} ({'with' if state.is_file() else 'no'} critic)"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from agents.actor import GaussianActor, widen
@@ -22,8 +21,10 @@ from agents.run_state import (
     existing,
     fresh_dir,
     load_optimizer,
+    load_state_file,
     optimizer_tensors,
     run_logged,
+    save_state_file,
     swap_in,
     write_metrics,
 )
@@ -209,7 +210,7 @@ class Runner:
         tensors.update({f"env/{k}": v for k, v in self.learner.env.snapshot().items()})
         tensors.update({f"obs/{i}": t for i, t in enumerate(self._obs or ())})
         tensors["ep_return"] = self._ep_return
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "train_state.safetensors"))
+        save_state_file(tmp / "train_state.safetensors", tensors)
         meta = {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
@@ -256,7 +257,7 @@ class Runner:
         state = Path(path) / "train_state.safetensors"
         if not state.is_file():
             return meta, False
-        critic = {k[7:]: v for k, v in load_file(str(state)).items() if k.startswith("critic/")}
+        critic = {k[7:]: v for k, v in load_state_file(state).items() if k.startswith("critic/")}
         extra = appended("critic", meta["env_config"])
         src_dim = critic["norm.mean"].shape[0] if "norm.mean" in critic else -1
         layers = sorted(int(k.split(".")[1]) for k in critic if k.startswith("net.") and k.endswith(".weight"))
@@ -280,7 +281,7 @@ class Runner:
             self.ppo.actor_avg = actor.to(self.learner.env.device)
             actor, _ = GaussianActor.load(path / RAW)
         self.actor.load_state_dict(actor.state_dict())
-        tensors = load_file(str(path / "train_state.safetensors"))
+        tensors = load_state_file(path / "train_state.safetensors")
         state = json.loads((path / "train_state.json").read_text())
         dev = self.learner.env.device
         self.critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})

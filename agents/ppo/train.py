@@ -18,8 +18,11 @@ from agents.policies import make_policy
 from agents.ppo.algorithm import PPOConfig
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.runner import Runner
-from agents.run_state import episode_rate, no_episode_note
+from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from envs.config import parse_overrides, to_dict
+
+RESUME_FREE = ("resume", "total_steps", "eval_episodes", "save_every", "run_dir", "device")
+"""What a ``--resume`` may change of a run's settings; anything else differing is refused by name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +224,7 @@ def train(cfg: TrainConfig) -> Path:
         saved = json.loads(config_file.read_text())
         if saved["train"]["env"] != cfg.env or saved["train"]["seed"] != cfg.seed:
             raise ValueError(f"--resume: {run_dir} is a run of {saved['train']['env']} seed {saved['train']['seed']}")
+        differ = resume_differences(saved["train"], dataclasses.asdict(cfg), RESUME_FREE)
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     try:
@@ -235,6 +239,11 @@ def train(cfg: TrainConfig) -> Path:
     env = envs.make(
         cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, preset=cfg.preset, **overrides
     )
+    if cfg.resume:
+        differ += resume_differences(saved["env"], to_dict(env.cfg), ("nthread",))
+        if differ:
+            env.close()
+            raise ValueError(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
     if cfg.replay_failures:
         if not hasattr(env, "replay_failed_starts"):
             raise ValueError(f"--replay-failures: {cfg.env} has no failed-start replay (EgoPush envs do)")
@@ -302,8 +311,8 @@ def train(cfg: TrainConfig) -> Path:
     start = time.time()
     try:
         history = runner.learn()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved in {run_dir / 'checkpoint'}; continue with --resume")
+    except KeyboardInterrupt as err:
+        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
     finally:
         env.close()

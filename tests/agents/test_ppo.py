@@ -295,3 +295,89 @@ def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
     assert torch.equal(weights(again), weights(whole))
     with pytest.raises(ValueError, match=r"actor_ema must be in \[0, 1\)"):
         Runner(whole.learner, PPOConfig(actor_ema=1.0), 8, 0, tmp_path / "bad", "egopush-goal", {})
+
+
+def test_a_second_signal_during_the_save_waits_for_it_and_the_run_resumes_exactly(tmp_path):
+    # SIGTERM in the second update asks for a stop at the iteration's end; a Ctrl-C during the save
+    # that follows waits for the save to finish: the checkpoint is that whole iteration.
+    import os
+    import signal
+
+    whole = runner(tmp_path, 5, name="whole")
+    whole.learn(progress=False)
+    cut = runner(tmp_path, 5, name="cut")
+    update, save, calls = cut.ppo.update, cut.save, []
+
+    def update_then_signal(*args):
+        calls.append(1)
+        out = update(*args)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    def save_with_a_second_signal():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # a handler runs between bytecodes: here, were it not held
+            pass
+        return save()
+
+    cut.ppo.update, cut.save = update_then_signal, save_with_a_second_signal
+    with pytest.raises(KeyboardInterrupt):
+        cut.learn(progress=False)
+    again = runner(tmp_path, 5, name="cut")
+    again.load()
+    assert again.iteration == 2
+    again.learn(progress=False)
+    assert torch.equal(weights(whole), weights(again))
+
+
+def test_a_second_signal_mid_iteration_saves_nothing_of_it(tmp_path):
+    # Two signals inside the second update: the run stops at once, and the checkpoint stays the
+    # first iteration's (saved every iteration), from which the run resumes exactly.
+    import os
+    import signal
+
+    from agents.run_state import StopNow
+
+    whole = runner(tmp_path, 5, name="whole")
+    whole.learn(progress=False)
+    cut = runner(tmp_path, 5, name="cut")
+    cut.save_every = 1
+    update, calls = cut.ppo.update, []
+
+    def update_then_two_signals(*args):
+        calls.append(1)
+        out = update(*args)  # the weights move; the iteration is not counted yet
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        return out
+
+    cut.ppo.update = update_then_two_signals
+    with pytest.raises(StopNow):
+        cut.learn(progress=False)
+    again = runner(tmp_path, 5, name="cut")
+    again.load()
+    assert again.iteration == 1
+    again.learn(progress=False)
+    assert torch.equal(weights(whole), weights(again))
+
+
+def test_a_training_state_with_a_flipped_byte_or_cut_short_is_refused_by_name(tmp_path):
+    from agents.checkpoint import CheckpointError
+
+    run = runner(tmp_path, 5, name="run")
+    run.learn(progress=False)
+    state = run.run_dir / "checkpoint" / "train_state.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-3] ^= 0x10  # in the last tensor's bytes
+    state.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="train_state.safetensors does not match its digest"):
+        runner(tmp_path, 5, name="run").load()
+    with pytest.raises(CheckpointError, match="does not match its digest"):
+        runner(tmp_path, 5, name="other").init_from(run.run_dir / "checkpoint")
+    state.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(CheckpointError, match="train_state.safetensors cannot be read as a training state"):
+        runner(tmp_path, 5, name="run").load()

@@ -350,3 +350,30 @@ def test_train_teacher_replay_failures_logs_fresh_success_and_refuses_what_canno
         train_teacher.train(dataclasses.replace(cfg, replay_failures=1.5, run_dir=tmp_path / "bad"))
     with pytest.raises(ValueError, match="--replay-failures: soccer-1v1 has no failed-start replay"):
         train_teacher.train(dataclasses.replace(cfg, env="soccer-1v1", run_dir=tmp_path / "bad"))
+
+
+def test_resume_with_other_settings_is_refused_naming_each_difference(tmp_path):
+    train_teacher = train_module()
+    cfg = train_teacher.TrainConfig(
+        env="egopush-goal",
+        num_envs=4,
+        total_steps=64,
+        eval_episodes=0,
+        run_dir=tmp_path / "r",
+        ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
+    )
+    train_teacher.train(cfg)
+    other = dataclasses.replace(
+        cfg,
+        resume=True,
+        num_envs=8,
+        env_overrides='{"episode_seconds": 30}',
+        ppo=PPOConfig(steps_per_env=16, hidden=(32, 32)),
+    )
+    with pytest.raises(ValueError, match="differing") as err:
+        train_teacher.train(other)
+    msg = str(err.value)
+    assert "num_envs: 4 -> 8" in msg and "ppo.hidden: [16, 16] -> [32, 32]" in msg
+    assert "episode_seconds: 60.0 -> 30" in msg and "total_steps" not in msg
+    # A longer budget is what a resume is for: it goes on.
+    train_teacher.train(dataclasses.replace(cfg, resume=True, total_steps=128))

@@ -130,6 +130,7 @@ def test_gru_distiller_stores_the_memory_state_each_step_started_from(tmp_path: 
     off.env.close()
 
 
+@pytest.mark.slow  # about a minute on 2 cores
 def test_short_dagger_run_imitates_the_teacher_and_checkpoints(tmp_path: Path) -> None:
     env = make_distill_env(GOAL_TEACHER, num_envs=8, camera_resolution=(32, 32))
     cfg = DaggerConfig(beta=0.5, beta_frames=512, steps_per_iter=8, buffer_steps=32, updates_per_iter=8)

@@ -102,6 +102,7 @@ def test_sb3_vecenv_on_egopush_single_agent():
     assert dones.all() and all("terminal_observation" in i for i in infos)
 
 
+@pytest.mark.slow  # about a minute on 2 cores
 def test_sb3_ppo_learns_on_the_batched_vecenv():
     """SB3's own PPO, on envs.make_sb3: the approach reward rises within a short budget."""
     from stable_baselines3 import PPO
