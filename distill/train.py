@@ -16,7 +16,7 @@ from typing import Literal
 from agents.checkpoint import read_meta
 from agents.evaluate import EvalConfig
 from agents.evaluate import evaluate as evaluate_policy
-from agents.run_state import episode_rate, interrupted_note, resume_differences
+from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from distill.dagger import DaggerConfig, Distiller
 from distill.finetune import FinetuneConfig
 from distill.students import StudentConfig, student_config
@@ -102,6 +102,10 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
         if not sx:
             continue
         axes[1].plot(sx, sy, label=k.split("/")[1] + " (student driving, beta mixing)")
+    if not any(episode_rate(history, k, "frames")[0] for k in ("episode/success_rate", "episode/win_rate")):
+        note = no_episode_note(history, "frames", "student frames")
+        axes[1].text(0.5, 0.5, note, ha="center", va="center", transform=axes[1].transAxes, fontsize=8)
+        print(note)
     axes[1].plot(xs, [h["dagger/beta"] for h in history], "--", label="beta")
     axes[1].set_xlabel("student frames")
     axes[1].set_ylim(-0.02, 1.02)
