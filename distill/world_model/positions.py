@@ -175,4 +175,3 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2)
-
