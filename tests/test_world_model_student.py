@@ -35,7 +35,8 @@ def _scramble(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def _clip(B: int = 2, T: int = 6, A: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, T, A, 4, 4, 4, generator=g), torch.rand(B, T, generator=g), torch.randn(B, T, A, 3, generator=g)
+    x, tau = torch.randn(B, T, A, 4, 4, 4, generator=g), torch.rand(B, T, generator=g)
+    return x, tau, torch.randn(B, T, A, 3, generator=g)
 
 
 @pytest.mark.parametrize(("kind", "agents_kind"), [("hub", "simplex"), ("dense", "simplex"), ("hub", "slot")])

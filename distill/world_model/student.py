@@ -140,7 +140,7 @@ class Student(torch.nn.Module):
 
     def _check_context(self, frames: int) -> None:
         if frames < 1 or frames % self.scfg.block:
-            raise ValueError(f"context of {frames} frames: must be a whole number (>= 1) of blocks of {self.scfg.block}")
+            raise ValueError(f"context of {frames} frames: must be a whole number of blocks ({self.scfg.block} frames)")
 
     def _visible(self, first: int, last: int) -> torch.Tensor:
         """Frames before ``first`` that a block ending at ``last`` may see (sinks, then the newest)."""
