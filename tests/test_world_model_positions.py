@@ -47,7 +47,7 @@ def test_rotary_scores_depend_on_time_differences_only() -> None:
     def score(tq: int, tk: int) -> float:
         aq = rope.agent_angles(torch.tensor([tq]), ids, (1, 1))[0, 0, 0]
         ak = rope.agent_angles(torch.tensor([tk]), ids, (1, 1))[0, 1, 0]
-        return float(rotate(q, aq) @ rotate(k, ak))
+        return float(rotate(q, aq.cos(), aq.sin()) @ rotate(k, ak.cos(), ak.sin()))
 
     assert score(7, 3) == pytest.approx(score(104, 100), abs=1e-4)
     assert score(7, 3) != pytest.approx(score(7, 4), abs=1e-3)

@@ -169,9 +169,10 @@ class Rotary4D(nn.Module):
         return self.slot(agent_ids.to(self.slot.weight.device))
 
 
-def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of ``x`` ``[..., L, head_dim]`` by ``angles`` broadcastable to
-    ``[..., L, head_dim/2]`` (pairs are adjacent channels, as in ``distill.kv_cache.rotary``)."""
-    cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of ``x`` ``[..., L, head_dim]`` by angles given as their ``cos`` and
+    ``sin``, broadcastable to ``[..., L, head_dim/2]`` (pairs are adjacent channels, as in
+    ``distill.kv_cache.rotary``)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2)

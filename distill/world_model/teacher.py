@@ -111,19 +111,36 @@ class WorldBlock(nn.Module):
         nn.init.zeros_(self.ada.weight)  # every block starts as the identity (DiT's adaLN-Zero)
         nn.init.zeros_(self.ada.bias)
 
-    def _heads(self, y: torch.Tensor, ang: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``y`` ``[..., L, D]`` -> rotated q, k and v ``[..., H, L, d]``."""
-        qkv = self.qkv(y).unflatten(-1, (3, self.heads, self.head_dim)).movedim(-3, 0).transpose(-3, -2)
+    def _heads(
+        self, y: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Projected ``y`` ``[..., L, 3D]`` -> rotated q, k and v ``[..., H, L, d]``."""
+        qkv = y.unflatten(-1, (3, self.heads, self.head_dim)).movedim(-3, 0).transpose(-3, -2)
         q, k, v = qkv.unbind(0)
-        return rotate(q, ang), rotate(k, ang), v
+        return rotate(q, *rope), rotate(k, *rope), v
+
+    @staticmethod
+    def _joint(fn: nn.Module, ya: torch.Tensor, yh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A token-wise ``fn`` on agent tokens ``[B, A, La, D]`` and hub tokens ``[B, Lh, D]`` in one
+        call (on a CPU a small model's passes cost more in calls than in arithmetic)."""
+        if yh.shape[1] == 0:
+            return fn(ya), yh
+        B, A, La = ya.shape[:3]
+        z = fn(torch.cat((ya.reshape(B, A * La, -1), yh), 1))
+        return z[:, : A * La].unflatten(1, (A, La)), z[:, A * La :]
 
     @staticmethod
     def _mod(x: torch.Tensor, frames: int, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Modulate tokens ``[..., F*n, D]`` by per-frame ``[..., F, D]`` shift and scale."""
+        if x.shape[-2] == 0:
+            return x
         y = x.unflatten(-2, (frames, -1)) * (1 + scale.unsqueeze(-2)) + shift.unsqueeze(-2)
         return y.flatten(-3, -2)
 
-    def _gate(self, x: torch.Tensor, frames: int, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _gate(x: torch.Tensor, frames: int, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] == 0:
+            return x
         return x + (y.unflatten(-2, (frames, -1)) * gate.unsqueeze(-2)).flatten(-3, -2)
 
     def forward(
@@ -132,30 +149,29 @@ class WorldBlock(nn.Module):
         xh: torch.Tensor,
         ca: torch.Tensor,
         ch: torch.Tensor,
-        ang_a: torch.Tensor,
-        ang_h: torch.Tensor,
+        rope_a: tuple[torch.Tensor, torch.Tensor],
+        rope_h: tuple[torch.Tensor, torch.Tensor],
         attend: Attend,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Agent tokens ``xa`` ``[B, A, F*N, D]``, hubs ``xh`` ``[B, F*K, D]`` (K may be 0),
-        conditions ``ca`` ``[B, A, F, D]`` and ``ch`` ``[B, F, D]``, rotary angles ``ang_a``
-        ``[B, A, F*N, d/2]`` and ``ang_h`` ``[F*K, d/2]``."""
+        conditions ``ca`` ``[B, A, F, D]`` and ``ch`` ``[B, F, D]``, rotary (cos, sin) of agent
+        tokens ``[B, A, 1, F*N, d/2]`` and of hubs ``[F*K, d/2]``."""
         nf = ca.shape[2]
-        hubs = xh.shape[1] > 0
         ma = self.ada(F.silu(ca)).chunk(6, -1)
         mh = self.ada(F.silu(ch)).chunk(6, -1)
-        qa, ka, va = self._heads(self._mod(self.norm1(xa), nf, ma[0], ma[1]), ang_a[:, :, None])
-        if hubs:
-            qh, kh, vh = self._heads(self._mod(self.norm1(xh), nf, mh[0], mh[1]), ang_h)
+        na, nh = self._joint(self.norm1, xa, xh)
+        qkv_a, qkv_h = self._joint(self.qkv, self._mod(na, nf, ma[0], ma[1]), self._mod(nh, nf, mh[0], mh[1]))
+        qa, ka, va = self._heads(qkv_a, rope_a)
+        if xh.shape[1]:
+            qh, kh, vh = self._heads(qkv_h, rope_h)
         else:
-            B, H, d = xa.shape[0], self.heads, self.head_dim
-            qh = kh = vh = xa.new_zeros(B, H, 0, d)
+            qh = kh = vh = xa.new_zeros(xa.shape[0], self.heads, 0, self.head_dim)
         oa, oh = attend(qa, ka, va, qh, kh, vh)
-        xa = self._gate(xa, nf, ma[2], self.proj(oa.transpose(-3, -2).flatten(-2)))
-        xa = self._gate(xa, nf, ma[5], self.mlp(self._mod(self.norm2(xa), nf, ma[3], ma[4])))
-        if hubs:
-            xh = self._gate(xh, nf, mh[2], self.proj(oh.transpose(-3, -2).flatten(-2)))
-            xh = self._gate(xh, nf, mh[5], self.mlp(self._mod(self.norm2(xh), nf, mh[3], mh[4])))
-        return xa, xh
+        pa, ph = self._joint(self.proj, oa.transpose(-3, -2).flatten(-2), oh.transpose(-3, -2).flatten(-2))
+        xa, xh = self._gate(xa, nf, ma[2], pa), self._gate(xh, nf, mh[2], ph)
+        na, nh = self._joint(self.norm2, xa, xh)
+        pa, ph = self._joint(self.mlp, self._mod(na, nf, ma[3], ma[4]), self._mod(nh, nf, mh[3], mh[4]))
+        return self._gate(xa, nf, ma[5], pa), self._gate(xh, nf, mh[5], ph)
 
 
 class WorldTransformer(nn.Module):
@@ -212,10 +228,12 @@ class WorldTransformer(nn.Module):
             xa = xa + slot[:, :, None]
         K = self.hub.shape[0]
         xh = self.hub.expand(B, nf, K, self.cfg.dim).reshape(B, nf * K, self.cfg.dim)
-        ang_a = self.rope.agent_angles(frames, agent_ids, (self.cfg.grid, self.cfg.grid))
+        # Every layer rotates by the same angles: their cos and sin once per pass.
+        ang_a = self.rope.agent_angles(frames, agent_ids, (self.cfg.grid, self.cfg.grid))[:, :, None]
         ang_h = self.rope.hub_angles(frames, K)
+        rope_a, rope_h = (torch.cos(ang_a), torch.sin(ang_a)), (torch.cos(ang_h), torch.sin(ang_h))
         for block, attend in zip(self.blocks, attends, strict=True):
-            xa, xh = block(xa, xh, ca, ct, ang_a, ang_h, attend)
+            xa, xh = block(xa, xh, ca, ct, rope_a, rope_h, attend)
         shift, scale = self.out_ada(F.silu(ca)).chunk(2, -1)
         y = self.norm(xa).unflatten(-2, (nf, -1)) * (1 + scale.unsqueeze(-2)) + shift.unsqueeze(-2)
         return self._unpatchify(self.out(y.flatten(-3, -2)), nf)
