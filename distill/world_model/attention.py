@@ -181,14 +181,28 @@ def attend_clip(
     return hub_attend(qa, ka, va, qh, kh, vh, m, m_ah, m_ha, m_hh)
 
 
-class StreamCache:
-    """The keys and values of a block-causal world model's past, one ``KVCache`` per stream kind.
+def _hubs_over_rows(qh: torch.Tensor, kr: torch.Tensor, vr: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Hub queries ``[B, H, Lh, d]`` over every agent's cached row ``kr, vr`` ``[B, A, H, S, d]``
+    where ``allowed`` ``[B, A, S]``, one softmax over all rows. Broadcasting matmuls read the rows
+    in place (no copy of the cache: the queries are few, the rows long)."""
+    scale = qh.shape[-1] ** -0.5
+    scores = (qh[:, None] * scale) @ kr.transpose(-1, -2)  # [B, A, H, Lh, S]
+    scores = scores.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
+    B, A, H, Lh, S = scores.shape
+    w = scores.permute(0, 2, 3, 1, 4).reshape(B, H, Lh, A * S).softmax(-1)
+    w = w.view(B, H, Lh, A, S).permute(0, 3, 1, 2, 4)
+    return (w @ vr).sum(1)
 
-    Hub attention keeps each agent's stream in its own row (``B*A`` rows of ``window*N`` tokens)
-    and the hubs in another cache (``B`` rows of ``window*K``); dense attention keeps one joint
-    stream per world (``B`` rows of ``window*A*N`` tokens, frame-major so that whole frames leave
-    the ring together). Keys are stored rotated at absolute frame indices, so eviction never
-    re-rotates anything and relative positions stay right.
+
+class StreamCache:
+    """The keys and values of a block-causal world model's past, in ``KVCache`` rings.
+
+    Hub attention keeps one ring row per agent holding, frame after frame, that agent's ``N``
+    patch tokens and the frame's ``K`` hub tokens (the hubs repeated in every row): an agent's
+    queries then attend to exactly one row, read in place, and the hubs' queries to every row's
+    patches plus one row's hubs. Dense attention keeps one joint row per world (``[A, N]`` per
+    frame, frame-major so that whole frames leave the ring together). Keys are stored rotated at
+    absolute frame indices, so eviction never re-rotates anything and relative positions stay right.
 
     Use per block: ``attend(layer, ...)`` in every layer (it writes the block's keys/values into
     the ring slots after the newest, then attends), as often as needed (each denoising step
@@ -211,14 +225,12 @@ class StreamCache:
         self.cfg, self.agents, self.patches = cfg, agents, patches
         window = time.window if time.window is not None else max_frames
         sink = time.sink if time.window is not None else 0
-        K = cfg.hub_tokens
-        if cfg.kind == "dense":
-            n = agents * patches
-            self.agent = KVCache(batch, layers, heads, head_dim, window * n, device, sink=sink * n)
-            self.hub = None
-        else:
-            self.agent = KVCache(batch * agents, layers, heads, head_dim, window * patches, device, sink=sink * patches)
-            self.hub = KVCache(batch, layers, heads, head_dim, window * K, device, sink=sink * K) if K else None
+        rows, n = (batch, agents * patches) if cfg.kind == "dense" else (batch * agents, patches + cfg.hubs)
+        self.per_frame = n  # tokens a frame adds to a row
+        self.cache = KVCache(rows, layers, heads, head_dim, window * n, device, sink=sink * n)
+        # Which ring slots hold hub tokens: writes are whole frames and the sink and the ring are
+        # whole frames too, so a slot's kind never changes.
+        self.hub_slot = torch.arange(window * n, device=device) % n >= patches
 
     def attend(
         self,
@@ -233,48 +245,43 @@ class StreamCache:
         """Attend a block's queries (shapes as ``hub_attend``, ``La = F*N``, ``Lh = F*K``) to the
         cache plus the block itself (every token of the block sees the whole block)."""
         B, A, H, La, d = qa.shape
+        F_, N, K = La // self.patches, self.patches, self.cfg.hub_tokens
         if self.cfg.kind == "dense":
-            F_ = La // self.patches
-            # Frame-major order in the ring: [F, A, N] (whole frames are evicted together).
 
             def frame_major(t: torch.Tensor) -> torch.Tensor:
-                return t.view(B, A, H, F_, self.patches, d).permute(0, 2, 3, 1, 4, 5).reshape(B, H, -1, d)
+                return t.view(B, A, H, F_, N, d).permute(0, 2, 3, 1, 4, 5).reshape(B, H, -1, d)
 
-            keys, values, mask = self.agent.write(layer, frame_major(ka), frame_major(va), causal=False)
+            keys, values, mask = self.cache.write(layer, frame_major(ka), frame_major(va), causal=False)
             q = qa.transpose(1, 2).reshape(B, H, A * La, d)
-            out = _sdpa(q, keys, values, mask[:, :1].expand(B, A * La, -1)[:, None])
+            out = _sdpa(q, keys, values, mask[:, :1, None])
             return out.view(B, H, A, La, d).transpose(1, 2), qh
-        keys, values, mask = self.agent.write(layer, ka.reshape(B * A, H, La, d), va.reshape(B * A, H, La, d), False)
+
+        def rows(ta: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+            """The block's tokens of each agent's row: per frame its N patches, then the K hubs."""
+            per = ta.view(B, A, H, F_, N, d)
+            if K:
+                per = torch.cat((per, th.view(B, 1, H, F_, K, d).expand(B, A, H, F_, K, d)), 4)
+            return per.reshape(B * A, H, F_ * (N + K), d)
+
+        keys, values, mask = self.cache.write(layer, rows(ka, kh), rows(va, vh), causal=False)
+        valid = mask[:, 0]  # [B*A, S]: rows of one block are alike
         S = keys.shape[2]
-        valid_a = mask[:, 0].view(B, A, S)  # rows of one block are alike: keep one
-        if self.hub is None:
-            return _sdpa(qa.reshape(B * A, H, La, d), keys, values, valid_a.reshape(B * A, 1, 1, S)).view(qa.shape), qh
-        hk, hv, hmask = self.hub.write(layer, kh, vh, causal=False)
-        valid_h = hmask[:, 0]  # [B, Sh]
-        return hub_attend(
-            qa,
-            keys.view(B, A, H, S, d),
-            values.view(B, A, H, S, d),
-            qh,
-            hk,
-            hv,
-            valid_a[:, :, None, :],
-            valid_h[:, None, :],
-            valid_a.reshape(B, 1, A * S),
-            valid_h[:, None, :],
-        )
+        oa = _sdpa(qa.reshape(B * A, H, La, d), keys, values, valid[:, None, None]).view(B, A, H, La, d)
+        if not K:
+            return oa, qh
+        # Hubs see every agent's patches, and the hub tokens once (those of the first row).
+        first_row = torch.zeros(A, 1, dtype=torch.bool, device=valid.device)
+        first_row[0] = True
+        allowed = valid.view(B, A, S) & (~self.hub_slot | first_row)
+        return oa, _hubs_over_rows(qh, keys.view(B, A, H, S, d), values.view(B, A, H, S, d), allowed)
 
     def advance(self, frames: int) -> None:
         """The block of ``frames`` frames just written (clean) becomes part of the past."""
-        self.agent.advance(frames * self.patches * (self.agents if self.cfg.kind == "dense" else 1))
-        if self.hub is not None:
-            self.hub.advance(frames * self.cfg.hubs)
+        self.cache.advance(frames * self.per_frame)
 
     def reset(self) -> None:
         """Forget everything (a new rollout)."""
-        self.agent.reset()
-        if self.hub is not None:
-            self.hub.reset()
+        self.cache.reset()
 
 
 def attention_flops(kind: str, agents: int, frames: int, patches: int, hubs: int, dim: int) -> int:
