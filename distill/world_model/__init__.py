@@ -5,6 +5,13 @@ out from a KV cache.
 - ``positions``: 4-D rotary (time, agent, h, w) with the Simplex Rotary Agent Encoding;
 - ``attention``: Sparse Hub Attention and the dense cross-agent baseline, full or cached;
 - ``tokenizer``: the convolutional autoencoder between frames and latent grids;
-- ``teacher``: the bidirectional flow-matching transformer over latent tokens;
-- ``student``: the block-causal student (Diffusion Forcing, few-step cached sampling).
+- ``teacher``: the shared transformer and the bidirectional flow-matching teacher;
+- ``student``: the block-causal student (Diffusion Forcing, few-step cached sampling);
+- ``data``: clips of every player's camera and actions from recordings;
+- ``train``: the three training stages (run dir, checkpoints, resume);
+- ``dream``: ``DreamEnv``, the student behind the batched env contract.
 """
+
+from distill.world_model.dream import DreamEnv
+
+__all__ = ["DreamEnv"]

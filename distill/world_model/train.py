@@ -112,6 +112,33 @@ def load_stage(path: Path, stage: Stage, device: str = "cpu") -> tuple[Tokenizer
     return tok.to(device), net, meta
 
 
+def save_stage(
+    path: Path,
+    stage: Stage,
+    tok: Tokenizer,
+    net: torch.nn.Module | None,
+    model: WorldModelConfig,
+    student: StudentConfig,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint of ``stage`` (what ``load_stage`` reads): the tokenizer's weights, the
+    stage's network's (none for the tokenizer stage), every config, and anything extra."""
+    tensors = {f"tokenizer/{k}": v for k, v in tok.state_dict().items()}
+    if net is not None:
+        tensors.update({f"model/{k}": v for k, v in net.state_dict().items()})
+    tensors.update(extra_tensors or {})
+    meta = {
+        "kind": f"world_model_{stage}",
+        "stage": stage,
+        "tokenizer": dataclasses.asdict(tok.cfg),
+        "model": dataclasses.asdict(model),
+        "student": dataclasses.asdict(student),
+        **(extra_meta or {}),
+    }
+    return ckpt.save(path, tensors, meta)
+
+
 class StageRun:
     """The state of one stage's training: networks, data, optimiser, generator, counters."""
 
@@ -174,24 +201,16 @@ class StageRun:
         if self.cfg.stage == "tokenizer":  # the latent scale the later stages divide by
             sample = self.data.batch(range(min(len(self.data), 64)))[0].to(self.dev)
             self.tok.fit_scale(sample)
-        tensors = {f"tokenizer/{k}": v for k, v in self.tok.state_dict().items()}
-        if self.cfg.stage != "tokenizer":
-            tensors.update({f"model/{k}": v for k, v in self.net.state_dict().items()})
-        tensors.update(optimizer_tensors(self.opt))
-        tensors["rng"] = self.gen.get_state()
+        extra = {**optimizer_tensors(self.opt), "rng": self.gen.get_state()}
         meta = {
-            "kind": f"world_model_{self.cfg.stage}",
-            "stage": self.cfg.stage,
             "step": self.step,
-            "tokenizer": dataclasses.asdict(self.tok.cfg),
-            "model": dataclasses.asdict(self.model_cfg),
-            "student": dataclasses.asdict(self.student_cfg),
             "envs": list(self.cfg.envs),
             "recordings": [str(r) for r in self.cfg.recordings],
             "history": self.history,
         }
         tmp = fresh_dir(run_dir, "checkpoint")
-        ckpt.save(tmp, tensors, meta)
+        net = None if self.cfg.stage == "tokenizer" else self.net
+        save_stage(tmp, self.cfg.stage, self.tok, net, self.model_cfg, self.student_cfg, extra, meta)
         return swap_in(tmp, run_dir / "checkpoint")
 
     def restore(self, run_dir: Path) -> None:
