@@ -6,6 +6,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from distill.kv_cache import KVCache
 from distill.world_model.attention import (
     AttentionConfig,
     TimeMask,
@@ -88,3 +89,21 @@ def test_hub_cost_is_linear_in_agents_and_dense_is_quadratic() -> None:
 def test_config_refuses_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="'hub' or 'dense'"):
         AttentionConfig(kind="sparse")
+
+
+def test_kv_cache_sinks_stay_while_the_ring_rolls_past_them() -> None:
+    cache = KVCache(batch=1, layers=1, heads=1, head_dim=2, window=5, sink=2)
+    for t in range(10):
+        k = torch.full((1, 1, 1, 2), float(t))
+        cache.write(0, k, k)
+        cache.advance()
+    assert sorted(cache.k[0][0, 0, :, 0].tolist()) == [0.0, 1.0, 7.0, 8.0, 9.0]
+    # A block of 2 written without advancing overwrites the 2 oldest ring entries (7, 8), never the sinks.
+    k = torch.full((1, 1, 2, 2), 99.0)
+    _, _, mask = cache.write(0, k, k, causal=False)
+    assert sorted(cache.k[0][0, 0, :, 0].tolist()) == [0.0, 1.0, 9.0, 99.0, 99.0]
+    assert mask.all()  # every new token sees the whole block and every valid entry
+    with pytest.raises(ValueError, match="resets all rows at once"):
+        cache.reset(torch.tensor([True]))
+    cache.reset()
+    assert cache.written == 0 and not cache.valid.any()
