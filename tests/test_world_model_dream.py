@@ -1,6 +1,7 @@
 """The dream behind the batched env contract: shapes and dtypes, truncation and restart, bad
 input refused by name."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from distill.world_model.student import Student, StudentConfig
 from distill.world_model.teacher import WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
 from distill.world_model.train import save_stage
+from envs.recording import RecordingWriter
 
 
 @pytest.fixture
@@ -60,3 +62,32 @@ def test_a_dream_refuses_bad_input_by_name(student_checkpoint) -> None:
         env.step(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="NaN"):
         env.step(torch.full((2, 2, 3), float("nan")))
+
+
+def _recording(path, env: str, agents: int, T: int = 6):
+    w = RecordingWriter(path, {"env": env, "config": {}, "policy": {"kind": "random"}}, ["camera"], 4, False)
+    for e in range(2):
+        w.add(
+            {
+                "actions": np.full((T, agents, 3), 0.5, np.float32),
+                "rewards": np.zeros((T, agents), np.float32),
+                "terminated": np.zeros(T, bool),
+                "truncated": np.zeros(T, bool),
+                "teleported": np.zeros(T, bool),
+                "obs/camera": np.full((T + 1, agents, 3, 16, 16), 10 * e + 7, np.uint8),
+            },
+            {"return": [0.0] * agents},
+        )
+    w.close()
+    return path
+
+
+def test_a_dream_starts_from_recorded_first_frames(student_checkpoint, tmp_path) -> None:
+    rec = _recording(tmp_path / "s2v2", "soccer-2v2", agents=4)
+    env = DreamEnv(student_checkpoint, num_envs=5, num_agents=4, recordings=[rec], envs=["soccer-2v2"])
+    obs = env.reset(seed=3)
+    assert set(obs["camera"].unique().tolist()) <= {7, 17}  # the recorded frames, both episodes drawn from
+    assert obs["camera"].shape == (5, 4, 3, 16, 16)
+    two = DreamEnv(student_checkpoint, num_envs=1, num_agents=2, recordings=[rec], envs=["soccer-2v2"])
+    with pytest.raises(ValueError, match=r"first frames must be \[W, Tc, A, 3, H, W\] = \[1, 2, 2"):
+        two.reset()  # a 4-player recording cannot start a 2-player dream
