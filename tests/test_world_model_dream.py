@@ -1,6 +1,12 @@
 """The dream behind the batched env contract: shapes and dtypes, truncation and restart, bad
 input refused by name."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +19,8 @@ from distill.world_model.teacher import WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
 from distill.world_model.train import save_stage
 from envs.recording import RecordingWriter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -91,3 +99,17 @@ def test_a_dream_starts_from_recorded_first_frames(student_checkpoint, tmp_path)
     two = DreamEnv(student_checkpoint, num_envs=1, num_agents=2, recordings=[rec], envs=["soccer-2v2"])
     with pytest.raises(ValueError, match=r"first frames must be \[W, Tc, A, 3, H, W\] = \[1, 2, 2"):
         two.reset()  # a 4-player recording cannot start a 2-player dream
+
+
+def test_rollout_world_script_writes_video_and_metrics(student_checkpoint, tmp_path) -> None:
+    rec = _recording(tmp_path / "s1v1", "soccer-1v1", agents=2, T=8)
+    out, js = tmp_path / "r.gif", tmp_path / "r.json"
+    args = ["--checkpoint", str(student_checkpoint), "--recording", str(rec), "--agents", "2", "--steps", "4"]
+    args += ["--clips", "2", "--out", str(out), "--json", str(js)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    script = ROOT / "scripts" / "rollout_world.py"
+    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(js.read_text())
+    assert len(result["psnr"]) == 4 and len(result["copy_ssim"]) == 4 and result["clips"] == 2
+    assert out.is_file() and out.stat().st_size > 0
