@@ -51,7 +51,7 @@ def test_clips_pair_each_frame_with_the_action_that_led_into_it(tmp_path) -> Non
 def test_no_clip_spans_a_teleport(tmp_path) -> None:
     data = ClipDataset([_record(tmp_path / "r", teleport_at=2)], clip=3)
     # Step 2 jumps from frame 2 to frame 3: clips of episode 0 may not hold both.
-    starts = [s for r, e, s in data.index if e == 0]
+    starts = [s for e, s in data.index if e == 0]
     assert starts == [0, 3, 4]  # frames 0-2 (steps 0, 1) are fine; 1-3 and 2-4 hold step 2
     assert len(ClipDataset([_record(tmp_path / "r2")], clip=8)) == 0  # longer than every episode
 
