@@ -56,7 +56,9 @@ class TrainConfig:
     batch: int = 8
     """Clips per step (tokenizer: single-frame clips, all agents' views)."""
     clip: int = 8
-    """Latent frames per training clip (teacher and student stages)."""
+    """Latent frames per training clip (teacher and student stages). A student only learns what
+    its window looks like after an eviction (sinks, a gap, the newest frames) from clips longer
+    than its ``window``."""
     context: int = 2
     """Teacher: clean context frames at the start of every clip (the student's are its sinks)."""
     lr: float = 3e-4
