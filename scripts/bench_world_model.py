@@ -16,6 +16,9 @@ The student and the recompute start from a full window of context frames, so tha
 block sees a full window (the steady state of a long rollout, where the issue sets its goal);
 writing that context into the cache is not timed. The teacher starts from one block of context.
 
+Then hub against dense attention at 2, 4 and 8 agents: one teacher forward pass over a 16-frame
+clip, in milliseconds, beside its self-attention FLOPs.
+
     python scripts/bench_world_model.py --quick --json /tmp/bench_wm.json
     python scripts/bench_world_model.py --device cuda:0
 """
@@ -23,6 +26,7 @@ writing that context into the cache is not timed. The teacher starts from one bl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import time
@@ -32,7 +36,8 @@ from typing import Literal
 import torch
 import tyro
 
-from distill.world_model.attention import AttentionConfig
+from distill.world_model.attention import AttentionConfig, attention_flops
+from distill.world_model.positions import PositionConfig
 from distill.world_model.student import CachedRollout, Student, StudentConfig
 from distill.world_model.teacher import Teacher, WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
@@ -57,6 +62,8 @@ class BenchConfig:
     teacher runs ``teacher_steps`` passes, the student ``steps + 1`` (the clean pass)."""
     attention: Literal["hub", "dense"] = "hub"
     """Cross-agent attention of the model timed."""
+    hub_vs_dense_agents: tuple[int, ...] = (2, 4, 8)
+    """Agent counts of the hub-against-dense comparison (a teacher forward pass; () skips it)."""
     rounds: int = 2
     """Timed rounds of the student and the recompute (best kept: the machine is shared)."""
     device: str = "cpu"
@@ -151,6 +158,36 @@ def bench(cfg: BenchConfig, agents: int, model: WorldModelConfig, scfg: StudentC
     return row
 
 
+@torch.no_grad()
+def hub_vs_dense(cfg: BenchConfig, agents: int, frames: int = 16) -> dict:
+    """One teacher forward pass over a ``frames``-frame clip, hub against dense attention: its
+    milliseconds (best of ``rounds``) and its self-attention FLOPs (all layers)."""
+    dev = torch.device(cfg.device)
+    # A pool of 8 vertices needs 7 rotary pairs in the agent band.
+    pos = PositionConfig(pool=8, bands=(6, 14, 6, 6))
+    row: dict = {"agents": agents, "frames": frames}
+    for kind in ("hub", "dense"):
+        model = WorldModelConfig(positions=pos, attention=AttentionConfig(kind=kind))
+        torch.manual_seed(0)
+        net = Teacher(model).net.to(dev).eval()
+        _open_gates(net)
+        x = torch.randn(1, frames, agents, model.latent_channels, model.latent_size, model.latent_size, device=dev)
+        tau, act = torch.rand(1, frames, device=dev), torch.randn(1, frames, agents, model.act_dim, device=dev)
+        ids = torch.arange(agents, device=dev)[None]
+        forward = functools.partial(net, x, tau, act, ids)
+        forward()  # warm-up
+        ms = 1e3 * min(_timed(forward, dev) for _ in range(max(cfg.rounds, 2)))
+        hubs = model.attention.hub_tokens
+        flops = model.depth * attention_flops(kind, agents, frames, model.patches, hubs, model.dim)
+        row[f"{kind}_ms"], row[f"{kind}_attention_gflop"] = ms, flops / 1e9
+    print(
+        f"teacher forward, {agents} agents x {frames} frames: hub {row['hub_ms']:.0f} ms "
+        f"({row['hub_attention_gflop']:.2f} GFLOP attention), dense {row['dense_ms']:.0f} ms "
+        f"({row['dense_attention_gflop']:.2f} GFLOP)"
+    )
+    return row
+
+
 def main(cfg: BenchConfig) -> dict:
     if cfg.quick:
         cfg = dataclasses.replace(cfg, horizon=24, rounds=1)
@@ -171,6 +208,10 @@ def main(cfg: BenchConfig) -> dict:
     for agents in cfg.agents:
         result["rows"].append(bench(cfg, agents, model, scfg))
         write_json(cfg.json, result)  # as it goes: a cut-short run keeps what it measured
+    result["hub_vs_dense"] = []
+    for agents in cfg.hub_vs_dense_agents:
+        result["hub_vs_dense"].append(hub_vs_dense(cfg, agents))
+        write_json(cfg.json, result)
     print(f"wrote {cfg.json}")
     return result
 
