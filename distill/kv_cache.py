@@ -15,7 +15,11 @@ only on the distance between query and key. Rows (e.g. the worlds of a batched e
 independently: ``KVCache.reset(rows)`` forgets their past at an episode boundary.
 
 ``KVCache`` is model-agnostic (any number of layers, heads and tokens per step) so other causal
-models, such as a world model's block-causal student, can reuse it.
+models, such as a world model's block-causal student, can reuse it: such a model writes a whole
+block at once (``write(..., causal=False)``: every token of the block sees the whole block), may
+write the same slots several times before ``advance`` (a noisy block re-denoised in place), and may
+keep the first ``sink`` tokens of a stream forever (attention sinks; the ring then rolls over the
+slots after them).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class KVCache:
 
     Use: for every new step, ``write(layer, k, v)`` in each layer (it returns the keys, values and
     mask to attend over), then ``advance(tokens)`` once.
+
+    With ``sink > 0`` the first ``sink`` tokens written after a full ``reset()`` go to slots
+    ``0..sink-1`` and are never evicted; the ring is slots ``sink..window-1``. The sinks are shared
+    by all rows, so a per-row reset is refused then.
     """
 
     def __init__(
@@ -45,9 +53,14 @@ class KVCache:
         window: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        sink: int = 0,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if not 0 <= sink < window:
+            raise ValueError(f"sink must be in [0, window={window}), got {sink}")
+        self.sink = sink
+        self.written = 0  # tokens advanced since the last full reset (shared by all rows)
         self.batch, self.layers, self.heads, self.head_dim, self.window = batch, layers, heads, head_dim, window
         shape = (batch, heads, window, head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
@@ -58,21 +71,29 @@ class KVCache:
 
     def slots(self, tokens: int) -> torch.Tensor:
         """Ring slots the next ``tokens`` tokens go to."""
-        if tokens > self.window:
-            raise ValueError(f"{tokens} tokens in one step do not fit a window of {self.window}")
-        return (self.head + torch.arange(tokens, device=self.valid.device)) % self.window
+        if tokens > self.window - self.sink:
+            raise ValueError(f"{tokens} tokens in one step do not fit a window of {self.window} ({self.sink} sink)")
+        if self.sink == 0:
+            return (self.head + torch.arange(tokens, device=self.valid.device)) % self.window
+        n = self.written + torch.arange(tokens, device=self.valid.device)  # stream index of each token
+        ring = self.window - self.sink
+        return torch.where(n < self.sink, n, self.sink + (n - self.sink) % ring)
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def write(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Store ``k``, ``v`` ``[batch, heads, tokens, head_dim]`` of this step in ``layer``;
         returns every cached key and value of the layer and the mask ``[batch, tokens, window]``
-        of what each new token may attend to (valid entries, and new tokens up to itself)."""
+        of what each new token may attend to (valid entries, and new tokens up to itself, or all
+        new tokens when not ``causal``)."""
         t = k.shape[2]
         idx = self.slots(t)
         self.k[layer][:, :, idx] = k.to(self.k[layer].dtype)
         self.v[layer][:, :, idx] = v.to(self.v[layer].dtype)
         mask = self.valid[:, None, :].expand(-1, t, -1).clone()  # older entries still in the ring
         # The slots just written: token i of this step sees new tokens 0..i (causal inside the step).
-        mask[:, :, idx] = torch.tril(torch.ones(t, t, dtype=torch.bool, device=mask.device))
+        new = torch.ones(t, t, dtype=torch.bool, device=mask.device)
+        mask[:, :, idx] = torch.tril(new) if causal else new
         return self.k[layer], self.v[layer], mask
 
     def advance(self, tokens: int = 1) -> None:
@@ -80,13 +101,18 @@ class KVCache:
         idx = self.slots(tokens)
         self.valid[:, idx] = True
         self.pos += tokens
-        self.head = (self.head + tokens) % self.window
+        self.written += tokens
+        self.head = (self.head + tokens) % self.window if self.sink == 0 else int(self.slots(1)[0])
 
     def reset(self, rows: torch.Tensor | None = None) -> None:
         """Forget the past of ``rows`` (bool mask ``[batch]`` or indices; all rows if None)."""
         if rows is None:
             self.valid[:] = False
             self.pos[:] = 0
+            self.written = 0
+            self.head = 0
+        elif self.sink:
+            raise ValueError("a cache with sink tokens resets all rows at once (the sink slots are shared)")
         else:
             self.valid[rows] = False
             self.pos[rows] = 0

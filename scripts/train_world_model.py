@@ -1,0 +1,33 @@
+"""Train the world model of soccer from recordings, one stage at a time.
+
+Every stage is a run directory with its config, TensorBoard logs, ``metrics.jsonl`` and a
+``checkpoint/`` the next stage starts from; Ctrl-C or SIGTERM saves at the end of the step and
+``--resume`` continues (see ``distill.world_model.train``).
+
+    python scripts/record.py --env soccer-1v1 --policy scripted --cameras rgb --episodes 64 --out data/s1v1
+    python scripts/train_world_model.py --stage tokenizer --recordings data/s1v1
+    python scripts/train_world_model.py --stage teacher --recordings data/s1v1 \\
+        --init runs/world-model-tokenizer-s0/checkpoint
+    python scripts/train_world_model.py --stage student --recordings data/s1v1 \\
+        --init runs/world-model-teacher-s0/checkpoint
+"""
+
+from __future__ import annotations
+
+import tyro
+
+from distill.world_model.train import TrainConfig, train
+
+
+def main(cfg: TrainConfig) -> None:
+    try:
+        run_dir = train(cfg)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    except KeyboardInterrupt:
+        raise SystemExit("stopped: the checkpoint holds the last whole step; --resume continues") from None
+    print(f"done: {run_dir / 'checkpoint'}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(TrainConfig))

@@ -1,0 +1,115 @@
+"""The dream behind the batched env contract: shapes and dtypes, truncation and restart, bad
+input refused by name."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill.world_model.attention import AttentionConfig
+from distill.world_model.dream import DreamEnv
+from distill.world_model.positions import PositionConfig
+from distill.world_model.student import Student, StudentConfig
+from distill.world_model.teacher import WorldModelConfig
+from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
+from distill.world_model.train import save_stage
+from envs.recording import RecordingWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def student_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(image_size=16, width=8, stages=2, latent_channels=4))
+    model = WorldModelConfig(
+        latent_channels=4,
+        latent_size=4,
+        dim=32,
+        depth=1,
+        heads=2,
+        positions=PositionConfig(bands=(4, 6, 2, 4)),
+        attention=AttentionConfig(hubs=2),
+    )
+    scfg = StudentConfig(block=2, window=6, sink=2, steps=2)
+    return save_stage(tmp_path / "ckpt", "student", tok, Student(model, scfg), model, scfg)
+
+
+def test_a_dream_steps_like_a_batched_env(student_checkpoint) -> None:
+    env = DreamEnv(student_checkpoint, num_envs=3, num_agents=4, max_episode_steps=4)
+    assert env.observation_spaces["camera"].shape == (3, 16, 16) and env.context == 2
+    first = torch.randint(0, 256, (3, 2, 4, 3, 16, 16), dtype=torch.uint8)
+    obs = env.reset(frames=first)
+    assert torch.equal(obs["camera"], first[:, -1])
+    for t in range(4):
+        obs, reward, terminated, truncated, info = env.step(torch.rand(3, 4, 3) * 2 - 1)
+        assert obs["camera"].shape == (3, 4, 3, 16, 16) and obs["camera"].dtype == torch.uint8
+        assert reward.shape == (3, 4) and not terminated.any()
+        assert info["frames"].shape == (3, 2, 4, 3, 16, 16)
+        assert truncated.all() == (t == 3)
+    # The fourth step truncated every world and restarted it from the same first frames.
+    assert torch.equal(obs["camera"], first[:, -1]) and "final_obs" in info
+    assert env.episode_length.tolist() == [0, 0, 0]
+
+
+def test_a_dream_refuses_bad_input_by_name(student_checkpoint) -> None:
+    with pytest.raises(ValueError, match="at most 4"):
+        DreamEnv(student_checkpoint, num_envs=1, num_agents=5)
+    env = DreamEnv(student_checkpoint, num_envs=2, num_agents=2)
+    with pytest.raises(ValueError, match="reset needs first frames"):
+        env.reset()
+    with pytest.raises(ValueError, match=r"first frames must be \[W, Tc, A, 3, H, W\]"):
+        env.reset(frames=torch.zeros(2, 1, 2, 3, 16, 16, dtype=torch.uint8))
+    env.reset(frames=torch.zeros(2, 2, 2, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[W, A, act_dim\] = \[2, 2, 3\]"):
+        env.step(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(torch.full((2, 2, 3), float("nan")))
+
+
+def _recording(path, env: str, agents: int, T: int = 6):
+    w = RecordingWriter(path, {"env": env, "config": {}, "policy": {"kind": "random"}}, ["camera"], 4, False)
+    for e in range(2):
+        w.add(
+            {
+                "actions": np.full((T, agents, 3), 0.5, np.float32),
+                "rewards": np.zeros((T, agents), np.float32),
+                "terminated": np.zeros(T, bool),
+                "truncated": np.zeros(T, bool),
+                "teleported": np.zeros(T, bool),
+                "obs/camera": np.full((T + 1, agents, 3, 16, 16), 10 * e + 7, np.uint8),
+            },
+            {"return": [0.0] * agents},
+        )
+    w.close()
+    return path
+
+
+def test_a_dream_starts_from_recorded_first_frames(student_checkpoint, tmp_path) -> None:
+    rec = _recording(tmp_path / "s2v2", "soccer-2v2", agents=4)
+    env = DreamEnv(student_checkpoint, num_envs=5, num_agents=4, recordings=[rec], envs=["soccer-2v2"])
+    obs = env.reset(seed=3)
+    assert set(obs["camera"].unique().tolist()) <= {7, 17}  # the recorded frames, both episodes drawn from
+    assert obs["camera"].shape == (5, 4, 3, 16, 16)
+    two = DreamEnv(student_checkpoint, num_envs=1, num_agents=2, recordings=[rec], envs=["soccer-2v2"])
+    with pytest.raises(ValueError, match=r"first frames must be \[W, Tc, A, 3, H, W\] = \[1, 2, 2"):
+        two.reset()  # a 4-player recording cannot start a 2-player dream
+
+
+def test_rollout_world_script_writes_video_and_metrics(student_checkpoint, tmp_path) -> None:
+    rec = _recording(tmp_path / "s1v1", "soccer-1v1", agents=2, T=8)
+    out, js = tmp_path / "r.gif", tmp_path / "r.json"
+    args = ["--checkpoint", str(student_checkpoint), "--recording", str(rec), "--agents", "2", "--steps", "4"]
+    args += ["--clips", "2", "--out", str(out), "--json", str(js)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    script = ROOT / "scripts" / "rollout_world.py"
+    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(js.read_text())
+    assert len(result["psnr"]) == 4 and len(result["copy_ssim"]) == 4 and result["clips"] == 2
+    assert out.is_file() and out.stat().st_size > 0
