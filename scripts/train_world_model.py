@@ -14,18 +14,23 @@ Every stage is a run directory with its config, TensorBoard logs, ``metrics.json
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import tyro
 
+from agents.run_state import interrupted_note
 from distill.world_model.train import TrainConfig, train
 
 
 def main(cfg: TrainConfig) -> None:
+    run_dir = cfg.run_dir or Path("runs") / f"world-model-{cfg.stage}-s{cfg.seed}"
     try:
         run_dir = train(cfg)
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    except KeyboardInterrupt:
-        raise SystemExit("stopped: the checkpoint holds the last whole step; --resume continues") from None
+    except KeyboardInterrupt as err:
+        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
+        raise SystemExit(130) from None
     print(f"done: {run_dir / 'checkpoint'}")
 
 

@@ -26,7 +26,16 @@ import torch
 from tqdm import tqdm
 
 from agents import checkpoint as ckpt
-from agents.run_state import existing, fresh_dir, load_optimizer, optimizer_tensors, run_logged, swap_in, write_metrics
+from agents.run_state import (
+    existing,
+    fresh_dir,
+    load_optimizer,
+    optimizer_tensors,
+    resume_differences,
+    run_logged,
+    swap_in,
+    write_metrics,
+)
 from distill.world_model.attention import AttentionConfig
 from distill.world_model.data import ClipDataset
 from distill.world_model.positions import PositionConfig
@@ -241,6 +250,9 @@ def train(cfg: TrainConfig) -> Path:
         saved = json.loads(config_file.read_text())
         if saved["stage"] != cfg.stage or saved["seed"] != cfg.seed:
             raise ValueError(f"resume: {run_dir} is a {saved['stage']} run of seed {saved['seed']}")
+        differ = resume_differences(saved, _jsonable(cfg), ("resume", "steps", "run_dir", "save_every"))
+        if differ:
+            raise ValueError(f"resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: resume it, or choose another run_dir")
     run = StageRun(cfg)
@@ -262,7 +274,7 @@ def train(cfg: TrainConfig) -> Path:
         bar,
         body,
         lambda: run.save(run_dir),
-        purge_step=run.step if cfg.resume else None,
+        resumed=cfg.resume,
         save_every=cfg.save_every,
     )
     return run_dir

@@ -1,28 +1,15 @@
 """The world-model benchmark runs as a user runs it and writes every field the issue asks for."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_script
 
 
 def test_bench_world_model_writes_its_fields(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    # PYTHONPATH: this checkout's packages, whatever an editable install elsewhere points to.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     args = ["--agents", "2", "--horizon", "2", "--teacher-steps", "2", "--rounds", "1", "--json", str(out)]
     args += ["--hub-vs-dense-agents", "2"]
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_world_model.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_script("bench_world_model.py", *args)
     result = json.loads(out.read_text())
     assert result["untrained_weights"] is True
     (row,) = result["rows"]

@@ -2,14 +2,11 @@
 input refused by name."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_script
 
 from distill.world_model.attention import AttentionConfig
 from distill.world_model.dream import DreamEnv
@@ -19,8 +16,6 @@ from distill.world_model.teacher import WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
 from distill.world_model.train import save_stage
 from envs.recording import RecordingWriter
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -106,10 +101,7 @@ def test_rollout_world_script_writes_video_and_metrics(student_checkpoint, tmp_p
     out, js = tmp_path / "r.gif", tmp_path / "r.json"
     args = ["--checkpoint", str(student_checkpoint), "--recording", str(rec), "--agents", "2", "--steps", "4"]
     args += ["--clips", "2", "--out", str(out), "--json", str(js)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    script = ROOT / "scripts" / "rollout_world.py"
-    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_script("rollout_world.py", *args)
     result = json.loads(js.read_text())
     assert len(result["psnr"]) == 4 and len(result["copy_ssim"]) == 4 and result["clips"] == 2
     assert out.is_file() and out.stat().st_size > 0
