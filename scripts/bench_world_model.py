@@ -43,8 +43,6 @@ from distill.world_model.teacher import Teacher, WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig
 from envs.io import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
@@ -73,8 +71,10 @@ class BenchConfig:
     threads waiting on each other (measured here: one cached rollout 14 s with 2, 0.8 s with 1)."""
     quick: bool = False
     """A 24-frame horizon and one round."""
-    json: Path = ROOT / "benchmarks" / "results" / "bench_world_model.json"
-    """Where the results go (rewritten after every agent count)."""
+    json: Path = Path("runs/benchmarks/bench_world_model.json")
+    """Where the figures go, written as they come. By default ``runs/benchmarks/`` (ignored by git); the
+    published figures in ``benchmarks/results/bench_world_model.json`` are replaced only when that path
+    is given here."""
 
 
 def _open_gates(module: torch.nn.Module, seed: int = 0) -> None:
