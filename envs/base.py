@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -16,9 +16,30 @@ import mujoco
 import numpy as np
 import torch
 
+from envs.config import integer
 from envs.sim import Sim
 
 Obs = dict[str, torch.Tensor]
+
+
+def real_actions(actions: Any, what: str = "actions") -> torch.Tensor:
+    """``actions`` as a float32 tensor cut from any autograd graph (same shape, same device).
+
+    Accepts a torch tensor or numpy array (or nested list) of real floating or integer numbers;
+    refuses bool, complex, string and object data with a ``TypeError`` naming ``what``: such
+    data cast to float would be a silent guess (``True`` -> 1, ``"0.5"`` -> 0.5, ``1j`` -> 0).
+    """
+    if isinstance(actions, torch.Tensor):
+        if actions.dtype == torch.bool or actions.is_complex():
+            raise TypeError(f"{what} must be real floating or integer numbers, got a {actions.dtype} tensor")
+        return actions.detach().to(torch.float32)
+    try:
+        array = np.asarray(actions)
+    except (TypeError, ValueError) as e:  # ragged nesting, objects numpy cannot hold
+        raise TypeError(f"{what} must be an array of real floating or integer numbers: {e}") from None
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{what} must be real floating or integer numbers, got an array of {array.dtype}")
+    return torch.as_tensor(array.astype(np.float32))
 
 
 @contextlib.contextmanager
@@ -40,6 +61,17 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
+def divergence_stream(seed: int, world: int, count: int) -> torch.Generator:
+    """The generator of world ``world``'s ``count``-th reset after a physics failure in an env seeded
+    with ``seed``: reproducible, and independent of the stream the worlds share."""
+    words = np.random.SeedSequence([seed, world, count]).generate_state(2)
+    return torch.Generator(device="cpu").manual_seed(int(words[0]) << 32 | int(words[1]))
+
+
+def _kind(t: torch.Tensor) -> str:
+    return "bool" if t.dtype == torch.bool else "float" if t.is_floating_point() else "int"
+
+
 class EnvPart:
     """A piece of a task with per-world state of its own (a keypoint memory, a start curriculum): an
     env's ``snapshot`` and ``restore`` take in every ``[W, ...]`` tensor attribute of each part it holds."""
@@ -58,6 +90,8 @@ class BatchedEnv(abc.ABC):
         action_space: per-agent ``Box(-1, 1, (act_dim,))``; actions outside are clipped.
         mj_model: the MjModel.  n_substeps: physics steps per control step.
         num_diverged: worlds reset so far because their physics failed.
+        divergences: ``[W]`` long, how many times each world was; its n-th such reset draws from
+            ``divergence_stream(seed, world, n)``, never from the shared ``generator``.
     """
 
     act_dim: int
@@ -76,6 +110,7 @@ class BatchedEnv(abc.ABC):
         per_world_fields: tuple[str, ...] = (),
         nthread: int = 0,
     ) -> None:
+        num_envs = integer("num_envs", num_envs, 1)
         self.mj_model = mj_model
         self.n_substeps = n_substeps
         self.num_envs = num_envs
@@ -90,8 +125,17 @@ class BatchedEnv(abc.ABC):
         )
         self.device = self.sim.device
         self.num_diverged = 0
+        # Every reset draws from ``generator``, in one fixed order, except a world's reset after
+        # its physics failed: that one draws from a stream of its own (``divergence_stream``) and
+        # takes nothing from the shared one, so the other worlds' resets draw what they would have
+        # had no world failed. (The failed world's later episodes end at other steps than they
+        # would have, and batched draws from one stream interleave the worlds reset together; only
+        # a stream per world for every reset would cut that last link, at the price of every
+        # reset's numbers, and so of the shipped checkpoints' evaluation figures.)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(0)
+        self.divergences = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._held: frozenset[str] | None = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._per_world_fields = per_world_fields
@@ -136,6 +180,7 @@ class BatchedEnv(abc.ABC):
 
     def reset(self, seed: int | None = None) -> Obs:
         """Start a new episode in every world; ``seed`` reseeds the env's generator."""
+        self._held_names()
         if seed is not None:
             self.generator.manual_seed(int(seed))
         ids = torch.arange(self.num_envs, device=self.device)
@@ -144,10 +189,11 @@ class BatchedEnv(abc.ABC):
         return self._observe()
 
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Validated, clipped float32 actions ``[W, A, act_dim]`` on ``device``."""
+        """Validated, clipped float32 actions ``[W, A, act_dim]`` on ``device``, detached (no gradient
+        reaches the observations). A real floating or integer tensor or array is accepted; bool,
+        complex, string or object data is a ``TypeError``, a wrong shape or NaN/inf a ``ValueError``."""
         expected = (self.num_envs, self.num_agents, self.act_dim)
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
+        actions = real_actions(actions)
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions must have shape [W, A, act_dim] = {list(expected)}, got {list(actions.shape)}")
         actions = actions.to(device=self.device, dtype=torch.float32)
@@ -160,7 +206,7 @@ class BatchedEnv(abc.ABC):
         """Advance every world one control step.
 
         Args:
-            actions: float ``[W, A, act_dim]``; clipped to [-1, 1].
+            actions: float (or integer) ``[W, A, act_dim]``; clipped to [-1, 1] (see ``check_actions``).
 
         Returns:
             obs (groups ``[W, A, ...]``), reward ``[W, A]``, terminated ``[W]``, truncated ``[W]``,
@@ -177,6 +223,7 @@ class BatchedEnv(abc.ABC):
         return self._step(actions)
 
     def _step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        self._held_names()
         self._apply_actions(actions)
         failed = self.sim.step()
         self.episode_length += 1
@@ -207,31 +254,63 @@ class BatchedEnv(abc.ABC):
             info["final_state"] = self.sim.get_state()
             info["episode_length"] = self.episode_length.clone()
             ids = done.nonzero().flatten()
-            self._reset_worlds(ids)
+            finished = (done & ~diverged).nonzero().flatten()
+            if len(finished):
+                self._reset_worlds(finished)
+            if len(failed):
+                self._reset_diverged(diverged.nonzero().flatten())
             self.episode_length[ids] = 0
             obs = self._observe()
         return obs, reward, terminated, truncated, info
 
     max_episode_steps: int
 
+    def _reset_diverged(self, ids: torch.Tensor) -> None:
+        """Start new episodes in the failed worlds ``ids``, each from its own stream."""
+        shared = self.generator
+        try:
+            for w in ids.tolist():
+                self.divergences[w] += 1
+                self.generator = divergence_stream(shared.initial_seed(), w, int(self.divergences[w]))
+                self._reset_worlds(ids.new_tensor([w]))
+        finally:
+            self.generator = shared
+
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Everything that decides the env's future: the sim's integration state, its per-world
         fields, the env's generator and every per-world tensor the task keeps (``[W, ...]``
         attributes). With ``restore`` a training run continues exactly where it stopped."""
+        self._held_names()
         snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
         snap.update({f"field/{n}": self.sim.field(n).clone() for n in self._per_world_fields})
         snap["generator"] = self.generator.get_state()
+        snap.update({f"task/{name}": value.clone() for name, value in self._world_tensors().items()})
         for name, value in vars(self).items():
-            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.num_envs:
-                snap[f"task/{name}"] = value.clone()
-            elif isinstance(value, EnvPart):
+            if isinstance(value, EnvPart):
                 for key, part_value in value.state().items():
                     snap[f"part/{name}.{key}"] = part_value.clone()
         return snap
 
+    def _world_tensors(self) -> dict[str, torch.Tensor]:
+        """The task's per-world tensor attributes (``[W, ...]``) by name."""
+        W = self.num_envs
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == W}
+
+    def _held_names(self) -> frozenset[str]:
+        """Names of the per-world tensors the env holds from one step to the next: those it had
+        before its first step. Tensors a step makes for its own use (a position before the actions)
+        are scratch: a snapshot carries them if it was taken after a step, and need not."""
+        if self._held is None:
+            self._held = frozenset(self._world_tensors())
+        return self._held
+
     def restore(self, snap: dict[str, torch.Tensor]) -> None:
-        """Undo everything since ``snapshot`` (see there)."""
+        """Undo everything since ``snapshot`` (see there). The snapshot is checked whole before
+        anything is written: every key this env's own snapshot has (a step's scratch tensors aside)
+        and no other, each a tensor of the same shape and dtype (of the same kind for the sim's
+        state). Otherwise a ``ValueError`` names what differs, and the env is left as it was."""
+        snap = self._checked_snapshot(snap)
         state = {k[4:]: v for k, v in snap.items() if k.startswith("sim/")}
         self.sim.set_state(None, state)
         for key, value in snap.items():
@@ -244,6 +323,41 @@ class BatchedEnv(abc.ABC):
                 part, _, key = name.partition(".")
                 setattr(getattr(self, part), key, value.clone().to(self.device))
         self.generator.set_state(snap["generator"])
+
+    def _checked_snapshot(self, snap: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``snap`` if it fits this env whole (see ``restore``), else a ``ValueError`` naming what differs."""
+        if not isinstance(snap, Mapping):
+            raise ValueError(f"a snapshot is a dict of tensors from env.snapshot(), got {type(snap).__name__}")
+        expected = self.snapshot()
+        snap = dict(snap)
+        # Snapshots written before worlds had divergence streams: no world had used one.
+        snap.setdefault("task/divergences", torch.zeros_like(expected["task/divergences"]))
+        scratch = {k for k in expected if k.startswith("task/") and k[5:] not in self._held_names()}
+        missing = sorted(k for k in expected if k not in snap and k not in scratch)
+        unknown = sorted(k for k in snap if k not in expected and not self._is_scratch(k, snap[k]))
+        if missing or unknown:
+            raise ValueError(
+                f"snapshot does not fit this env (num_envs={self.num_envs}): missing {missing}, unknown {unknown}"
+            )
+        for key, want in expected.items():
+            if key not in snap:
+                continue
+            got = snap[key]
+            if not isinstance(got, torch.Tensor):
+                raise ValueError(f"snapshot[{key!r}] must be a tensor, got {type(got).__name__}")
+            exact = not key.startswith(("sim/", "field/"))  # those two are copied into the sim's own arrays
+            kind = _kind(got) == _kind(want)
+            if got.shape != want.shape or (got.dtype != want.dtype if exact else not kind):
+                raise ValueError(
+                    f"snapshot[{key!r}] must be {want.dtype} {list(want.shape)}, got {got.dtype} {list(got.shape)}"
+                )
+        return snap
+
+    def _is_scratch(self, key: str, value: Any) -> bool:
+        """Whether ``key`` is a step's scratch tensor (``task/NAME``, ``[W, ...]``) this env has not made yet."""
+        group, _, name = key.partition("/")
+        fits = isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.num_envs
+        return group == "task" and name.isidentifier() and name not in vars(self) and fits
 
     # -- cameras ------------------------------------------------------------------------------------
     def render_cameras(

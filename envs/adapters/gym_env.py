@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.base import BatchedEnv
+from envs.base import BatchedEnv, real_actions
 from envs.registry import make
 
 
@@ -52,10 +52,10 @@ class GymEnv(gym.Env):
         return self._np(self.env.reset(seed=seed)), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {action.shape}")
-        act = torch.as_tensor(action).reshape(1, self.env.num_agents, self.env.act_dim)
+        act = real_actions(action, "action")
+        if tuple(act.shape) != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(act.shape)}")
+        act = act.reshape(1, self.env.num_agents, self.env.act_dim)
         obs, reward, term, trunc, info = self.env.step(act)
         if bool(term[0] or trunc[0]):
             obs = info["final_obs"]

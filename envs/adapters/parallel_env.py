@@ -9,7 +9,7 @@ import numpy as np
 import pettingzoo
 import torch
 
-from envs.base import BatchedEnv
+from envs.base import BatchedEnv, real_actions
 from envs.registry import make
 
 
@@ -62,16 +62,21 @@ class ParallelEnv(pettingzoo.ParallelEnv):
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if not self.agents:
             raise RuntimeError("step() after the episode ended: call reset()")
-        unknown = sorted(set(actions) - set(self.agents))
+        if not isinstance(actions, dict):
+            raise TypeError(f"actions must be a dict agent -> action, got {type(actions).__name__}")
+        unknown = sorted(set(actions) - set(self.agents), key=str)
         if unknown:
             raise ValueError(f"actions for unknown or finished agents {unknown}; live agents: {self.agents}")
-        full = np.zeros((1, self.env.num_agents, self.env.act_dim), dtype=np.float32)
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"no action for live agent(s) {missing}: every live agent {self.agents} needs one")
+        full = torch.zeros(1, self.env.num_agents, self.env.act_dim)
         for a, act in actions.items():
-            act = np.asarray(act, dtype=np.float32)
-            if act.shape != (self.env.act_dim,):
-                raise ValueError(f"action of {a} must have shape ({self.env.act_dim},), got {act.shape}")
-            full[0, self._idx[a]] = act
-        obs, reward, term, trunc, info = self.env.step(torch.from_numpy(full))
+            act = real_actions(act, f"action of {a}")
+            if tuple(act.shape) != (self.env.act_dim,):
+                raise ValueError(f"action of {a} must have shape ({self.env.act_dim},), got {tuple(act.shape)}")
+            full[0, self._idx[a]] = act.cpu()
+        obs, reward, term, trunc, info = self.env.step(full)
         done = bool(term[0] or trunc[0])
         if done:
             obs = info["final_obs"]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.base import BatchedEnv
+from envs.base import BatchedEnv, real_actions
 from envs.policies import fixed_policy
 from envs.registry import make
 
@@ -54,7 +54,7 @@ class SB3VecEnv(VecEnv):
         self.K = len(learners)
         super().__init__(env.num_envs * self.K, env.observation_spaces[obs_group], env.action_space)
         self._obs: dict[str, torch.Tensor] | None = None
-        self._actions: np.ndarray | None = None
+        self._actions: torch.Tensor | None = None
         self._seed: int | None = None
         self._ep_return = np.zeros(self.num_envs, dtype=np.float64)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
@@ -71,13 +71,22 @@ class SB3VecEnv(VecEnv):
         return self._flat(self._obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+        """Take the slots' actions ``[num_envs, act_dim]`` (real floating or integer numbers):
+        another shape is a ``ValueError`` naming the one expected, never broadcast or reshaped."""
+        acts = real_actions(actions)
+        expected = (self.num_envs, *self.action_space.shape)
+        if tuple(acts.shape) != expected:
+            raise ValueError(
+                f"actions must have shape (slots, act_dim) = {expected} (slot w * {self.K} + k: learner k of"
+                f" world w), got {tuple(acts.shape)}"
+            )
+        self._actions = acts
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         assert self._obs is not None and self._actions is not None, "call reset() and step_async() first"
         W, A = self.env.num_envs, self.env.num_agents
         full = torch.zeros(W, A, self.env.act_dim, device=self.env.device)
-        full[:, self.learners] = torch.as_tensor(self._actions, device=self.env.device).view(W, self.K, -1)
+        full[:, self.learners] = self._actions.to(self.env.device).view(W, self.K, -1)
         if len(self.others):
             full[:, self.others] = self.opponent({k: v[:, self.others] for k, v in self._obs.items()}).to(full)
         obs, reward, term, trunc, info = self.env.step(full)

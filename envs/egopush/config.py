@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from envs.config import choice, choices, flag, integer, number, pair, scales
 from envs.egopush.tasks import TASKS
 
 OBSERVABILITY = ("global", "fov", "fov_gated")
@@ -33,6 +34,10 @@ class RewardScales:
     """Minus the number of placed boxes knocked out of place this step (in place before it, not
     after). Completing a stage again after a setback pays nothing, which is all a knock-out costs
     without it."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            number(f"reward_scales.{f.name}", getattr(self, f.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,18 +104,30 @@ class EgoPushConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse values out of range, naming the field and what it accepts."""
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        lo = 1 if self.task == "goal" else 2
-        if not lo <= self.n_boxes <= 4:
-            raise ValueError(f"n_boxes must be {lo} to 4 for task {self.task!r}, got {self.n_boxes}")
-        if self.observability not in OBSERVABILITY:
-            raise ValueError(f"observability must be one of {OBSERVABILITY}, got {self.observability!r}")
-        if self.memory_seconds < 0:
-            raise ValueError(f"memory_seconds must be >= 0, got {self.memory_seconds}")
-        bad = [c for c in self.cameras if c not in ("depth_layers", "rgb")]
-        if bad:
-            raise ValueError(f"cameras must be among ('depth_layers', 'rgb'), got {bad}")
-        if self.arena_half < 1.0:
-            raise ValueError(f"arena_half must be >= 1.0 m, got {self.arena_half}")
+        """Refuse a value of the wrong type or out of range, naming the field and what it accepts."""
+        choice("task", self.task, TASKS)
+        integer(f"n_boxes (task {self.task!r})", self.n_boxes, 1 if self.task == "goal" else 2, 4)
+        choice("observability", self.observability, OBSERVABILITY)
+        number("arena_half", self.arena_half, 1.0)
+        number("timestep", self.timestep, 0.0, open_lo=True)
+        integer("n_substeps", self.n_substeps, 1)
+        number("episode_seconds", self.episode_seconds, 0.0, open_lo=True)
+        number("max_speed", self.max_speed, 0.0)
+        number("max_turn", self.max_turn, 0.0)
+        number("position_tolerance", self.position_tolerance, 0.0)
+        if self.yaw_tolerance is not None:
+            number("yaw_tolerance", self.yaw_tolerance, 0.0)
+        number("reach_distance", self.reach_distance, 0.0)
+        number("reach_reward", self.reach_reward)
+        number("place_reward", self.place_reward)
+        number("stage_seconds", self.stage_seconds, 0.0, open_lo=True)
+        number("camera_range", self.camera_range, 0.0)
+        number("gate_fraction", self.gate_fraction, 0.0)
+        number("memory_seconds", self.memory_seconds, 0.0)
+        scales("reward_scales", self.reward_scales, RewardScales)
+        choices("cameras", self.cameras, ("depth_layers", "rgb"))
+        for i, size in enumerate(pair("camera_resolution", self.camera_resolution)):
+            integer(f"camera_resolution[{i}]", size, 1)
+        integer("nthread", self.nthread, 0)
+        flag("anchor_marker", self.anchor_marker)
+        flag("room_keypoints", self.room_keypoints)

@@ -7,6 +7,8 @@ cheaper and as stable on both backends.
 
 from __future__ import annotations
 
+from envs.config import flag, integer, number
+
 ROBOT_HALF = (0.14, 0.14)  # TurtleBot3 Waffle-class footprint, 0.28 m square
 ROBOT_HEIGHT = 0.18
 PUSHER_HALF = (0.015, 0.17)  # flat plate across the front, a little wider than the body
@@ -30,7 +32,15 @@ def build_xml(
 ) -> str:
     """Room of ``2 arena_half`` metres square with ``n_boxes`` boxes (box 0 is the anchor). With
     ``anchor_marker``, a post on the anchor's top at its +y edge (the side the formations extend
-    to) makes its yaw visible to a camera; it has no mass and touches nothing."""
+    to) makes its yaw visible to a camera; it has no mass and touches nothing.
+
+    Every argument is checked to be a finite number (``n_boxes`` an integer, ``anchor_marker`` a
+    bool) and written as one: nothing a user typed reaches the XML as text."""
+    n_boxes = integer("n_boxes", n_boxes, 1)
+    arena_half = number("arena_half", arena_half, 0.0, open_lo=True)
+    timestep = number("timestep", timestep, 0.0, open_lo=True)
+    max_speed, max_turn = number("max_speed", max_speed, 0.0), number("max_turn", max_turn, 0.0)
+    anchor_marker = flag("anchor_marker", anchor_marker)
     rx, ry = ROBOT_HALF
     h = ROBOT_HEIGHT
     px, py = PUSHER_HALF

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from envs.config import choice, choices, integer, number, pair, scales
+
 # Segmentation classes (team-relative), the ``segmentation`` group's values.
 SEG_CLASSES = ("background", "floor", "wall", "ball", "teammate", "opponent", "own_goal", "opponent_goal", "self")
 
@@ -18,6 +20,10 @@ class RewardScales:
     """The player's velocity toward the ball, m/s (per player)."""
     ball_vel_to_goal: float = 0.0
     """The ball's velocity toward the opponent goal, m/s (shared by a team)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            number(f"reward_scales.{f.name}", getattr(self, f.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,21 +73,27 @@ class SoccerConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse values out of range, naming the field and what it accepts."""
-        if not 1 <= self.team_size <= 4:
-            raise ValueError(f"team_size must be 1 to 4, got {self.team_size}")
-        if self.on_goal not in ("terminate", "kickoff"):
-            raise ValueError(f"on_goal must be 'terminate' or 'kickoff', got {self.on_goal!r}")
+        """Refuse a value of the wrong type or out of range, naming the field and what it accepts."""
+        integer("team_size", self.team_size, 1, 4)
         for key in ("pitch_length", "pitch_width"):
-            lo, hi = getattr(self, key)
-            if not 0 < lo <= hi:
+            lo, hi = pair(key, getattr(self, key))
+            lo, hi = number(f"{key}[0]", lo, 0.0, open_lo=True), number(f"{key}[1]", hi)
+            if not lo <= hi:
                 raise ValueError(f"{key} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        number("goal_width", self.goal_width, 0.0, open_lo=True)
         if self.goal_width >= self.pitch_width[0]:
             raise ValueError(f"goal_width {self.goal_width} must be below the narrowest pitch {self.pitch_width[0]}")
-        if not 0 < self.camera_fovy < 180:
+        number("timestep", self.timestep, 0.0, open_lo=True)
+        integer("n_substeps", self.n_substeps, 1)
+        number("episode_seconds", self.episode_seconds, 0.0, open_lo=True)
+        choice("on_goal", self.on_goal, ("terminate", "kickoff"))
+        number("max_speed", self.max_speed, 0.0)
+        number("max_turn", self.max_turn, 0.0)
+        scales("reward_scales", self.reward_scales, RewardScales)
+        choices("cameras", self.cameras, ("rgb", "depth", "segmentation"))
+        for i, size in enumerate(pair("camera_resolution", self.camera_resolution)):
+            integer(f"camera_resolution[{i}]", size, 1)
+        if not 0 < number("camera_fovy", self.camera_fovy) < 180:
             raise ValueError(f"camera_fovy must be in (0, 180) degrees, got {self.camera_fovy}")
-        if self.observability not in ("global", "fov"):
-            raise ValueError(f"observability must be 'global' or 'fov', got {self.observability!r}")
-        bad = [c for c in self.cameras if c not in ("rgb", "depth", "segmentation")]
-        if bad:
-            raise ValueError(f"cameras must be among ('rgb', 'depth', 'segmentation'), got {bad}")
+        choice("observability", self.observability, ("global", "fov"))
+        integer("nthread", self.nthread, 0)

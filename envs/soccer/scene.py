@@ -7,6 +7,8 @@ largest pitch; each world moves them to its own pitch size through per-world ``g
 
 from __future__ import annotations
 
+from envs.config import integer, number
+
 ROBOT_RADIUS = 0.15
 ROBOT_HEIGHT = 0.18
 BALL_RADIUS = 0.08
@@ -81,7 +83,19 @@ def build_xml(
     max_turn: float,
     camera_fovy: float = 80.0,
 ) -> str:
-    """MJCF of the pitch at its largest size; worlds shrink it through ``geom_pos``."""
+    """MJCF of the pitch at its largest size; worlds shrink it through ``geom_pos``.
+
+    Every argument is checked to be a finite number (``team_size`` an integer) and written as one:
+    nothing a user typed reaches the XML as text."""
+    team_size = integer("team_size", team_size, 1)
+    half_length, half_width, goal_half_width = (
+        number("half_length", half_length, 0.0, open_lo=True),
+        number("half_width", half_width, 0.0, open_lo=True),
+        number("goal_half_width", goal_half_width, 0.0, open_lo=True),
+    )
+    timestep = number("timestep", timestep, 0.0, open_lo=True)
+    max_speed, max_turn = number("max_speed", max_speed, 0.0), number("max_turn", max_turn, 0.0)
+    camera_fovy = number("camera_fovy", camera_fovy, 0.0, 180.0, open_lo=True)
     t, hgt = WALL_THICK / 2, WALL_HEIGHT / 2
     reach = half_length + GOAL_DEPTH + 0.2  # side walls span the largest pitch and its goals
     end_reach = half_width + 0.2
