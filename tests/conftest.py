@@ -10,6 +10,10 @@ import envs
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One torch thread in the test process: on 2 shared cores torch's OpenMP workers spin against
+# mujoco.batch's threads and made the suite about 6x slower. Tests check behaviour, not speed.
+torch.set_num_threads(1)
+
 
 def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``scripts/<script>`` with ``args`` as a user would, in a fresh Python (one torch thread,

@@ -221,7 +221,7 @@ def test_privileged_prediction_head_trains_the_student_and_resumes(tmp_path: Pat
     history = a.learn(progress=False)
     assert "loss/aux" in history[-1]
     batch = a.buffer.sample(4, 4, torch.Generator().manual_seed(0))
-    feats, _ = a.student.features(batch["img"], batch["proprio"], batch["first"], batch["hidden"][:, 0])
+    feats, _ = a.student.features(batch["img"], batch["proprio"], batch["first"], {"h0": batch["hidden"][:, 0]})
     target = a.teacher.norm(batch["teacher_obs"]).clamp(-5, 5)
     aux = ((a.aux_head(feats) - target) ** 2).mean()
     a.generator.manual_seed(1)
