@@ -162,9 +162,7 @@ class GaussianActor(nn.Module):
 def load_teacher_policy(path: Path, env: Any) -> GaussianActor:
     """A teacher's actor from its checkpoint (kind ``gaussian_mlp``), checked against ``env``."""
     actor, meta = GaussianActor.load(path)
-    name = getattr(env, "name", None)
-    if meta["env"] != name:
-        raise checkpoint.CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+    checkpoint.check_env(meta, path, env)
     space = env.observation_spaces.get(actor.group)
     if space is None or space.shape != (actor.obs_dim,):
         got = None if space is None else space.shape

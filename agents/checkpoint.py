@@ -67,6 +67,13 @@ def check_meta(meta: dict[str, Any], path: str | Path, schema: dict[str, Check])
             raise CheckpointError(f"{path}: metadata {key!r} is {str(meta[key])[:80]!r}, expected {what}")
 
 
+def check_env(meta: dict[str, Any], path: str | Path, env: Any) -> None:
+    """Refuse a checkpoint trained on another env than ``env``, naming both."""
+    name = getattr(env, "name", None)
+    if meta["env"] != name:
+        raise CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+
+
 def check_size(path: str | Path, n_params: int) -> None:
     """Refuse a network of ``n_params`` float32 numbers that the weights file is too small to hold
     (metadata edited to describe a far larger network), before it is allocated."""

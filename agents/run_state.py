@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from agents.checkpoint import CheckpointError
+from envs.io import signals_held
 
 STATE_DIGEST = "egoteach_sha256"
 """The key, in a training-state file's safetensors metadata, of the digest of its tensors."""
@@ -173,26 +174,6 @@ class StopAtIterationEnd(KeyboardInterrupt):
 class StopNow(KeyboardInterrupt):
     """Raised by a second Ctrl-C or SIGTERM, wherever the run was: the state may be part of an
     iteration, so nothing is saved from it; the last checkpoint stays as it was."""
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Within the block (a save), Ctrl-C and SIGTERM wait: each is recorded and, after the block,
-    delivered again to the handler that was there before, so a save always completes and a
-    checkpoint is never half of one. Outside the main thread it holds nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    wanted = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in wanted}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum in held:
-            signal.raise_signal(signum)
 
 
 def _save_held(save: Callable[[], Any]) -> Any:

@@ -340,9 +340,7 @@ class StudentPolicy:
 def load_student_policy(path: Path, env: Any) -> StudentPolicy:
     """A vision student from its checkpoint (kind ``student``), checked against ``env``'s name and cameras."""
     student, meta = Student.load(path)
-    name = getattr(env, "name", None)
-    if meta["env"] != name:
-        raise checkpoint.CheckpointError(f"{path} was trained on {meta['env']!r}, not {name!r}")
+    checkpoint.check_env(meta, path, env)
     space = env.observation_spaces.get(student.image_group)
     missing = [g for g in student.image_groups if g not in env.observation_spaces]
     if space is None or tuple(space.shape) != student.image_shape or missing:

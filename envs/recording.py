@@ -46,13 +46,10 @@ manifest's lengths.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.io import write_atomic
+from envs.io import signals_held, write_atomic
 
 FORMAT = "egoteach-rollouts"
 VERSION = 1
@@ -90,26 +87,6 @@ def _sha256(path: Path) -> str:
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file (policy checkpoints are identified by it in the metadata)."""
     return _sha256(Path(path))
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done, then reach their own handlers: a shard's
-    rename and the manifest that lists it happen together or not at all. (Python handlers are
-    swapped, not the signal mask: torch's threads would take a masked signal for the main one.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives Python's signals
-        return
-    caught: list[int] = []
-    wanted = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        for s in caught:
-            signal.raise_signal(s)
 
 
 class RecordingWriter:
@@ -189,7 +166,7 @@ class RecordingWriter:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             digest = _sha256(tmp)
-            with _signals_held():  # the shard is listed in the manifest as soon as it has its name
+            with signals_held():  # the shard is listed in the manifest as soon as it has its name
                 os.replace(tmp, self.out / name)
                 first = len(self._episodes) - len(eps)
                 for i in range(len(eps)):
@@ -212,7 +189,7 @@ class RecordingWriter:
             "shards": self._shards,
             "episodes": written,
         }
-        with _signals_held():
+        with signals_held():
             write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1).encode())
 
     def close(self, interrupted: bool = False) -> None:

@@ -75,3 +75,36 @@ class Memory(nn.Module):
 def renamed(tensors: dict[str, torch.Tensor], old: str, new: str) -> dict[str, torch.Tensor]:
     """``tensors`` with every key starting ``old`` renamed to start ``new`` (unless already so)."""
     return {(new + k[len(old) :] if k.startswith(old) and not k.startswith(new) else k): v for k, v in tensors.items()}
+
+
+class FrameInputMemory(Memory):
+    """A memory whose work is done by something without learnt parameters that it keeps while acting
+    (a map, geometry's estimate), whose per-step output ``name`` each frame reads: training reads
+    the stored outputs back, one frame at a time, so the memory passes the features on as they are.
+    Subclasses set ``name``, ``shape`` and ``dtype`` of that output and ``output(state)``."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def output(self, state: Any) -> torch.Tensor:
+        """The per-step output a frame reads, from the state ``observe`` left."""
+        raise NotImplementedError
+
+    def stored(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {self.name: (self.shape, self.dtype)}
+
+    def stored_values(self, before: Any, after: Any) -> dict[str, torch.Tensor]:
+        return {self.name: self.output(after)}  # what the student read at this step
+
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {self.name: batch[self.name]}
+
+    def train_seq_len(self, seq_len: int) -> int:
+        return 1  # stored with each step: nothing to unroll
+
+    def sequence(self, f: torch.Tensor, first: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return f
+
+    def step(self, f: torch.Tensor, state: Any, first: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        return f, state

@@ -10,11 +10,11 @@ import torch
 
 from agents.actor import RunningNorm
 from distill.egopush.geometry import GeoKeypoints, GeoState
-from distill.memory.base import Memory, renamed
+from distill.memory.base import FrameInputMemory, renamed
 from distill.student_config import StudentConfig
 
 
-class GeometricMemory(Memory):
+class GeometricMemory(FrameInputMemory):
     """Geometry's estimate (normalised with the teacher's statistics, copied in with its head) as
     each frame's last features; the estimate keeps its own memory, so training reads the stored
     estimates one frame at a time."""
@@ -44,18 +44,7 @@ class GeometricMemory(Memory):
         self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
         self.extra_dim = self.geokp.obs_dim
         self.out_dim = frame_dim + self.extra_dim
-
-    def stored(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {"geokp": ((self.geokp.obs_dim,), torch.float32)}
-
-    def stored_values(self, before: GeoState, after: GeoState) -> dict[str, torch.Tensor]:
-        return {"geokp": after.out}  # geometry's estimate the student read at this step
-
-    def training_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"geokp": batch["geokp"]}
-
-    def train_seq_len(self, seq_len: int) -> int:
-        return 1  # the estimate is stored with each step: nothing to unroll
+        self.name, self.shape, self.dtype = "geokp", (self.geokp.obs_dim,), torch.float32
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> GeoState:
         return self.geokp.init_state(batch, device)
@@ -64,7 +53,7 @@ class GeometricMemory(Memory):
         self, img: torch.Tensor, proprio: torch.Tensor, state: GeoState, first: torch.Tensor
     ) -> tuple[GeoState, dict[str, torch.Tensor]]:
         state = self.geokp.step(img.float(), proprio, state, first)
-        return state, {"geokp": state.out}
+        return state, {self.name: self.output(state)}
 
     def extras(self, img: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         geokp = inputs.get("geokp")
@@ -75,11 +64,8 @@ class GeometricMemory(Memory):
     def estimate_prior(self, h: torch.Tensor) -> torch.Tensor:
         return h[..., -self.geokp.obs_dim :]  # geometry's (normalised) estimate, the features' last part
 
-    def sequence(self, f: torch.Tensor, first: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return f
-
-    def step(self, f: torch.Tensor, state: GeoState, first: torch.Tensor) -> tuple[torch.Tensor, GeoState]:
-        return f, state
+    def output(self, state: GeoState) -> torch.Tensor:
+        return state.out  # geometry's estimate
 
     def legacy_keys(self, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return renamed(tensors, "teacher_norm.", prefix + "teacher_norm.")

@@ -9,11 +9,11 @@ import torch
 
 from distill.egopush.odometry_map import EgoMap, MapState
 from distill.encoders import ConvEncoder, moments_of
-from distill.memory.base import Memory, renamed
+from distill.memory.base import FrameInputMemory, renamed
 from distill.student_config import StudentConfig
 
 
-class MapMemory(Memory):
+class MapMemory(FrameInputMemory):
     """The map window around the robot, encoded per frame (and, ``map_moments``, the moments of the
     image's and the map's marks); the map has no learnt parameters, so training reads the windows the
     student read when acting, one frame at a time."""
@@ -41,18 +41,7 @@ class MapMemory(Memory):
         self.with_moments, self.cells = cfg.map_moments, cfg.map_cells
         self.extra_dim = cfg.embed + ((6 * C + 12 * self.egomap.channels) if cfg.map_moments else 0)
         self.out_dim = frame_dim + self.extra_dim
-
-    def stored(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {"egomap": ((self.egomap.channels, self.cells, self.cells), torch.float16)}
-
-    def stored_values(self, before: MapState, after: MapState) -> dict[str, torch.Tensor]:
-        return {"egomap": after.view}  # the window the student read at this step
-
-    def training_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"egomap": batch["egomap"]}
-
-    def train_seq_len(self, seq_len: int) -> int:
-        return 1  # the map is stored with each step: nothing to unroll
+        self.name, self.shape, self.dtype = "egomap", (self.egomap.channels, self.cells, self.cells), torch.float16
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> MapState:
         return self.egomap.init_state(batch, device)
@@ -61,7 +50,7 @@ class MapMemory(Memory):
         self, img: torch.Tensor, proprio: torch.Tensor, state: MapState, first: torch.Tensor
     ) -> tuple[MapState, dict[str, torch.Tensor]]:
         state = self.egomap.step(img.float(), proprio, state, first)
-        return state, {"egomap": state.view}
+        return state, {self.name: self.output(state)}
 
     def extras(self, img: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         egomap = inputs.get("egomap")
@@ -90,11 +79,8 @@ class MapMemory(Memory):
             -1,
         )
 
-    def sequence(self, f: torch.Tensor, first: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return f
-
-    def step(self, f: torch.Tensor, state: MapState, first: torch.Tensor) -> tuple[torch.Tensor, MapState]:
-        return f, state
+    def output(self, state: MapState) -> torch.Tensor:
+        return state.view  # the window around the robot
 
     def legacy_keys(self, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return renamed(tensors, "map_encoder.", prefix + "encoder.")

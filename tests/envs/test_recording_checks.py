@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from envs import recording
+from envs.io import signals_held
 from envs.recording import Recording, RecordingError, RecordingWriter
 
 AGENTS = ["a", "b"]
@@ -211,7 +212,7 @@ def test_a_second_interrupt_while_the_last_shard_is_written_leaves_an_interrupte
 
 def test_a_signal_during_the_shard_rename_waits_for_the_manifest(tmp_path):
     reached = False
-    with pytest.raises(KeyboardInterrupt), recording._signals_held():
+    with pytest.raises(KeyboardInterrupt), signals_held():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         reached = True
