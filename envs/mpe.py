@@ -3,8 +3,8 @@ by ``from_pettingzoo``: N agents cover N landmarks and are penalised for collidi
 
 Its ``info`` carries, per world, ``coverage`` (the share of landmarks with an agent within
 ``CAPTURE_RADIUS``, mpe2's own threshold), ``stage`` (how many are covered), ``success`` (every
-landmark covered), ``reach`` (at least one covered) and ``path_length`` (metres the agents moved this episode, mean over agents),
-so that the suite's evaluation reads it as it reads the MuJoCo tasks.
+landmark covered), ``reach`` (at least one covered) and ``path_length`` (metres the agents moved
+this episode, mean over agents), so that the suite's evaluation reads it as it reads the MuJoCo tasks.
 """
 
 from __future__ import annotations
