@@ -81,7 +81,9 @@ class _SpreadInfo:
 
 
 class SpreadState(PeerState):
-    """An MPE world's state: every agent's and landmark's position and velocity, flattened."""
+    """An MPE world's state: every agent's and landmark's position and velocity, flattened, and
+    the step count (the communication state is always zero in spread; the peer env's own random
+    generator is only read at a reset, which ``from_pettingzoo`` seeds)."""
 
     def get(self, peer_env: Any) -> dict[str, np.ndarray]:
         world = peer_env.unwrapped.world
@@ -89,10 +91,17 @@ class SpreadState(PeerState):
         return {
             "p_pos": np.concatenate([e.state.p_pos for e in ents]),
             "p_vel": np.concatenate([e.state.p_vel for e in ents]),
+            "steps": np.array([peer_env.unwrapped.steps], dtype=np.float64),  # the time limit counts them
         }
 
     def set(self, peer_env: Any, state: dict[str, np.ndarray]) -> None:
-        world = peer_env.unwrapped.world
+        raw = peer_env.unwrapped
+        world = raw.world
+        if "steps" in state:
+            raw.steps = int(state["steps"][0])
+        if not raw.agents:  # a finished peer env lists no agents until reset; a written state is mid-episode
+            raw.agents = list(raw.possible_agents)
+            peer_env.agents = raw.agents
         for i, e in enumerate(list(world.agents) + list(world.landmarks)):
             e.state.p_pos = np.array(state["p_pos"][2 * i : 2 * i + 2], dtype=np.float64)
             e.state.p_vel = np.array(state["p_vel"][2 * i : 2 * i + 2], dtype=np.float64)

@@ -238,15 +238,27 @@ class PettingZooBatchedEnv:
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """The env's generator only: a peer env's inner state is not tensors. ``restore`` therefore
-        starts new episodes in every world (a resumed run loses the episodes in flight)."""
-        return {"generator": self.generator.get_state()}
+        """The generator, every world's step count and observation, and its state through the
+        ``PeerState`` (``sim/<field>``). With a ``PeerState`` that writes everything the peer env's
+        future depends on (``mpe-spread``'s does), ``restore`` continues every episode exactly;
+        without one (an empty state) it starts new episodes in every world instead."""
+        snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
+        snap.update(generator=self.generator.get_state(), episode_length=self.episode_length.clone())
+        snap["obs"] = torch.from_numpy(self._obs.copy())
+        return snap
 
     def restore(self, snap: dict[str, torch.Tensor]) -> None:
-        """Reseed from ``snapshot`` and start new episodes in every world (see ``snapshot``)."""
+        """Undo everything since ``snapshot`` (see there)."""
+        state = {k[4:]: v for k, v in snap.items() if k.startswith("sim/")}
+        if not state:
+            self.generator.set_state(snap["generator"])
+            for w in range(self.num_envs):
+                self._reset_world(w)
+            return
+        self.sim.set_state(None, state)
         self.generator.set_state(snap["generator"])
-        for w in range(self.num_envs):
-            self._reset_world(w)
+        self.episode_length.copy_(snap["episode_length"])
+        self._obs[:] = snap["obs"].numpy()
 
     # -- rendering --------------------------------------------------------------------------------
     def render_frame(
