@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import torch
 
 from envs.pettingzoo import PeerState, PettingZooBatchedEnv
 
@@ -125,6 +126,49 @@ def make_spread(
             render_mode="rgb_array",
         )
 
-    return PettingZooBatchedEnv(
+    env = PettingZooBatchedEnv(
         factory, num_envs, cfg=cfg, device=device, name=name, task_info=_SpreadInfo(), state=SpreadState()
     )
+    env.scripted_policy = lambda: ScriptedSpread(cfg.n_agents)  # what ``--policy scripted`` plays
+    return env
+
+
+class ScriptedSpread:
+    """A hand-written spread player: every agent rebuilds the whole scene from its own observation,
+    all agree on the assignment of agents to landmarks with the least total distance (brute force
+    over permutations: N <= 6), and each steers to its landmark with a PD law on its velocity.
+
+    Observation of agent i (mpe2 ``simple_spread``): own velocity (2), own position (2), landmarks
+    relative to it (2N), the other agents relative to it in index order (2(N-1)), their
+    communication (2(N-1), always zero).
+    """
+
+    def __init__(self, n_agents: int, gain: float = 3.0, damping: float = 1.0) -> None:
+        if not 1 <= n_agents <= 6:
+            raise ValueError(f"ScriptedSpread assigns by brute force: 1 <= n_agents <= 6, got {n_agents}")
+        import itertools
+
+        self.n, self.gain, self.damping = n_agents, gain, damping
+        self.perms = torch.tensor(list(itertools.permutations(range(n_agents))))  # [P, N]: agent -> landmark
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        o = obs["privileged"].float()
+        W, N = o.shape[:2]
+        vel, pos = o[..., 0:2], o[..., 2:4]
+        marks = pos.unsqueeze(2) + o[..., 4 : 4 + 2 * N].reshape(W, N, N, 2)  # [W, i, landmark, 2]
+        others = pos.unsqueeze(2) + o[..., 4 + 2 * N : 4 + 2 * N + 2 * (N - 1)].reshape(W, N, N - 1, 2)
+        # Each agent's view of every agent's position, itself inserted at its own index.
+        agents = torch.stack(
+            [torch.cat((others[:, i, :i], pos[:, i : i + 1], others[:, i, i:]), 1) for i in range(N)], 1
+        )
+        dist = torch.linalg.norm(agents.unsqueeze(3) - marks.unsqueeze(2), dim=-1)  # [W, i, agent, landmark]
+        cost = dist[..., torch.arange(N), self.perms].sum(-1)  # [W, i, P]
+        best = self.perms[cost.argmin(-1)]  # [W, i, N]
+        mine = best.gather(2, torch.arange(N).view(1, N, 1).expand(W, N, 1)).squeeze(2)  # [W, i]
+        target = marks.gather(2, mine.view(W, N, 1, 1).expand(W, N, 1, 2)).squeeze(2)
+        force = (self.gain * (target - pos) - self.damping * vel).clamp(-1, 1)
+        # mpe2 moves by (p2 - p1, p4 - p3) of its Box(0, 1) action; contract actions map p = (a + 1) / 2.
+        p = torch.zeros(W, N, 5)
+        p[..., 2], p[..., 1] = force[..., 0].clamp(min=0), (-force[..., 0]).clamp(min=0)
+        p[..., 4], p[..., 3] = force[..., 1].clamp(min=0), (-force[..., 1]).clamp(min=0)
+        return (2 * p - 1).to(obs["privileged"].device)

@@ -114,3 +114,16 @@ def test_restore_continues_every_episode_exactly():
     first = run()
     env.restore(snap)
     torch.testing.assert_close(run(), first, rtol=0, atol=0)
+
+
+def test_the_scripted_spread_player_covers_the_landmarks_and_random_does_not():
+    env = envs.make("mpe-spread", num_envs=16)
+    rates = {}
+    for name in ("scripted", "random"):
+        policy = envs.policies.fixed_policy(name, env, seed=0)
+        obs = env.reset(seed=0)
+        for _ in range(env.max_episode_steps):
+            obs, _, _, trunc, info = env.step(policy(obs))
+        assert trunc.all()
+        rates[name] = info["success"].mean().item()
+    assert rates["scripted"] > 0.7 and rates["random"] < 0.1, rates
