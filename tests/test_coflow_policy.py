@@ -46,9 +46,13 @@ def test_returns_to_go_by_hand():
 
 
 def test_segments_pad_past_the_end_and_mark_real_transitions(tmp_path):
-    ds = SegmentDataset(write_recording(tmp_path / "rec"), horizon=4, discount=1.0)
+    rec = write_recording(tmp_path / "rec")
+    ds = SegmentDataset(rec, horizon=4, discount=1.0, return_scale=5.0)
     assert len(ds) == 3 + 5 and ds.agent_steps == (3 + 5) * 2
-    assert ds.return_scale == 5.0  # the largest return-to-go
+    assert ds.return_offset == 0.0
+    auto = SegmentDataset(rec, horizon=4, discount=1.0)
+    assert (auto.return_offset, auto.return_scale) == (1.0, 4.0)  # returns-to-go 1..5 onto [0, 1]
+    assert auto.rtg[1, 0, 0] == 1.0 and auto.rtg[1, 4, 0] == 0.0
     b = ds.sample(256, torch.Generator().manual_seed(0))
     assert b.obs.shape == (256, 4, 2, 3) and b.actions.shape == (256, 4, 2, 2) and b.returns.shape == (256, 2)
     short = b.obs[:, 0, 0, 2] == 0  # episode 0 (T = 3)

@@ -21,6 +21,7 @@ def save_model(
     env_name: str,
     env_config: dict[str, Any],
     return_scale: float,
+    return_offset: float = 0.0,
     obs_group: str = "privileged",
     **extra: Any,
 ) -> Path:
@@ -34,6 +35,7 @@ def save_model(
         "act_dim": model.act_dim,
         "n_agents": model.n_agents,
         "return_scale": return_scale,
+        "return_offset": return_offset,
         "coflow": dataclasses.asdict(model.cfg),
         **extra,
     }

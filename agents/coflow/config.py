@@ -53,7 +53,8 @@ class CoFlowConfig:
     guidance: float = 1.2
     """Guidance weight w at sampling: u = u_uncond + w (u_cond - u_uncond); 1: conditional only."""
     target_return: float = 0.9
-    """Return-to-go asked for at sampling, in the dataset's scaled units (see ``return_scale``)."""
+    """Return-to-go asked for at sampling, in the dataset's scaled units (by default 1 is the best
+    return-to-go in the data: see ``return_scale``)."""
     steps: int = 1
     """Sampling steps k of CoFlow (1: one network pass per plan, with guidance two in one batch)."""
     flow_steps: int = 20
@@ -67,7 +68,7 @@ class CoFlowConfig:
     discount: float = 0.99
     """Discount of the returns-to-go."""
     return_scale: float = 0.0
-    """Returns-to-go are divided by this; 0: by the dataset's largest absolute return-to-go."""
+    """Returns-to-go are divided by this; 0: mapped onto [0, 1] from the dataset's worst to best."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:

@@ -7,7 +7,12 @@ segments of ``H`` steps starting at any step of any episode:
                                stay), so that late steps are planned as often as early ones
     actions   [B, H, A, act]   a_s .. a_{s+H-1}; zeros past the end
     valid     [B, H]           True where a_{s+k} exists (a real transition o_{s+k} -> o_{s+k+1})
-    returns   [B, A]           discounted return-to-go from s, divided by ``return_scale``
+    returns   [B, A]           discounted return-to-go from s, scaled: ``(R - return_offset) / return_scale``
+
+With a given scale the offset is 0 (the paper divides by a scale). By default the returns-to-go
+are mapped onto [0, 1], the worst in the data to 0 and the best to 1, so that a target return
+(``CoFlowConfig.target_return``) reads the same whatever the sign of the env's rewards: MPE's are
+negative, and dividing them by a scale would put every return below 0.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class SegmentDataset:
         path: the recording's directory.
         horizon: H.
         discount: of the returns-to-go.
-        return_scale: returns-to-go are divided by it; 0: by their largest absolute value.
+        return_scale: returns-to-go are divided by it; 0: mapped onto [0, 1] (see the module docstring).
         obs_group: the flat observation group read (``[T + 1, A, obs]`` per episode).
         agents: indices of the agents kept (e.g. ``(0, 1)``, soccer's blue team); default all.
         env: when given, the env the recording must come from.
@@ -104,8 +109,13 @@ class SegmentDataset:
             self.actions[e, :T] = a
             rtg[e, :T] = returns_to_go(ep["rewards"][:, ids].astype(np.float64), discount)
         self.ep_len = lens
-        self.return_scale = float(return_scale) if return_scale > 0 else float(max(np.abs(rtg).max(), 1e-6))
-        self.rtg = (rtg / self.return_scale).astype(np.float32)
+        real_rtg = np.concatenate([rtg[e, : int(lens[e])].ravel() for e in range(E)])
+        if return_scale > 0:
+            self.return_offset, self.return_scale = 0.0, float(return_scale)
+        else:
+            lo, hi = float(real_rtg.min()), float(real_rtg.max())
+            self.return_offset, self.return_scale = lo, max(hi - lo, 1e-6)
+        self.rtg = ((rtg - self.return_offset) / self.return_scale).astype(np.float32)
         # Every (episode, start) pair with at least one real transition.
         self.index = np.array([(e, s) for e in range(E) for s in range(int(lens[e]))], dtype=np.int64)
         real = np.concatenate([ep[f"obs/{obs_group}"][:, ids].reshape(-1, D) for ep in episodes])

@@ -139,6 +139,7 @@ class Trainer:
             ds.env,
             self.env_config,
             ds.return_scale,
+            ds.return_offset,
             dataset=str(ds.path),
             agents=list(ds.agent_ids),
             step=self.step,
