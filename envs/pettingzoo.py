@@ -2,8 +2,10 @@
 
 ``from_pettingzoo(factory, num_envs)`` steps ``num_envs`` instances of the env one after the other
 in this process and stacks what they return into torch tensors: the ``privileged`` group
-``[W, A, obs]``, reward ``[W, A]``, terminated/truncated ``[W]``, auto-reset with
-``info["final_obs"]``. The peer env keeps its own physics and rewards; only the edges change:
+``[W, A, obs]`` (each agent's own observation), the ``critic`` group ``[W, A, obs + A * obs]`` (its
+own, then every agent's, joined: what a centralised critic reads), reward ``[W, A]``,
+terminated/truncated ``[W]``, auto-reset with ``info["final_obs"]``. The peer env keeps its own
+physics and rewards; only the edges change:
 
 - actions in the contract's ``[-1, 1]`` are mapped affinely onto the env's ``Box(low, high)``;
 - a world's episode ends when any of its agents terminates or truncates (or at
@@ -88,7 +90,8 @@ class PettingZooBatchedEnv:
 
     Attributes:
         num_envs: W.  agents: agent names.  num_agents: A.  act_dim: per-agent action size.
-        observation_spaces: ``{"privileged": Box(obs_dim)}``.  action_space: ``Box(-1, 1, (act_dim,))``.
+        observation_spaces: ``{"privileged": Box(obs), "critic": Box(obs + A * obs)}``.
+        action_space: ``Box(-1, 1, (act_dim,))``.
         max_episode_steps: time limit.  episode_length: ``[W]`` steps into each world's episode.
         envs: the W peer env instances.
     """
@@ -125,8 +128,10 @@ class PettingZooBatchedEnv:
         self._high = torch.as_tensor(act_space.high, dtype=torch.float32)
         if not (torch.isfinite(self._low).all() and torch.isfinite(self._high).all()):
             raise ValueError(f"action space must be bounded to be mapped from [-1, 1], got {act_space}")
+        D, A = obs_space.shape[0], len(self.agents)
         self.observation_spaces = {
-            "privileged": gym.spaces.Box(-np.inf, np.inf, obs_space.shape, dtype=np.float32),
+            "privileged": gym.spaces.Box(-np.inf, np.inf, (D,), dtype=np.float32),
+            "critic": gym.spaces.Box(-np.inf, np.inf, (D + A * D,), dtype=np.float32),
         }
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long)
@@ -166,7 +171,11 @@ class PettingZooBatchedEnv:
         return np.stack([np.asarray(per_agent[a], dtype=np.float32) for a in self.agents])
 
     def _observe(self) -> Obs:
-        return {"privileged": torch.from_numpy(self._obs.copy()).to(self.device)}
+        obs = torch.from_numpy(self._obs.copy()).to(self.device)
+        W, A, D = obs.shape
+        # A centralised critic's view: each agent's own observation, then every agent's, joined.
+        critic = torch.cat((obs, obs.reshape(W, 1, A * D).expand(W, A, A * D)), -1)
+        return {"privileged": obs, "critic": critic}
 
     def reset(self, seed: int | None = None) -> Obs:
         """Start a new episode in every world; ``seed`` reseeds the env's generator."""

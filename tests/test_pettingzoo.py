@@ -8,6 +8,7 @@ from mpe2 import simple_adversary_v3, simple_spread_v3
 import envs
 from envs.mpe import SpreadState, coverage
 from envs.pettingzoo import from_pettingzoo
+from envs.policies import fixed_policy
 
 
 def spread(n: int = 2, cycles: int = 4):
@@ -120,10 +121,20 @@ def test_the_scripted_spread_player_covers_the_landmarks_and_random_does_not():
     env = envs.make("mpe-spread", num_envs=16)
     rates = {}
     for name in ("scripted", "random"):
-        policy = envs.policies.fixed_policy(name, env, seed=0)
+        policy = fixed_policy(name, env, seed=0)
         obs = env.reset(seed=0)
         for _ in range(env.max_episode_steps):
             obs, _, _, trunc, info = env.step(policy(obs))
         assert trunc.all()
         rates[name] = info["success"].mean().item()
     assert rates["scripted"] > 0.7 and rates["random"] < 0.1, rates
+
+
+def test_the_critic_group_joins_every_agents_observation_after_its_own():
+    env = from_pettingzoo(spread(3, 4), num_envs=2)
+    obs = env.reset(seed=0)
+    own, critic = obs["privileged"], obs["critic"]
+    assert critic.shape == (2, 3, 18 + 3 * 18)
+    for a in range(3):
+        assert torch.equal(critic[:, a, :18], own[:, a])
+        assert torch.equal(critic[:, a, 18:], own.reshape(2, 54))
