@@ -1,8 +1,10 @@
 """Learners and policies on the batched env contract: PPO teachers, the policy registry, evaluation.
 
-Importing ``agents`` registers the teacher checkpoint kind (``gaussian_mlp``) with ``make_policy``.
+Importing ``agents`` registers the teacher checkpoint kind (``gaussian_mlp``) and CoFlow's
+(``coflow``) with ``make_policy``.
 """
 
+import agents.coflow  # noqa: F401  (registers the ``coflow`` checkpoint kind)
 from agents.actor import load_teacher_policy
 from agents.policies import Policy, RandomPolicy, make_policy, register_policy_kind
 

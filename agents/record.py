@@ -94,7 +94,9 @@ def record_rollouts(cfg: RecordConfig) -> Path:
     camera_groups = {"rgb": "camera", "depth": "depth", "segmentation": "segmentation", "depth_layers": "depth_layers"}
     over = {"cameras": tuple(cfg.cameras)} if cfg.cameras else {}
     env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device, **over)
-    groups = list(cfg.obs_groups or ["privileged", "proprio", *(camera_groups[c] for c in cfg.cameras)])
+    # By default the state groups the env has (a peer PettingZoo env has no ``proprio``).
+    default = [g for g in ("privileged", "proprio") if g in env.observation_spaces]
+    groups = list(cfg.obs_groups or [*default, *(camera_groups[c] for c in cfg.cameras)])
     policy = make_policy(cfg.policy, env, seed=cfg.seed)
     meta = {
         "env": cfg.env,

@@ -2,8 +2,9 @@
 
 ``make`` gives the batched env (the contract of DESIGN.md); ``make_parallel`` a PettingZoo
 ``ParallelEnv`` over one world; ``make_sb3`` a Stable-Baselines3 ``VecEnv``; ``make_gym`` a
-Gymnasium env over one world with every agent's action joined. The adapters are imported on
-first use, so that ``import envs`` does not pay for PettingZoo and SB3.
+Gymnasium env over one world with every agent's action joined; ``from_pettingzoo`` the other way:
+a peer PettingZoo env batched into the contract. The adapters are imported on first use, so that
+``import envs`` does not pay for PettingZoo and SB3.
 """
 
 from typing import Any
@@ -32,6 +33,13 @@ def make_gym(name: str, **kwargs: Any):  # noqa: ANN201
     return _make(name, **kwargs)
 
 
+def from_pettingzoo(factory: Any, num_envs: int, **kwargs: Any):  # noqa: ANN201
+    """``num_envs`` peer PettingZoo ``ParallelEnv``s as one batched env; see ``envs.pettingzoo.from_pettingzoo``."""
+    from envs.pettingzoo import from_pettingzoo as _from
+
+    return _from(factory, num_envs, **kwargs)
+
+
 def _register_gymnasium() -> None:
     import gymnasium
 
@@ -41,4 +49,4 @@ def _register_gymnasium() -> None:
 
 _register_gymnasium()
 
-__all__ = ["config_for", "make", "make_gym", "make_parallel", "make_sb3", "presets", "registered"]
+__all__ = ["config_for", "from_pettingzoo", "make", "make_gym", "make_parallel", "make_sb3", "presets", "registered"]

@@ -130,3 +130,18 @@ def _egopush_presets() -> dict[str, Callable[[Any], Any]]:
 
 for _task in ("goal", "line", "cross"):
     register(f"egopush-{_task}", _egopush_env, _egopush(_task), _egopush_presets)
+
+
+def _spread_config() -> Any:
+    from envs.mpe import SpreadConfig
+
+    return SpreadConfig()
+
+
+def _spread_env(*args: Any, **kwargs: Any) -> BatchedEnv:
+    from envs.mpe import make_spread
+
+    return make_spread(*args, **kwargs)
+
+
+register("mpe-spread", _spread_env, _spread_config)

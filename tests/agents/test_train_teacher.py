@@ -21,6 +21,7 @@ def test_train_teacher_script_smoke(tmp_path):
         env="soccer-1v1",
         num_envs=4,
         total_steps=256,
+        eval_episodes=4,
         run_dir=tmp_path / "t",
         ppo=PPOConfig(steps_per_env=16, hidden=(16, 16)),
     )

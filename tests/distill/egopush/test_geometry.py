@@ -151,6 +151,7 @@ def test_a_box_that_shows_only_its_top_face_is_placed_by_that_face_s_edges() -> 
     assert all(same)
 
 
+@pytest.mark.slow  # about 30 s on 2 cores
 def test_while_the_teacher_drives_the_estimate_follows_the_placement_index_and_the_anchor_yaw() -> None:
     """The teacher drives; the env's placement index changes as boxes are placed (and knocked out).
     The estimate, told only by where the boxes are seen, follows it: right at nearly every step, and

@@ -1,0 +1,100 @@
+"""Train a CoFlow policy (or a baseline) offline on a recorded dataset.
+
+The run directory (``runs/coflow-<algo>-<dataset>-s<seed>`` by default) holds the resolved config,
+TensorBoard logs (losses, CVA gates, steps/s), ``metrics.jsonl`` and ``checkpoint/``: the averaged
+policy, which ``eval.py --checkpoint`` and ``replay.py --checkpoint`` play in the dataset's env, and
+the training state. Ctrl-C or SIGTERM saves at the end of the iteration; ``--resume`` continues and
+ends with the same weights as a run never stopped.
+
+    python scripts/train_coflow.py --dataset data/mpe-spread-expert --algo coflow-c
+    python scripts/train_coflow.py --dataset data/mpe-spread-expert --algo coflow-d --train.steps 5000
+    python scripts/train_coflow.py --dataset data/mpe-spread-medium --algo coflow-c --model.no-cva   # CVA off
+    python scripts/train_coflow.py --dataset data/mpe-spread-medium --algo coflow-c --model.no-surrogate
+    python scripts/train_coflow.py --dataset data/soccer-2v2-expert --algo coflow-c --agents 0 1   # blue team
+    python scripts/train_coflow.py --dataset data/mpe-spread-expert --run-dir runs/x --resume
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import tyro
+
+from agents.coflow.config import Algo, CoFlowConfig
+from agents.coflow.dataset import SegmentDataset
+from agents.coflow.trainer import Trainer, TrainerConfig
+from agents.run_state import interrupted_note, resume_differences
+from envs.recording import RecordingError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCoFlow:
+    """Train a CoFlow policy offline."""
+
+    dataset: Path
+    """A recording directory (``record.py`` or ``make_dataset.py``)."""
+    algo: Algo = "coflow-c"
+    """``coflow-c``, ``coflow-d``, ``bc`` or ``flow`` (the 20-step flow-matching planner)."""
+    model: CoFlowConfig = CoFlowConfig()
+    """The model (its ``algo`` is replaced by ``--algo``)."""
+    train: TrainerConfig = TrainerConfig()
+    """Steps, batch, optimiser, averaging, logging."""
+    agents: tuple[int, ...] | None = None
+    """Agents of the recording to learn (e.g. ``0 1``: soccer-2v2's blue team); default all."""
+    run_dir: Path | None = None
+    """Run directory (default ``runs/coflow-<algo>-<dataset name>-s<seed>``)."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its checkpoint."""
+    threads: int = 1
+    """Torch CPU threads: small convolutions gain little from more, and lose much when cores are shared."""
+
+
+def main(cfg: TrainCoFlow) -> Path:
+    torch.set_num_threads(cfg.threads)
+    model_cfg = dataclasses.replace(cfg.model, algo=cfg.algo)
+    try:
+        ds = SegmentDataset(
+            cfg.dataset, model_cfg.horizon, model_cfg.discount, model_cfg.return_scale, agents=cfg.agents
+        )
+    except (RecordingError, ValueError) as err:
+        raise SystemExit(f"--dataset: {err}") from None
+    run_dir = cfg.run_dir or Path("runs") / f"coflow-{cfg.algo}-{cfg.dataset.name}-s{cfg.train.seed}"
+    config_file = run_dir / "config.json"
+    config = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    if cfg.resume:
+        if not config_file.exists():
+            raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
+        # A resumed run may go on to more steps; anything else it changes is refused by name.
+        differ = resume_differences(json.loads(config_file.read_text()), config, ("resume", "threads"))
+        differ = [d for d in differ if not d.startswith("train.steps:")]
+        if differ:
+            raise SystemExit(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
+    elif (run_dir / "checkpoint").exists():
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    trainer = Trainer(ds, model_cfg, cfg.train, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        trainer.load()
+        print(f"resuming {run_dir} at step {trainer.step:,}")
+    else:
+        config_file.write_text(json.dumps(config, indent=1))
+    print(
+        f"{cfg.algo} on {cfg.dataset}: {len(ds.ep_len)} episodes, {ds.agent_steps:,} agent-steps, "
+        f"dataset mean return {ds.episode_returns.mean():.2f}; {sum(p.numel() for p in trainer.model.parameters()):,} "
+        "parameters"
+    )
+    try:
+        history = trainer.learn()
+    except KeyboardInterrupt as err:
+        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
+        raise SystemExit(130) from None
+    last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith("loss/")} if history else {}
+    print(f"done: {trainer.step:,} steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(TrainCoFlow))
