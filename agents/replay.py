@@ -15,7 +15,8 @@ from tqdm import tqdm
 import envs
 from agents.policies import checkpoint_env, make_policy
 from agents.rollout import TeamPolicy
-from envs.recording import Recording, load_episode_state, make_env
+from envs.recording import Recording
+from envs.resimulate import load_episode_state, make_env
 from envs.video import VideoWriter, world_frame
 
 
@@ -123,7 +124,7 @@ def _replay_live(cfg: ReplayConfig) -> tuple[int, Path]:
     size = (cfg.width, cfg.width * 3 // 4)
     agents = () if cfg.ego_size == 0 else cfg.agents
     obs = env.reset(seed=cfg.seed)
-    fields = {n: env.sim.field(n)[0].clone() for n in getattr(env, "_per_world_fields", ())}
+    fields = {n: env.sim.field(n)[0].clone() for n in getattr(env, "per_world_fields", ())}
     info: dict = {}
     reward = np.zeros(env.num_agents)
     t, done = 0, False

@@ -82,7 +82,7 @@ def record(
     quota[: episodes % W] += 1
     done_count = np.zeros(W, dtype=np.int64)
     bufs: list[dict[str, list[np.ndarray]]] = [{} for _ in range(W)]
-    fields = {name: env.sim.field(name) for name in getattr(env, "_per_world_fields", ())}
+    fields = {name: env.sim.field(name) for name in getattr(env, "per_world_fields", ())}
     start_fields: list[dict[str, np.ndarray]] = [{} for _ in range(W)]
 
     def begin(w: int, obs_np: dict[str, np.ndarray], state_np: dict[str, np.ndarray]) -> None:

@@ -113,13 +113,13 @@ class StudentPPO:
     def _slots(self, obs: dict[str, torch.Tensor], group: str) -> torch.Tensor:
         return self.team.slots(obs, group)
 
-    def _normal(self, mu: torch.Tensor) -> torch.distributions.Normal:
+    def normal(self, mu: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(mu, self.student.log_std.exp().expand_as(mu))
 
     def _dist(self, img: torch.Tensor, prop: torch.Tensor) -> torch.distributions.Normal:
         first = torch.ones(img.shape[0], 1, dtype=torch.bool, device=img.device)
         mu, _ = self.student(img[:, None], prop[:, None], first)
-        return self._normal(mu[:, 0])
+        return self.normal(mu[:, 0])
 
     def rollout(self) -> dict[str, Any]:
         """``steps_per_env`` steps of every slot, sampled from the student; GAE over them."""
@@ -144,7 +144,7 @@ class StudentPPO:
             self.critic.norm.update(c_obs)
             if self.recurrent:
                 mu, self._state = self.student.step(img, prop, self._state, self._first)
-                dist = self._normal(mu)
+                dist = self.normal(mu)
             else:
                 dist = self._dist(img, prop)
             buf["first"].append(self._first)
@@ -183,7 +183,7 @@ class StudentPPO:
             data["h0"] = h0
         return data
 
-    def _minibatches(
+    def minibatches(
         self, data: dict[str, Any]
     ) -> Iterator[tuple[dict[str, torch.Tensor], Callable[[], torch.distributions.Normal]]]:
         """One epoch of minibatches of ``data``, each with a function that gives the student's
@@ -210,7 +210,7 @@ class StudentPPO:
                 seq: dict[str, torch.Tensor] = seq, h0: torch.Tensor = data["h0"][cols]
             ) -> torch.distributions.Normal:
                 mu, _ = self.student(seq["img"], seq["proprio"], seq["first"], h0)
-                return self._normal(mu.flatten(0, 1))
+                return self.normal(mu.flatten(0, 1))
 
             yield {k: v.flatten(0, 1) for k, v in seq.items()}, dist
 
@@ -221,7 +221,7 @@ class StudentPPO:
         sums = {"surrogate": 0.0, "value": 0.0, "kl_teacher": 0.0, "entropy": 0.0}
         n = 0
         for _ in range(cfg.epochs):
-            for mb, student_dist in self._minibatches(data):
+            for mb, student_dist in self.minibatches(data):
                 v_loss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
                 if warm:
                     loss = cfg.value_coef * v_loss

@@ -76,7 +76,7 @@ class DistillConfig:
     """RL fine-tuning after distillation (off unless ``--finetune.frames`` > 0)."""
 
 
-def _plot(history: list[dict], path: Path, title: str) -> None:
+def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +127,7 @@ def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 10
 EVAL_FLAGS = "--num-envs 64 --seed 1000 [--blank-camera]"  # as ``evaluate`` runs it
 
 
-def _model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
+def write_model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
     res = evaluate(run_dir / "checkpoint", cfg.eval_episodes)
     blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True) if cfg.eval_blank else None
     if "success_rate" in res:
@@ -176,7 +176,7 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
     print(card)
 
 
-def _student_of(cfg: DistillConfig) -> DistillConfig:
+def student_of(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with the student network of its ``init_from`` checkpoint (an error if ``--student.*``
     flags asked for another one). ``--student.geo-centres`` and ``--student.geo-labels`` are this
     run's: a geometric student can go on learning on other geometry (its network is the same)."""
@@ -215,7 +215,7 @@ def distill(cfg: DistillConfig) -> Path:
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     if cfg.init_from is not None:
-        cfg = _student_of(cfg)
+        cfg = student_of(cfg)
     try:
         extra = parse_overrides(cfg.env_overrides)
     except ValueError as err:
@@ -263,8 +263,10 @@ def distill(cfg: DistillConfig) -> Path:
     finally:
         env.close()
     wall = time.time() - start
-    _plot(history, run_dir / "learning_curve.png", f"{meta['env']} student from {obs or 'teacher'}, seed {cfg.seed}")
+    plot_learning_curve(
+        history, run_dir / "learning_curve.png", f"{meta['env']} student from {obs or 'teacher'}, seed {cfg.seed}"
+    )
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, distiller.frames, wall, meta)
+        write_model_card(cfg, run_dir, distiller.frames, wall, meta)
     print(f"done: {distiller.frames:,} frames; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

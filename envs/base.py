@@ -138,7 +138,7 @@ class BatchedEnv(abc.ABC):
         self._held: frozenset[str] | None = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._per_world_fields = per_world_fields
+        self.per_world_fields = per_world_fields
         self._scales: dict[str, float] | None = None
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
@@ -283,7 +283,7 @@ class BatchedEnv(abc.ABC):
         attributes). With ``restore`` a training run continues exactly where it stopped."""
         self._held_names()
         snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
-        snap.update({f"field/{n}": self.sim.field(n).clone() for n in self._per_world_fields})
+        snap.update({f"field/{n}": self.sim.field(n).clone() for n in self.per_world_fields})
         snap["generator"] = self.generator.get_state()
         snap.update({f"task/{name}": value.clone() for name, value in self._world_tensors().items()})
         for name, value in vars(self).items():
@@ -367,7 +367,7 @@ class BatchedEnv(abc.ABC):
         from envs.render import BatchRenderer
 
         if self._renderer is None:
-            self._renderer = BatchRenderer(self.sim, cameras, resolution, modalities, self._per_world_fields)
+            self._renderer = BatchRenderer(self.sim, cameras, resolution, modalities, self.per_world_fields)
         return self._renderer.render()
 
     def render_frame(
@@ -383,7 +383,7 @@ class BatchedEnv(abc.ABC):
             view = _WorldView(self, world)
             self._viewers[key] = (
                 view,
-                BatchRenderer(view, [camera], resolution, ("rgb",), self._per_world_fields, shards=1),
+                BatchRenderer(view, [camera], resolution, ("rgb",), self.per_world_fields, shards=1),
             )
         view, renderer = self._viewers[key]
         view.world = world

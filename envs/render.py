@@ -111,7 +111,7 @@ class BatchRenderer:
                     rc = mjw.create_render_context(model, nworld=size, **rc_kw)
                     self._shards.append(_Shard(m, d, rc, int(lo), int(hi), owns_data=True))
         self._static = torch.as_tensor(static_geoms(model))
-        self._pool = ThreadPoolExecutor(len(self._shards)) if len(self._shards) > 1 else None
+        self.pool = ThreadPoolExecutor(len(self._shards)) if len(self._shards) > 1 else None
         self._warm = False
         self.segmentation_classes: torch.Tensor | None = None
 
@@ -141,7 +141,7 @@ class BatchRenderer:
             ``segmentation``: int32 geom id per pixel, -1 for background, ``[W, C, 1, H, Wd]``.
             C is the number of cameras, in the order given.
         """
-        if self._pool is None or not self._warm:
+        if self.pool is None or not self._warm:
             # The first render runs the shards one after another: Warp loads the render kernels
             # on first use, and two threads doing that at once left one shard drawing wrong
             # images for the whole process (about one process in three; tested).
@@ -149,7 +149,7 @@ class BatchRenderer:
                 self._render_shard(s)
             self._warm = True
         else:
-            list(self._pool.map(self._render_shard, self._shards))
+            list(self.pool.map(self._render_shard, self._shards))
         self._wp.synchronize_device(self._device)
         w, h = self.resolution
         nc = len(self.cameras)
@@ -171,6 +171,6 @@ class BatchRenderer:
         return {k: torch.cat(v).to(dev) if len(v) > 1 else v[0].to(dev).clone() for k, v in out.items()}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None

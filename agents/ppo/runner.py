@@ -83,7 +83,7 @@ class Runner:
         self._ep_return = torch.zeros(learner.num_slots, device=dev)
 
     # -- rollouts and updates ----------------------------------------------------------------------
-    def _rollout(self) -> dict[str, float]:
+    def rollout(self) -> dict[str, float]:
         learner, ppo = self.learner, self.ppo
         obs, critic_obs = self._obs if self._obs is not None else learner.reset(seed=self.seed)
         term_sums: dict[str, float] = {}
@@ -164,7 +164,7 @@ class Runner:
         def body(log: IterationLog) -> None:
             while self.iteration < self.total_updates:
                 start = time.perf_counter()
-                stats = self._rollout()
+                stats = self.rollout()
                 collect = time.perf_counter() - start
                 stats.update({f"loss/{k}": v for k, v in self.ppo.update(self.storage, self.generator).items()})
                 pool = self.learner.opponent

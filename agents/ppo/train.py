@@ -93,7 +93,7 @@ class TrainConfig:
     """PPO settings."""
 
 
-def _plot(history: list[dict], path: Path, title: str) -> None:
+def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +150,7 @@ def training_minutes(history: list[dict]) -> float:
     return total / 60
 
 
-def _model_card(
+def write_model_card(
     cfg: TrainConfig, run_dir: Path, steps: int, wall: float, env_config: dict, history: list, pool: Any = None
 ) -> None:
     """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
@@ -317,9 +317,9 @@ def train(cfg: TrainConfig) -> Path:
     finally:
         env.close()
     wall = time.time() - start
-    _plot(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
+    plot_learning_curve(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        _model_card(cfg, run_dir, runner.env_steps, wall, to_dict(env.cfg), history, pool)
+        write_model_card(cfg, run_dir, runner.env_steps, wall, to_dict(env.cfg), history, pool)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir

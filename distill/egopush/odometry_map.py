@@ -188,7 +188,7 @@ class EgoMap:
         x, y = xy[..., 0], xy[..., 1]
         return torch.stack((pose[:, :1] + c * x - s * y, pose[:, 1:2] + s * x + c * y), -1)
 
-    def _cell_index(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def cell_index(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start-frame points -> flat cell index ``[.., P]`` and whether it is inside the grid."""
         k = torch.floor((xy + self.half) / self.cell).long()
         inside = ((k >= 0) & (k < self.G)).all(-1)
@@ -217,14 +217,14 @@ class EgoMap:
         seen = depth.flatten(2).amax(1)  # [N, H*W] depth of whatever box the pixel shows, 0 if none
         at = seen[:, self.clear_pix]  # [N, P]
         free = (at == 0) | (at > self.clear_depth - 0.1)
-        idx, inside = self._cell_index(self._to_start(self.clear_xy, pose))
+        idx, inside = self.cell_index(self._to_start(self.clear_xy, pose))
         drop = torch.where(free & inside, idx, self.G * self.G)  # out-of-grid or hidden -> a spare cell
         scratch = torch.cat((flat, torch.zeros(N, R, 1, device=dev)), -1)
         scratch.scatter_(2, drop[:, None].expand(-1, R, -1), 0.0)
         # Mark what the camera sees now.
         z = depth.flatten(2)  # [N, R, H*W]
         xy = self.cam_xy + z[..., None] * self.ray  # [N, R, H*W, 2] robot frame
-        idx, inside = self._cell_index(self._to_start(xy.flatten(1, 2), pose))
+        idx, inside = self.cell_index(self._to_start(xy.flatten(1, 2), pose))
         mark = torch.where(inside & (z.flatten(1) > 0), idx, self.G * self.G).view(N, R, -1)
         scratch.scatter_(2, mark, 1.0)
         grid = scratch[..., :-1].reshape(N, R, self.G, self.G)

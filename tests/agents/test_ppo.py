@@ -236,13 +236,13 @@ def test_critic_warmup_leaves_the_actor_alone_then_trains_it(tmp_path):
         return all(torch.equal(a[k], v) for k, v in b.items())
 
     for _ in range(2):
-        runner._rollout()
+        runner.rollout()
         runner.ppo.update(runner.storage, runner.generator)
     assert same(actor, dict(runner.actor.named_parameters())) and not same(
         critic, dict(runner.critic.named_parameters())
     )
     assert runner.ppo.lr == lr  # the adaptive schedule waits for the actor
-    runner._rollout()
+    runner.rollout()
     runner.ppo.update(runner.storage, runner.generator)
     assert not same(actor, dict(runner.actor.named_parameters()))
 
@@ -271,7 +271,7 @@ def test_actor_average_is_the_saved_policy_and_resumes_exactly(tmp_path):
     whole = make("whole")
     expect = params(whole.actor)
     for i in range(4):
-        whole._rollout()
+        whole.rollout()
         whole.ppo.update(whole.storage, whole.generator)
         if i >= 1:
             expect = 0.5 * expect + 0.5 * params(whole.actor)

@@ -52,7 +52,7 @@ def test_train_teachers_final_evaluation_shows_progress(tmp_path, monkeypatch):
         tmp_path / "checkpoint", env.name, to_dict(env.cfg)
     )
     cfg = train.TrainConfig(env="egopush-goal", eval_episodes=2)
-    train._model_card(cfg, tmp_path, 0, 1.0, to_dict(env.cfg), [])
+    train.write_model_card(cfg, tmp_path, 0, 1.0, to_dict(env.cfg), [])
     assert bars and all(not b["disable"] for b in bars)
     assert (tmp_path / "checkpoint" / "MODEL_CARD.md").is_file()
 
@@ -67,7 +67,7 @@ def test_learning_curve_with_no_finished_episode_says_so(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
     history = [{"iteration": i, "env_steps": 2048 * i, "reward/approach": 0.1} for i in (1, 2)]
-    train._plot(history, tmp_path / "curve.png", "egopush-goal")
+    train.plot_learning_curve(history, tmp_path / "curve.png", "egopush-goal")
     assert (tmp_path / "curve.png").is_file()
     assert any("no episode finished in 4,096 env-steps" in t for t in texts)
     assert "no episode finished in 4,096 env-steps" in capsys.readouterr().out

@@ -23,7 +23,7 @@ def _rollout_kl(ppo: Any, data: dict[str, Any]) -> float:
     t_std = ppo.teacher.log_std.exp()
     with torch.no_grad():
         kls = []
-        for mb, student_dist in ppo._minibatches(data):
+        for mb, student_dist in ppo.minibatches(data):
             dist = student_dist()
             kls.append(float(gaussian_kl(mb["teacher_mu"], t_std.expand_as(dist.mean), dist.mean, dist.stddev).mean()))
     return sum(kls) / len(kls)
@@ -70,14 +70,14 @@ def test_rl_finetuning_of_a_gru_student_replays_its_rollouts_from_the_memory_it_
     # Before any update of the student, the replay gives the log-probabilities it sampled with;
     # without the stored memory, or without the cuts at episode starts, it would not.
     with torch.no_grad():
-        for mb, dist in ppo._minibatches(data):
+        for mb, dist in ppo.minibatches(data):
             replay = dist().log_prob(mb["actions"]).sum(-1)
             torch.testing.assert_close(replay, mb["log_probs"], atol=1e-4, rtol=1e-4)
         cols = torch.arange(ppo.N)
         seq = {k: data[k][:, cols].transpose(0, 1) for k in ("img", "proprio", "first")}
         cold, _ = d.student(seq["img"], seq["proprio"], seq["first"])  # memory empty at the start
         uncut, _ = d.student(seq["img"], seq["proprio"], torch.zeros_like(seq["first"]), data["h0"])
-        lp = lambda mu: ppo._normal(mu.flatten(0, 1)).log_prob(data["actions"].transpose(0, 1).flatten(0, 1)).sum(-1)  # noqa: E731
+        lp = lambda mu: ppo.normal(mu.flatten(0, 1)).log_prob(data["actions"].transpose(0, 1).flatten(0, 1)).sum(-1)  # noqa: E731
         logp = data["log_probs"].transpose(0, 1).flatten()
         assert not torch.allclose(lp(cold), logp, atol=1e-3) and not torch.allclose(lp(uncut), logp, atol=1e-3)
     env.close()

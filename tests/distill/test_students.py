@@ -171,6 +171,6 @@ def test_segmentation_channels_join_an_rgb_student_without_changing_its_actions(
     script_cfg = distill_student.DistillConfig(
         teacher=teacher, init_from=tmp_path / "rgb" / "checkpoint", student=StudentConfig(segmentation=True)
     )
-    assert distill_student._student_of(script_cfg).student == seg_cfg
+    assert distill_student.student_of(script_cfg).student == seg_cfg
     with pytest.raises(ValueError, match="drop the --student"):
-        distill_student._student_of(dataclasses.replace(script_cfg, student=StudentConfig(segmentation=True, hidden=8)))
+        distill_student.student_of(dataclasses.replace(script_cfg, student=StudentConfig(segmentation=True, hidden=8)))

@@ -96,7 +96,7 @@ import torch, envs
 from envs.render import BatchRenderer
 env = envs.make("soccer-1v1", num_envs=64)
 env.reset(seed=1000)
-views = [BatchRenderer(env.sim, ["blue0_cam"], (32, 32), ("rgb",), env._per_world_fields, shards=k) for k in (2, 1)]
+views = [BatchRenderer(env.sim, ["blue0_cam"], (32, 32), ("rgb",), env.per_world_fields, shards=k) for k in (2, 1)]
 images = [v.render()["rgb"] for v in views]
 print("same" if torch.equal(*images) else "differ")
 """
@@ -119,10 +119,10 @@ def test_first_render_runs_the_shards_one_after_another():
 
     env = envs.make("soccer-1v1", num_envs=4)
     env.reset(seed=0)
-    r = BatchRenderer(env.sim, ["blue0_cam"], (16, 16), ("rgb",), env._per_world_fields, shards=2)
+    r = BatchRenderer(env.sim, ["blue0_cam"], (16, 16), ("rgb",), env.per_world_fields, shards=2)
     calls = []
-    pool_map = r._pool.map
-    r._pool.map = lambda fn, shards: calls.append(len(shards)) or pool_map(fn, shards)
+    pool_map = r.pool.map
+    r.pool.map = lambda fn, shards: calls.append(len(shards)) or pool_map(fn, shards)
     first = r.render()["rgb"].clone()
     assert calls == []  # the first render loads the kernels: no parallel threads
     second = r.render()["rgb"]

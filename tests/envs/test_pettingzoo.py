@@ -83,7 +83,7 @@ def test_spread_state_round_trips_through_the_sim_view():
     env.reset(seed=3)
     state = env.sim.get_state()
     assert state["p_pos"].shape == (2, 12)  # 3 agents + 3 landmarks, x and y
-    before = env._observe()["privileged"].clone()
+    before = env.observe()["privileged"].clone()
     env.step(torch.ones(2, 3, 5))
     env.sim.set_state([1], {k: v[1:2] for k, v in state.items()})
     # World 1's positions are back; its observation (computed from them) with them.

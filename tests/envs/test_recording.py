@@ -14,7 +14,8 @@ from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
 from agents.rollout import TeamPolicy, record
 from envs.config import to_dict
-from envs.recording import Recording, RecordingError, RecordingWriter, make_env, resimulate
+from envs.recording import Recording, RecordingError, RecordingWriter
+from envs.resimulate import make_env, resimulate
 from envs.video import SEPARATOR
 
 

@@ -75,7 +75,7 @@ def test_seen_free_ground_is_cleared_and_ground_behind_a_box_is_kept() -> None:
     def marked() -> MapState:
         state = em.init_state(2)
         for xy in (ahead, behind):  # pose 0: the start frame is the robot frame
-            i, _ = em._cell_index(xy)
+            i, _ = em.cell_index(xy)
             state.grid.view(2, 3, -1)[:, 2, i] = 1.0
         return state
 
