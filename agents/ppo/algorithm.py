@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from agents import distributed
 from agents.actor import GaussianActor, RunningNorm, mlp
 from agents.ppo.storage import RolloutStorage
 
@@ -134,6 +135,28 @@ class PPO:
     def value(self, critic_obs: torch.Tensor) -> torch.Tensor:
         return self.critic(critic_obs)
 
+    def backward(self, mb: dict[str, torch.Tensor], warmup: bool = False) -> dict[str, torch.Tensor]:
+        """Gradients of the PPO loss on one minibatch (``mb``: the storage's flat tensors ``[B, ...]``)
+        into the parameters' ``.grad``. Under torchrun the minibatch is every rank's together: the
+        advantages are standardised over all of them, the gradients averaged (equal ``B`` on every
+        rank: the gradient of the mean loss over the combined batch) and the KL is the ranks' mean.
+        ``warmup``: the critic's loss only. Returns the detached loss terms and the KL."""
+        cfg = self.cfg
+        dist = self.distribution(mb["obs"])
+        log_prob = dist.log_prob(mb["actions"]).sum(-1)
+        entropy = dist.entropy().sum(-1).mean()
+        kl = distributed.mean(gaussian_kl(mb["mu"], mb["sigma"], dist.mean, dist.stddev).mean().detach())
+        adv = distributed.standardize(mb["advantages"])
+        surr = surrogate_loss(log_prob, mb["log_probs"], adv, cfg.clip)
+        vloss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
+        loss = cfg.value_coef * vloss
+        if not warmup:
+            loss = loss + surr - cfg.entropy_coef * entropy
+        self.optimizer.zero_grad()
+        loss.backward()
+        distributed.average_gradients_(self.params)
+        return {"surrogate": surr.detach(), "value": vloss.detach(), "entropy": entropy.detach(), "kl": kl}
+
     def update(self, storage: RolloutStorage, generator: torch.Generator) -> dict[str, float]:
         cfg = self.cfg
         sums = {"surrogate": 0.0, "value": 0.0, "entropy": 0.0, "kl": 0.0}
@@ -142,30 +165,19 @@ class PPO:
         if cfg.actor_ema > 0 and not warmup and self.actor_avg is None:
             self.actor_avg = copy.deepcopy(self.actor)
         for mb in storage.minibatches(cfg.minibatches, cfg.epochs, generator):
-            dist = self.distribution(mb["obs"])
-            log_prob = dist.log_prob(mb["actions"]).sum(-1)
-            entropy = dist.entropy().sum(-1).mean()
-            kl = gaussian_kl(mb["mu"], mb["sigma"], dist.mean, dist.stddev).mean()
+            parts = self.backward(mb, warmup)
             if cfg.schedule == "adaptive" and not warmup:
-                if kl > 2 * cfg.desired_kl:
+                # The KL is every rank's mean (``backward``): each rank decides the same rate.
+                if parts["kl"] > 2 * cfg.desired_kl:
                     self.lr = max(1e-5, self.lr / 1.5)
-                elif kl < cfg.desired_kl / 2:
+                elif parts["kl"] < cfg.desired_kl / 2:
                     self.lr = min(1e-2, self.lr * 1.5)
                 for g in self.optimizer.param_groups:
                     g["lr"] = self.lr
-            adv = mb["advantages"]
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            surr = surrogate_loss(log_prob, mb["log_probs"], adv, cfg.clip)
-            vloss = value_loss(self.critic(mb["critic_obs"]), mb["values"], mb["returns"], cfg.clip)
-            loss = cfg.value_coef * vloss
-            if not warmup:
-                loss = loss + surr - cfg.entropy_coef * entropy
-            self.optimizer.zero_grad()
-            loss.backward()
             nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
             self.optimizer.step()
-            for k, v in (("surrogate", surr), ("value", vloss), ("entropy", entropy), ("kl", kl)):
-                sums[k] += float(v.detach())
+            for k, v in parts.items():
+                sums[k] += float(v)
             n += 1
         self.updates += 1
         if self.actor_avg is not None and not warmup:

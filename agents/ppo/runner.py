@@ -1,10 +1,12 @@
-"""The PPO training loop: rollouts, updates, logging, checkpoints that resume exactly."""
+"""The PPO training loop: rollouts, updates, logging, checkpoints that resume exactly; under torchrun,
+every rank steps its own worlds and rank 0 logs and writes the checkpoint (``agents/distributed.py``)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from agents import distributed
 from agents.actor import GaussianActor, widen
 from agents.ppo.algorithm import PPO, Critic, PPOConfig, average_into
 from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
 from agents.run_state import (
     IterationLog,
+    StopAtIterationEnd,
     existing,
     fresh_dir,
     load_optimizer,
@@ -25,12 +29,34 @@ from agents.run_state import (
     optimizer_tensors,
     run_logged,
     save_state_file,
+    stop_at_iteration_end,
     swap_in,
     write_metrics,
 )
+from envs.io import signals_held
 
 CKPT = "checkpoint"
 RAW = "actor_raw"  # with ``actor_ema``: the actor that collects data, beside the averaged policy
+
+
+def rank_state_name(rank: int) -> str:
+    """The checkpoint's file of rank ``rank``'s own state (its worlds, generators, episode returns);
+    rank 0's is in ``train_state.safetensors`` with the shared state, as a single process's is."""
+    return f"train_state.rank{rank}"
+
+
+class QuietLog(IterationLog):
+    """The iteration log of a rank other than 0: it keeps the history, stops when asked and saves on
+    the same iterations as rank 0 (the save is collective), and writes nothing."""
+
+    def __call__(
+        self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
+    ) -> None:
+        self.history.append({**head, **stats})
+        if self.stop.signum is not None:
+            raise StopAtIterationEnd
+        if self.save is not None and self.save_every > 0 and int(head.get("iteration", 0)) % self.save_every == 0:
+            self.save()
 
 
 class Runner:
@@ -39,8 +65,9 @@ class Runner:
     Args:
         learner: the learner's view of the env.
         cfg: PPO settings.
-        total_steps: env-steps (learner slots x steps) to train for.
-        seed: seeds the networks' initialisation, the action noise and the minibatch order.
+        total_steps: env-steps (learner slots x steps, over every rank) to train for.
+        seed: seeds the networks' initialisation, the action noise and the minibatch order (under
+            torchrun, this rank's: the base seed + its global rank; rank 0's weights are broadcast).
         run_dir: where ``checkpoint/``, ``metrics.jsonl`` and TensorBoard logs go.
         env_name, env_config: stored in the checkpoint (the policy's env).
         save_every: updates between checkpoints, so that a crash loses at most that many (0: save
@@ -69,7 +96,8 @@ class Runner:
             with torch.no_grad():
                 self.actor.log_std.fill_(cfg.init_log_std)
             self.critic = Critic(learner.critic_dim, cfg.hidden).to(dev)
-        self.steps_per_update = cfg.steps_per_env * learner.num_slots
+        self.world_size = distributed.world_size()
+        self.steps_per_update = cfg.steps_per_env * learner.num_slots * self.world_size  # every rank's
         self.total_updates = max(1, math.ceil(total_steps / self.steps_per_update))
         self.ppo = PPO(self.actor, self.critic, cfg, self.total_updates)
         self.storage = RolloutStorage(
@@ -92,8 +120,8 @@ class Runner:
         fresh_outcome: list[float] = []
         self.storage.clear()
         for _ in range(self.cfg.steps_per_env):
-            self.actor.norm.update(obs)
-            self.critic.norm.update(critic_obs)
+            distributed.update_normaliser(self.actor.norm, obs)  # every rank's worlds: one normaliser
+            distributed.update_normaliser(self.critic.norm, critic_obs)
             out = ppo.act(obs, critic_obs, self.generator)
             res = learner.step(out["actions"])
             bootstrap = torch.zeros_like(res["rewards"])
@@ -138,26 +166,36 @@ class Runner:
             obs, critic_obs = res["obs"], res["critic_obs"]
         self._obs = (obs, critic_obs)
         self.storage.compute_returns(ppo.value(critic_obs), self.cfg.gamma, self.cfg.lam)
-        stats = {f"reward/{k}": v / self.cfg.steps_per_env for k, v in term_sums.items()}
+        # (sum, count) of each statistic, summed over the ranks: every rank's episodes count.
+        sums = {f"reward/{k}": (v, float(self.cfg.steps_per_env)) for k, v in term_sums.items()}
         if finished_returns:
-            stats["episode/return"] = sum(finished_returns) / len(finished_returns)
+            sums["episode/return"] = (sum(finished_returns), float(len(finished_returns)))
         for k, v in outcome.items():
-            stats[f"episode/{k}"] = sum(v) / len(v)
+            sums[f"episode/{k}"] = (sum(v), float(len(v)))
         if fresh_outcome:
-            stats["episode/success_rate_fresh"] = sum(fresh_outcome) / len(fresh_outcome)
-        if outcome:
-            stats["episode/count"] = float(len(next(iter(outcome.values()))))
+            sums["episode/success_rate_fresh"] = (sum(fresh_outcome), float(len(fresh_outcome)))
+        sums = distributed.sum_stats(sums)
+        stats = {k: s / c for k, (s, c) in sums.items()}
+        not_outcomes = ("episode/return", "episode/success_rate_fresh")
+        ended = [c for k, (_, c) in sums.items() if k.startswith("episode/") and k not in not_outcomes]
+        if ended:  # the worlds whose episode ended (every outcome counts them all)
+            stats["episode/count"] = ended[0]
         return stats
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``total_steps``; Ctrl-C or SIGTERM saves a checkpoint at the end of the
-        iteration and raises ``KeyboardInterrupt``."""
+        iteration and raises ``KeyboardInterrupt``. Under torchrun every rank starts from rank 0's
+        weights, and a stop asked of any rank stops them all at the end of the same iteration."""
+        for module in (self.actor, self.critic, self.ppo.actor_avg):
+            if module is not None:
+                distributed.broadcast_module_(module)
+        main = distributed.is_main()
         bar = tqdm(
             total=self.total_updates * self.steps_per_update,
             initial=self.env_steps,
             unit="step",
             desc=f"PPO {self.env_name}",
-            disable=not progress,
+            disable=not (progress and main),
             unit_scale=True,
         )
 
@@ -177,29 +215,87 @@ class Runner:
                 stats["perf/env_steps_per_s"] = self.steps_per_update / collect
                 stats["perf/total_steps_per_s"] = self.steps_per_update / elapsed
                 head = {"iteration": self.iteration, "env_steps": self.env_steps}
-                log(stats, head, self.env_steps, self.steps_per_update, ("episode/",))
+                if self.world_size == 1:
+                    log(stats, head, self.env_steps, self.steps_per_update, ("episode/",))
+                    continue
+                # Every rank stops at the end of the same iteration: a stop asked of one before this
+                # point stops all now; one asked after it waits for the next iteration's end.
+                with signals_held():
+                    if distributed.any_rank(log.stop.signum is not None) and log.stop.signum is None:
+                        log.stop.signum = signal.SIGTERM
+                    log(stats, head, self.env_steps, self.steps_per_update, ("episode/",))
 
-        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
+        if main:
+            run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
+        else:
+            self._run_quietly(body)
         return self.history
+
+    def _run_quietly(self, body: Any) -> None:
+        """``run_logged`` for a rank other than 0: the same saves (collective) and stops, no logs."""
+
+        def whole() -> None:
+            with signals_held():
+                self.save()
+
+        try:
+            with stop_at_iteration_end() as stop:
+                body(QuietLog(self.run_dir, self.history, None, None, stop, whole, self.save_every))
+        except StopAtIterationEnd:
+            whole()
+            raise
+        whole()
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save(self) -> Path:
         """Write ``run_dir/checkpoint`` atomically: the policy (loadable by ``--policy``; with
         ``actor_ema``, the averaged actor, and the raw one in ``actor_raw/``), and the training
-        state (critic, optimiser, generators, env snapshot) for ``--resume``."""
+        state (critic, optimiser, generators, env snapshot) for ``--resume``. Under torchrun every
+        rank calls it: each sends its own state (worlds, generators, episode returns) to rank 0, which
+        writes them all (rank k's in ``train_state.rank<k>.*``) into the directory it swaps in."""
+        avg = self.ppo.actor_avg
+        if avg is not None:
+            average_into(avg, self.actor, 1.0)  # the current normaliser, weights unchanged
+        ranks = distributed.gather_to_main(self._own_state())
+        if ranks is None:  # not rank 0: it writes; every rank returns once the checkpoint is in place
+            distributed.barrier()
+            return self.run_dir / CKPT
         tmp = fresh_dir(self.run_dir, CKPT)
         counters = {"iteration": self.iteration, "env_steps": self.env_steps, "seed": self.seed}
-        avg = self.ppo.actor_avg
         if avg is None:
             self.actor.save(tmp, self.env_name, self.env_config, **counters)
         else:  # the policy is the average; the actor that collects data goes beside it
-            average_into(avg, self.actor, 1.0)  # the current normaliser, weights unchanged
             avg.save(tmp, self.env_name, self.env_config, actor_ema=self.cfg.actor_ema, **counters)
             self.actor.save(tmp / RAW, self.env_name, self.env_config, **counters)
         tensors: dict[str, torch.Tensor] = {f"critic/{k}": v for k, v in self.critic.state_dict().items()}
         tensors.update(optimizer_tensors(self.ppo.optimizer))
-        tensors["rng/runner"] = self.generator.get_state()
-        tensors["rng/torch"] = torch.get_rng_state()
+        own, own_meta = ranks[0]
+        tensors.update(own)
+        save_state_file(tmp / "train_state.safetensors", tensors)
+        meta = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "lr": self.ppo.lr,
+            "updates": self.ppo.updates,
+            "seed": self.seed,
+            "history": self.history,
+            **own_meta,
+        }
+        if self.world_size > 1:
+            meta["world_size"] = self.world_size
+        (tmp / "train_state.json").write_text(json.dumps(meta))
+        for k, (rank_tensors, rank_meta) in enumerate(ranks[1:], start=1):
+            save_state_file(tmp / f"{rank_state_name(k)}.safetensors", rank_tensors)
+            (tmp / f"{rank_state_name(k)}.json").write_text(json.dumps(rank_meta))
+        final = swap_in(tmp, self.run_dir / CKPT)
+        distributed.barrier()
+        return final
+
+    def _own_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """This rank's own part of the training state: generators, opponents, its worlds' snapshot,
+        the current observations and episode returns (tensors on the CPU), and the opponent pool's
+        metadata."""
+        tensors = {"rng/runner": self.generator.get_state(), "rng/torch": torch.get_rng_state()}
         opp = self.learner.opponent
         pool_meta = None
         if hasattr(opp, "state"):
@@ -210,18 +306,7 @@ class Runner:
         tensors.update({f"env/{k}": v for k, v in self.learner.env.snapshot().items()})
         tensors.update({f"obs/{i}": t for i, t in enumerate(self._obs or ())})
         tensors["ep_return"] = self._ep_return
-        save_state_file(tmp / "train_state.safetensors", tensors)
-        meta = {
-            "iteration": self.iteration,
-            "env_steps": self.env_steps,
-            "lr": self.ppo.lr,
-            "updates": self.ppo.updates,
-            "seed": self.seed,
-            "history": self.history,
-            "pool": pool_meta,
-        }
-        (tmp / "train_state.json").write_text(json.dumps(meta))
-        return swap_in(tmp, self.run_dir / CKPT)
+        return {k: v.detach().cpu() for k, v in tensors.items()}, {"pool": pool_meta}
 
     def init_from(self, path: str | Path, std: float | None = None) -> tuple[dict[str, Any], bool]:
         """Start from another run's weights (a warm start, e.g. an observability curriculum):
@@ -274,7 +359,10 @@ class Runner:
         return meta, True
 
     def load(self) -> None:
-        """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short)."""
+        """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short); under
+        torchrun every rank reads the shared state and its own (``train_state.rank<k>.*``)."""
+        from agents.checkpoint import CheckpointError
+
         path = existing(self.run_dir / CKPT)
         actor, _ = GaussianActor.load(path)
         if (path / RAW).is_dir():  # the policy is an average (``actor_ema``); the raw actor beside it
@@ -283,31 +371,40 @@ class Runner:
         self.actor.load_state_dict(actor.state_dict())
         tensors = load_state_file(path / "train_state.safetensors")
         state = json.loads((path / "train_state.json").read_text())
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise CheckpointError(f"{path}: saved by world_size {saved_world} processes, resumed by {self.world_size}")
+        own, own_meta = tensors, state
+        rank = distributed.rank()
+        if rank > 0:
+            own = load_state_file(path / f"{rank_state_name(rank)}.safetensors")
+            own_meta = json.loads((path / f"{rank_state_name(rank)}.json").read_text())
         dev = self.learner.env.device
         self.critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic/")})
         load_optimizer(self.ppo.optimizer, tensors, dev)
         self.ppo.lr, self.ppo.updates = state["lr"], state["updates"]
         for g in self.ppo.optimizer.param_groups:
             g["lr"] = self.ppo.lr
-        self.generator.set_state(tensors["rng/runner"])
-        torch.set_rng_state(tensors["rng/torch"])
+        self.generator.set_state(own["rng/runner"])
+        torch.set_rng_state(own["rng/torch"])
         opp = self.learner.opponent
-        if state.get("pool") is not None and hasattr(opp, "load"):
+        if own_meta.get("pool") is not None and hasattr(opp, "load"):
             a = self.actor
             opp.load(
-                {k[5:]: v for k, v in tensors.items() if k.startswith("pool/")},
-                state["pool"],
+                {k[5:]: v for k, v in own.items() if k.startswith("pool/")},
+                own_meta["pool"],
                 lambda: GaussianActor(a.obs_dim, a.act_dim, a.hidden, a.group).to(dev),
             )
-        elif "rng/opponent" in tensors and isinstance(getattr(opp, "generator", None), torch.Generator):
-            opp.generator.set_state(tensors["rng/opponent"])
-        self.learner.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
-        obs = [tensors[f"obs/{i}"].to(dev) for i in range(2) if f"obs/{i}" in tensors]
+        elif "rng/opponent" in own and isinstance(getattr(opp, "generator", None), torch.Generator):
+            opp.generator.set_state(own["rng/opponent"])
+        self.learner.env.restore({k[4:]: v for k, v in own.items() if k.startswith("env/")})
+        obs = [own[f"obs/{i}"].to(dev) for i in range(2) if f"obs/{i}" in own]
         self._obs = (obs[0], obs[1]) if obs else None
         if self._obs is not None:
             # The opponent reads the env's current observation: derive it from the restored state.
             self.learner._obs = self.learner.env.observe()
-        self._ep_return = tensors["ep_return"].to(dev)
+        self._ep_return = own["ep_return"].to(dev)
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         self.history = state["history"]
-        write_metrics(self.run_dir, self.history)
+        if distributed.is_main():
+            write_metrics(self.run_dir, self.history)

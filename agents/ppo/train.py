@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import envs
+from agents import distributed
 from agents.policies import make_policy
 from agents.ppo.algorithm import PPOConfig
 from agents.ppo.learner_env import LearnerEnv
@@ -32,15 +33,15 @@ class TrainConfig:
     env: str = "egopush-goal"
     """Registered env name."""
     num_envs: int = 64
-    """Worlds stepped together."""
+    """Worlds stepped together (under torchrun: by each process)."""
     total_steps: int = 200_000
-    """Learner env-steps (worlds x learning agents x steps) to train for."""
+    """Learner env-steps (worlds x learning agents x steps, every process's together) to train for."""
     backend: Literal["cpu", "warp"] = "cpu"
     """Physics backend."""
     device: str | None = None
     """Device for the warp backend (the networks live there too)."""
     seed: int = 0
-    """Seed of the worlds, the networks and the action noise."""
+    """Seed of the worlds, the networks and the action noise (under torchrun: plus the global rank)."""
     resume: bool = False
     """Continue the run in ``run_dir`` from its checkpoint."""
     run_dir: Path | None = None
@@ -151,7 +152,14 @@ def training_minutes(history: list[dict]) -> float:
 
 
 def write_model_card(
-    cfg: TrainConfig, run_dir: Path, steps: int, wall: float, env_config: dict, history: list, pool: Any = None
+    cfg: TrainConfig,
+    run_dir: Path,
+    steps: int,
+    wall: float,
+    env_config: dict,
+    history: list,
+    pool: Any = None,
+    world_size: int = 1,
 ) -> None:
     """Evaluate the final policy and write MODEL_CARD.md beside it (with the opponent pool's table, if any)."""
     from agents.evaluate import play_matches, run_episodes
@@ -181,6 +189,7 @@ def write_model_card(
     command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
     flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
     pool_part = _pool_table(pool) if pool is not None else ""
+    worlds = f"{cfg.num_envs}" if world_size == 1 else f"{cfg.num_envs} in each of {world_size} processes (torchrun)"
     ema = ""
     if cfg.ppo.actor_ema > 0:
         ema = (
@@ -196,7 +205,7 @@ PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`)
 - env-steps: {steps:,}; wall time: {wall / 60:.1f} min for this command; {training_minutes(history):.1f} min of
   training iterations in this run directory, every `--resume` included
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
-- seed: {cfg.seed}; worlds: {cfg.num_envs}{ema}
+- seed: {cfg.seed}; worlds: {worlds}{ema}
 
 ## Evaluation (deterministic policy, the task's own rewards, seed 1000)
 
@@ -209,6 +218,22 @@ Reproduce: `python scripts/eval.py --checkpoint <this folder> --episodes {cfg.ev
 
 
 def train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says; under torchrun, as one rank of several (``agents/distributed.py``): this
+    process steps ``cfg.num_envs`` worlds of its own, seeded ``cfg.seed`` + its global rank, and rank 0
+    alone logs, writes the checkpoint and the model card. Returns the run directory."""
+    joined = not distributed.initialized()
+    ranks = distributed.init_from_env(cfg.device)
+    try:
+        return _train(cfg, ranks)
+    finally:
+        if joined:  # a process group someone else opened (a test's) is theirs to close
+            distributed.close()
+
+
+def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
+    main = ranks.rank == 0
+    say = print if main else lambda *_, **__: None
+    seed = cfg.seed + ranks.rank  # each rank's worlds, noise and opponents: rank 0's are a single run's
     if cfg.env not in envs.registered():
         raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     tag = f"-{cfg.observability}" if cfg.observability else ""
@@ -224,7 +249,10 @@ def train(cfg: TrainConfig) -> Path:
         saved = json.loads(config_file.read_text())
         if saved["train"]["env"] != cfg.env or saved["train"]["seed"] != cfg.seed:
             raise ValueError(f"--resume: {run_dir} is a run of {saved['train']['env']} seed {saved['train']['seed']}")
-        differ = resume_differences(saved["train"], dataclasses.asdict(cfg), RESUME_FREE)
+        # A run saved before world_size was recorded ran in one process.
+        saved_train = {"world_size": 1, **saved["train"]}
+        now = {**dataclasses.asdict(cfg), "world_size": ranks.world_size}
+        differ = resume_differences(saved_train, now, RESUME_FREE)
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     try:
@@ -237,13 +265,23 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.preset is not None and cfg.preset not in envs.presets(cfg.env):
         raise ValueError(f"--preset {cfg.preset!r}: {cfg.env}'s presets are {envs.presets(cfg.env)}")
     env = envs.make(
-        cfg.env, num_envs=cfg.num_envs, backend=cfg.backend, device=cfg.device, preset=cfg.preset, **overrides
+        cfg.env,
+        num_envs=cfg.num_envs,
+        backend=cfg.backend,
+        device=distributed.local_device(cfg.device, ranks),
+        preset=cfg.preset,
+        **overrides,
     )
     if cfg.resume:
         differ += resume_differences(saved["env"], to_dict(env.cfg), ("nthread",))
         if differ:
             env.close()
-            raise ValueError(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
+            why = ""
+            if any(d.startswith("world_size:") for d in differ):  # each rank resumes its own worlds
+                why = " (world_size: the processes torchrun starts; resume with as many as the run had)"
+            raise ValueError(
+                f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
+            )
     if cfg.replay_failures:
         if not hasattr(env, "replay_failed_starts"):
             raise ValueError(f"--replay-failures: {cfg.env} has no failed-start replay (EgoPush envs do)")
@@ -264,7 +302,7 @@ def train(cfg: TrainConfig) -> Path:
     pool = None  # an OpponentPool when there is one: its table goes into the model card
     if env.competitive:
         try:
-            fixed = {n: make_policy(n, env, seed=cfg.seed + 1 + i) for i, n in enumerate(names)}
+            fixed = {n: make_policy(n, env, seed=seed + 1 + i) for i, n in enumerate(names)}
         except ValueError as err:  # CheckpointError included: a path that is not a policy of this env
             raise ValueError(f"--opponent: {err}") from None
         opponent = fixed[names[0]]
@@ -273,16 +311,16 @@ def train(cfg: TrainConfig) -> Path:
 
             every = cfg.snapshot_every if cfg.selfplay else 0  # no snapshots: a pool of the fixed players
             opponent = pool = OpponentPool(
-                cfg.num_envs, fixed, snapshot_every=every, seed=cfg.seed + 2, fixed_share=cfg.fixed_share
+                cfg.num_envs, fixed, snapshot_every=every, seed=seed + 2, fixed_share=cfg.fixed_share
             )
     learner = LearnerEnv(env, cfg.actor_group, cfg.critic_group, opponent)
     runner = Runner(
-        learner, cfg.ppo, cfg.total_steps, cfg.seed, run_dir, cfg.env, to_dict(env.cfg), save_every=cfg.save_every
+        learner, cfg.ppo, cfg.total_steps, seed, run_dir, cfg.env, to_dict(env.cfg), save_every=cfg.save_every
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         runner.load()
-        print(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
+        say(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
     else:
         if cfg.init_from is not None:
             try:
@@ -290,36 +328,40 @@ def train(cfg: TrainConfig) -> Path:
             except ValueError as err:
                 raise ValueError(f"--init-from: {err}") from None
             seen = src["env_config"].get("observability", "global")
-            print(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
+            say(f"starting from {cfg.init_from} ({src.get('env_steps', 0):,} env-steps, observability {seen})")
             if src["obs_dim"] != runner.actor.obs_dim:
-                print(
+                say(
                     f"note: {env.cfg.observability} appends {runner.actor.obs_dim - src['obs_dim']} inputs to "
                     f"{seen}'s; they start with zero weight, so the policy first acts as the one it starts from"
                 )
             if tuple(src["hidden"]) != runner.actor.hidden:
-                print(
+                say(
                     f"note: hidden layers {tuple(src['hidden'])} widened to {runner.actor.hidden}; the new units "
                     "send zero weight on, so the networks first compute what they start from"
                 )
             if not with_critic:
-                print(
+                say(
                     f"note: {cfg.init_from} holds no training state, so the critic starts fresh; until it has "
                     "learnt the values the actor's updates are noisy (a run's own checkpoint/ keeps its critic)"
                 )
         config = {"train": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "env": to_dict(env.cfg)}
-        config_file.write_text(json.dumps(config, indent=1))
+        config["train"]["world_size"] = ranks.world_size  # worlds per rank x ranks; a resume needs as many
+        if main:
+            config_file.write_text(json.dumps(config, indent=1))
     start = time.time()
     try:
         history = runner.learn()
     except KeyboardInterrupt as err:
-        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
+        say("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
     finally:
         env.close()
     wall = time.time() - start
+    if not main:
+        return run_dir
     plot_learning_curve(history, run_dir / "learning_curve.png", f"{cfg.env}{tag} seed {cfg.seed}")
     if cfg.eval_episodes > 0:
-        write_model_card(cfg, run_dir, runner.env_steps, wall, to_dict(env.cfg), history, pool)
+        write_model_card(cfg, run_dir, runner.env_steps, wall, to_dict(env.cfg), history, pool, ranks.world_size)
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith(("episode/", "perf/"))}
     print(f"done: {runner.env_steps:,} env-steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir
