@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks of the teachers and students issues, as one script for a lent GPU machine (here the
-# `device` tool's: one H200; its image has CUDA PyTorch but no MuJoCo or Warp, and no internet). About 8 minutes:
+# `device` tool's: one H100 or H200; its image has CUDA PyTorch but no MuJoCo or Warp, and no internet). On
+# one GPU its steps' limits add up to 600 s (200 + 150 + 170 + 80); no GPU has run it yet, so its real time is unmeasured:
 #   1. pytest -m gpu (MuJoCo Warp on CUDA: stepping, rendering, CPU/GPU agreement, DAgger on the device);
 #   2. scripts/bench_train.py on warp/CUDA, 4096 worlds (PPO env-steps/s including updates);
 #   3. scripts/bench_distill.py on warp/CUDA, 1024 and 4096 worlds (student frames/s, KV cache);
+#   3b. scripts/bench_world_model.py on CUDA (the world model's student frames/s at 2 and 4 agents, goal 24);
+#   3c. where 2 GPUs exist, a 2-process torchrun smoke of train_teacher.py (NCCL, one GPU a rank);
 #   4. optionally (TRAIN_SECONDS > 0) a fov_gated EgoPush teacher on 4096 worlds, warm-started from
 #      TRAIN_INIT (default the best one, checkpoints/egopush-line-teacher-fov_gated-knock_anchor, and its
-#      critic) with the reward terms it was trained with (TRAIN_OVERRIDES, JSON, to change the env) and
+#      critic) with its training preset (TRAIN_PRESET; TRAIN_OVERRIDES, JSON, changes the env more) and
 #      stopped by SIGTERM (as Ctrl-C) after TRAIN_SECONDS: its checkpoint comes back for --resume.
 # Everything lands in $OUT/gpu-checks.tar.gz (the JSON results, logs, run directory) and $OUT/summary.txt.
 #
@@ -29,7 +32,8 @@ BACKEND=${BACKEND:-warp}
 TRAIN_SECONDS=${TRAIN_SECONDS:-0}
 # The training (4.): the teacher it starts from, and its env, with the reward terms its critic learnt.
 TRAIN_INIT=${TRAIN_INIT:-checkpoints/egopush-line-teacher-fov_gated-knock_anchor}
-TRAIN_OVERRIDES=${TRAIN_OVERRIDES:-'{"memory_seconds": 60.0, "reward_scales": {"knock": 2.0, "anchor": 1.0}}'}
+TRAIN_PRESET=${TRAIN_PRESET:-knock_anchor_memory}
+TRAIN_OVERRIDES=${TRAIN_OVERRIDES:-'{}'}
 CHECKS=${CHECKS:-1}  # 0: skip steps 1-3 (a training-only call)
 QUICK=${QUICK:-0}
 OUT=${OUT:-$PWD/gpu-checks-out}
@@ -106,6 +110,20 @@ if [ "$CHECKS" = 1 ]; then
     # --- 3. distillation throughput and KV-cache inference on the device ---
     step bench-distill 170 python3 scripts/bench_distill.py --backend "$BACKEND" --device "$DEVICE" \
         "${distill_args[@]}" --json "$work/results/bench_distill_gpu.json"
+    # --- 3b. the world model's student (KV cache) against recompute and the teacher ---
+    if [ "${DEVICE%%:*}" = cuda ]; then
+        step bench-world-model 80 python3 scripts/bench_world_model.py --device "$DEVICE" --quick \
+            --json "$work/results/bench_world_model_gpu.json"
+    fi
+    # --- 3c. two processes under torchrun, one GPU each (NCCL), where two GPUs exist ---
+    gpus=$(command -v nvidia-smi > /dev/null && nvidia-smi -L | wc -l || echo 0)
+    if [ "${DEVICE%%:*}" = cuda ] && [ "$gpus" -ge 2 ]; then
+        step torchrun-2gpu 150 python3 -m torch.distributed.run --nproc_per_node 2 scripts/train_teacher.py \
+            --env egopush-goal --backend "$BACKEND" --device cuda --num-envs 1024 --total-steps 2000000 \
+            --eval-episodes 0 --run-dir "$work/results/torchrun-2gpu"
+    else
+        say "== torchrun-2gpu: skipped ($gpus GPU(s); it needs 2)"
+    fi
 fi
 # --- 4. optional: a shipped fov_gated teacher fine-tuned on the device (its shipped critic loaded by
 #        --init-from), stopped by SIGTERM (which saves its checkpoint) ---
@@ -114,6 +132,6 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
     step train-fov_gated "$TRAIN_SECONDS" python3 scripts/train_teacher.py --env egopush-line \
         --observability fov_gated --backend "$BACKEND" --device "$DEVICE" --num-envs 4096 \
         --total-steps 2000000000 --eval-episodes 0 --init-from "$TRAIN_INIT" \
-        --env-overrides "$TRAIN_OVERRIDES" --run-dir "$run"
+        --preset "$TRAIN_PRESET" --env-overrides "$TRAIN_OVERRIDES" --run-dir "$run"
     ls "$run" 2>/dev/null | sed 's/^/   run dir: /' | tee -a "$summary"
 fi
