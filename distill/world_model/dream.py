@@ -8,8 +8,12 @@ block (a frame-skip: the frames of a block are denoised together, so they cannot
 other's actions). The observation is ``camera`` uint8 ``[W, A, 3, H, W]``, the block's last frame;
 every frame of the block is in ``info["frames"]`` ``[W, block, A, 3, H, W]``.
 
-What a dream has not: rewards (zeros), terminations (none), and observation groups other than
-``camera`` (a policy that also reads ``proprio`` cannot play here yet). Episodes end by
+With ``proprio_scale`` (the recordings' robot speeds; taken from a soccer recording's config when
+recordings are given), the dream also gives soccer's ``proprio`` ``[W, A, 6]``: the robot's own
+velocity (forward, lateral, yaw rate) and its previous action, as a camera-and-proprio vision student
+reads it. The velocity is **not generated**: it is the previous action times the speeds its velocity
+servos track (``max_speed``, ``max_speed``, ``max_turn``), a hand-written estimate, exact only at
+steady state. What a dream has not: rewards (zeros), terminations (none). Episodes end by
 truncation after ``max_episode_steps`` steps, in every world at once (the cache's sink frames
 are shared by its rows), and restart from new first frames.
 """
@@ -45,6 +49,9 @@ class DreamEnv:
         max_episode_steps: steps (blocks) before every world is truncated and restarts.
         device: torch device of the networks.
         seed: seed of the start clips and the sampling noise.
+        proprio_scale: ``(max_speed, max_speed, max_turn)`` of the recorded robots, to give ``proprio``
+            (see the module docstring); default from the first recording's config when it has them
+            (soccer), else no ``proprio``.
     """
 
     competitive = False
@@ -60,6 +67,7 @@ class DreamEnv:
         max_episode_steps: int = 100,
         device: str = "cpu",
         seed: int = 0,
+        proprio_scale: tuple[float, float, float] | None = None,
     ) -> None:
         tok, student, meta = load_stage(Path(checkpoint), "student", device)
         assert student is not None
@@ -76,6 +84,17 @@ class DreamEnv:
         self.observation_spaces = {"camera": gym.spaces.Box(0, 255, (3, size, size), dtype=np.uint8)}
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.data = ClipDataset(recordings, self.context, envs=envs) if recordings else None
+        if proprio_scale is None and self.data is not None:
+            config = self.data.recordings[0].config
+            if "max_speed" in config and "max_turn" in config:
+                proprio_scale = (config["max_speed"], config["max_speed"], config["max_turn"])
+        self.proprio_scale = None
+        if proprio_scale is not None:
+            if len(proprio_scale) != self.act_dim:
+                raise ValueError(f"proprio_scale needs one speed per action dim ({self.act_dim}), got {proprio_scale}")
+            self.proprio_scale = torch.tensor(proprio_scale, dtype=torch.float32, device=self.device)
+            self.observation_spaces["proprio"] = gym.spaces.Box(-np.inf, np.inf, (2 * self.act_dim,), np.float32)
+        self._prev_action = torch.zeros(num_envs, num_agents, self.act_dim, device=self.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         max_frames = self.context + self.block * max_episode_steps
@@ -121,7 +140,15 @@ class DreamEnv:
         ids = torch.arange(A, device=self.device).expand(W, A)
         self.rollout.start(self.tok.encode(frames), actions, ids)
         self.episode_length.zero_()
-        return {"camera": frames[:, -1]}
+        self._prev_action = actions[:, -1].clone()
+        return self._obs(frames[:, -1])
+
+    def _obs(self, camera: torch.Tensor) -> Obs:
+        """``camera``, and with a ``proprio_scale`` the estimated ``proprio`` (module docstring)."""
+        obs = {"camera": camera}
+        if self.proprio_scale is not None:
+            obs["proprio"] = torch.cat((self._prev_action * self.proprio_scale, self._prev_action), -1)
+        return obs
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -137,7 +164,8 @@ class DreamEnv:
         latents = self.rollout.next_block(held, self.generator)
         frames = (self.tok.decode(latents) * 255).round().to(torch.uint8)
         self.episode_length += 1
-        obs = {"camera": frames[:, -1]}
+        self._prev_action = actions.clone()
+        obs = self._obs(frames[:, -1])
         never = torch.zeros(W, dtype=torch.bool, device=self.device)
         truncated = self.episode_length >= self.max_episode_steps
         info: dict[str, Any] = {"frames": frames, "teleported": never.clone(), "diverged": never.clone()}

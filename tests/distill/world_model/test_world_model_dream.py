@@ -105,3 +105,26 @@ def test_rollout_world_script_writes_video_and_metrics(student_checkpoint, tmp_p
     result = json.loads(js.read_text())
     assert len(result["psnr"]) == 4 and len(result["copy_ssim"]) == 4 and result["clips"] == 2
     assert out.is_file() and out.stat().st_size > 0
+
+
+def test_a_camera_and_proprio_vision_student_plays_inside_the_dream(student_checkpoint) -> None:
+    # A GRU student of the shipped soccer students' kind (RGB + proprio), at the dream's image size.
+    from distill.students import Student as VisionStudent
+    from distill.students import StudentConfig as VisionConfig
+    from distill.students import StudentPolicy
+
+    env = DreamEnv(student_checkpoint, num_envs=2, num_agents=2, max_episode_steps=3, proprio_scale=(1.5, 1.5, 4.0))
+    assert env.observation_spaces["proprio"].shape == (6,)
+    policy = StudentPolicy(VisionStudent("camera", (3, 16, 16), 6, 3, VisionConfig(memory="gru", hidden=8, embed=8)))
+    start_actions = torch.full((2, 2, 2, 3), 0.5)
+    obs = env.reset(frames=torch.randint(0, 256, (2, 2, 2, 3, 16, 16), dtype=torch.uint8), actions=start_actions)
+    torch.testing.assert_close(obs["proprio"][0, 0], torch.tensor([0.75, 0.75, 2.0, 0.5, 0.5, 0.5]))
+    for t in range(3):
+        act = policy(obs)
+        assert act.shape == (2, 2, 3) and torch.isfinite(act).all()
+        obs, *_ = env.step(act)
+        if t < 2:  # the action just taken, and the velocity its servos track (an estimate)
+            torch.testing.assert_close(obs["proprio"], torch.cat((act * torch.tensor([1.5, 1.5, 4.0]), act), -1))
+    torch.testing.assert_close(obs["proprio"][..., 3:], torch.full((2, 2, 3), 0.5))  # restarted: the start's
+    with pytest.raises(ValueError, match="one speed per action dim"):
+        DreamEnv(student_checkpoint, num_envs=1, num_agents=2, proprio_scale=(1.0, 2.0))
