@@ -7,6 +7,7 @@ import dataclasses
 from envs.config import choice, choices, flag, integer, number, pair, scales
 from envs.egopush.tasks import TASKS
 
+DEPTH_LAYERS = ("role", "identity")
 OBSERVABILITY = ("global", "fov", "fov_gated")
 ROLES = ("active", "anchor", "obstacle")
 KP = 4  # keypoints per object: the corners of its footprint
@@ -100,6 +101,19 @@ class EgoPushConfig:
     range (at a box's mid-height) and for ``memory_seconds`` after; in ``global`` mode, and in
     ``critic``, always. Off by default: the teachers in ``checkpoints/`` read no walls."""
 
+    depth_layers: str = "role"
+    """What splits ``depth_layers``: ``role`` (active, anchor, obstacle: the layers follow the task's
+    state, so a layer changes when the env decides a box is placed) or ``identity`` (the anchor, then
+    the other boxes in an order drawn at each episode's start and kept through it, as boxes of
+    distinct colours would give; the goal task's region first, then its boxes). ``identity`` holds
+    ``n_boxes`` layers (``n_boxes + 1`` in the goal task), none of which follows the task's state."""
+    wheel_slip: float = 0.0
+    """Each episode, each wheel's speed reading is scaled by ``1 + wheel_slip * u``, ``u`` uniform in
+    [-1, 1] drawn at the episode's start: a wheel that slips or a radius that is off (0: exact)."""
+    wheel_noise: float = 0.0
+    """Standard deviation (m/s) of Gaussian noise added to each wheel's speed reading at every step
+    (0: none)."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -131,3 +145,6 @@ class EgoPushConfig:
         integer("nthread", self.nthread, 0)
         flag("anchor_marker", self.anchor_marker)
         flag("room_keypoints", self.room_keypoints)
+        choice("depth_layers", self.depth_layers, DEPTH_LAYERS)
+        number("wheel_slip", self.wheel_slip, 0.0, 1.0)
+        number("wheel_noise", self.wheel_noise, 0.0)

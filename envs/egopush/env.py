@@ -21,10 +21,11 @@ import torch
 from envs.base import BatchedEnv, Obs
 from envs.egopush import scene
 from envs.egopush.config import KP, EgoPushConfig
+from envs.egopush.sensors import depth_by_role, identity_order, wheel_readings
 from envs.egopush.start_replay import FailedStartReplay
 from envs.egopush.starts import sample_start
 from envs.egopush.tasks import target_offsets
-from envs.egopush.view import CameraView, KeypointMemory, depth_by_role
+from envs.egopush.view import CameraView, KeypointMemory
 
 
 def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -91,6 +92,12 @@ class EgoPushEnv(BatchedEnv):
         self.obstacle_order = torch.tensor(order, dtype=torch.long, device=dev).view(B, self.n_slots)
         self._ones_kp = torch.ones(W, 3 + self.n_slots, KP, 1, device=dev)
         self.stage = torch.zeros(W, dtype=torch.long, device=dev)
+        # Options a robot's sensors add (off by default, and then absent: nothing drawn, nothing saved):
+        # each object's depth layer by identity, drawn per episode; each wheel's reading scale.
+        if cfg.depth_layers == "identity":
+            self.identity = torch.full((W, B + 1), -1, dtype=torch.long, device=dev)
+        if cfg.wheel_slip > 0:
+            self.wheel_scale = torch.ones(W, 2, device=dev)
         self.best_stage = torch.zeros(W, dtype=torch.long, device=dev)
         self.stage_steps = torch.zeros(W, dtype=torch.long, device=dev)
         self.reached = torch.zeros(W, dtype=torch.bool, device=dev)
@@ -113,7 +120,8 @@ class EgoPushEnv(BatchedEnv):
         }
         w, h = cfg.camera_resolution
         if "depth_layers" in cfg.cameras:
-            self.observation_spaces["depth_layers"] = box(0.0, np.inf, (3, h, w), np.float32)
+            n_layers = 3 if cfg.depth_layers == "role" else B + int(self.goal_task)
+            self.observation_spaces["depth_layers"] = box(0.0, np.inf, (n_layers, h, w), np.float32)
         if "rgb" in cfg.cameras:
             self.observation_spaces["camera"] = box(0, 255, (3, h, w), np.uint8)
 
@@ -285,6 +293,10 @@ class EgoPushEnv(BatchedEnv):
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
         self.memory.forget(ids)
+        if self.cfg.depth_layers == "identity":  # only then: the default draws exactly what it always did
+            self.identity[ids] = identity_order(k, self.cfg.n_boxes, self.goal_task, g, self.device)
+        if self.cfg.wheel_slip > 0:
+            self.wheel_scale[ids] = 1 + self.cfg.wheel_slip * (torch.rand(k, 2, generator=g).to(self.device) * 2 - 1)
         self._prev_dist[ids] = self._distances(self.task_state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -419,6 +431,7 @@ class EgoPushEnv(BatchedEnv):
         time_left = 1 - self.episode_length.float()[:, None] / self.max_episode_steps
         half_track = scene.ROBOT_HALF[1]
         wheels = torch.stack((s["fwd"] - s["wz"] * half_track, s["fwd"] + s["wz"] * half_track), -1)
+        wheels = wheel_readings(wheels, getattr(self, "wheel_scale", None), self.cfg.wheel_noise, self.generator)
         priv, crit = [masked, robot], [full, robot, time_left]
         if self.cfg.room_keypoints:
             shown, every = self._room_keypoints(s)
@@ -478,5 +491,10 @@ class EgoPushEnv(BatchedEnv):
             out["camera"] = img["rgb"]
         if "depth_layers" in self.cfg.cameras:
             obj = self._geom_object[img["segmentation"][:, 0, 0].long() + 1]  # [W, H, Wd] object index or -1
-            out["depth_layers"] = depth_by_role(img["depth"][:, 0, 0], obj, self.roles(active))[:, None]
+            depth = img["depth"][:, 0, 0]
+            if self.cfg.depth_layers == "identity":
+                n = self.observation_spaces["depth_layers"].shape[0]
+                out["depth_layers"] = depth_by_role(depth, obj, self.identity, n)[:, None]
+            else:
+                out["depth_layers"] = depth_by_role(depth, obj, self.roles(active))[:, None]
         return out

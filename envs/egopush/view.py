@@ -97,14 +97,3 @@ class KeypointMemory(EnvPart):
         shape = [step.shape[0]] + [1] * (step.dim() - 1)
         age = (step_now.view(shape) - step).float() * self.control_dt
         return ((step >= 0) & (age <= self.memory_seconds)).float()
-
-
-def depth_by_role(depth: torch.Tensor, obj: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
-    """The student's ``depth_layers``: depth ``[W, H, Wd]`` (m) split into one layer per role
-    (active, anchor, obstacle) ``[W, 3, H, Wd]``, 0 where the role is absent; ``obj`` ``[W, H, Wd]``
-    is the object each pixel shows (box ``i``, the region ``B``, else -1), ``roles`` ``[W, B + 1]``
-    each object's role index (see ``EgoPushEnv.roles``)."""
-    none = torch.full((roles.shape[0], 1), -1, dtype=torch.long, device=roles.device)
-    role_tab = torch.cat((roles, none), 1)
-    role = role_tab.gather(1, torch.where(obj < 0, role_tab.shape[1] - 1, obj).flatten(1)).view_as(obj)
-    return torch.stack([torch.where(role == r, depth, 0.0) for r in range(3)], 1)
