@@ -155,6 +155,20 @@ def run_episodes(env: Any, policy: Policy, episodes: int, seed: int = 0, progres
     }
 
 
+REPORT_SEED = 271828
+"""The seed shipped figures are reported at (``eval.py --report``), and only they: no development or
+model selection uses it (the trainers' own evaluations refuse it; they default to seed 1000)."""
+REPORT_EPISODES = 400
+"""The fewest episodes a report figure is measured over."""
+
+
+def refuse_report_seed(seed: int, flag: str) -> None:
+    """A ``ValueError`` naming ``flag`` if ``seed`` is the report seed: development and selection
+    must never see the episodes the shipped figures are reported on."""
+    if seed == REPORT_SEED:
+        raise ValueError(f"{flag} {seed} is the report seed (agents.evaluate.REPORT_SEED): develop at any other")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Evaluate a policy (team 0) against an opponent (team 1)."""
@@ -179,6 +193,9 @@ class EvalConfig:
     """Seed of the env and of random policies."""
     blank_camera: bool = False
     """Give the policy all-zero camera images (a failed camera)."""
+    report: bool = False
+    """Report a shipped figure: at the report seed (``REPORT_SEED``), over at least ``REPORT_EPISODES``
+    episodes (``--seed`` ignored); the seed no development or selection uses."""
     env_overrides: str = "{}"
     """More env config as JSON, over the checkpoint's, e.g. ``'{"memory_seconds": 5}'`` or ``'{"nthread": 1}'``."""
     json: Path | None = None
@@ -207,6 +224,8 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     Raises ``ValueError`` (``CheckpointError`` included) naming the flag at fault."""
     extra = _overrides(cfg.env_overrides)
+    if cfg.report:
+        cfg = dataclasses.replace(cfg, seed=REPORT_SEED, episodes=max(cfg.episodes, REPORT_EPISODES))
     over: dict = {}
     if cfg.checkpoint is not None:
         try:
@@ -229,8 +248,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         "seed": cfg.seed,
         "blank_camera": cfg.blank_camera,
         "env_overrides": extra,
+        "report": cfg.report,
     }
-    blank = " (blank camera)" if cfg.blank_camera else ""
+    blank = (" (blank camera)" if cfg.blank_camera else "") + (" [report seed]" if cfg.report else "")
     if env.competitive:
         opponent = _policy(cfg.opponent, env, cfg.seed + 1, "--opponent")
         result = {**head, "opponent": cfg.opponent, **play_matches(env, policy, opponent, cfg.episodes, seed=cfg.seed)}

@@ -4,6 +4,7 @@ python scripts/eval.py --env soccer-1v1 --policy scripted --opponent random --ep
 python scripts/eval.py --env soccer-2v2 --policy random --episodes 100 --json out.json
 python scripts/eval.py --checkpoint checkpoints/egopush-line-teacher-global --episodes 200
 python scripts/eval.py --checkpoint checkpoints/egopush-line-student-fov_gated --blank-camera
+python scripts/eval.py --checkpoint checkpoints/soccer-1v1-teacher --num-envs 64 --report   # the report seed
 python scripts/eval.py --checkpoint checkpoints/egopush-line-teacher-fov_gated --env-overrides '{"memory_seconds": 5}'
 
 A checkpoint is evaluated in the env it was trained on; a vision student's env renders its camera.

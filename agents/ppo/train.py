@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import envs
 from agents import distributed
+from agents.evaluate import refuse_report_seed
 from agents.policies import make_policy
 from agents.ppo.algorithm import PPOConfig
 from agents.ppo.learner_env import LearnerEnv
@@ -22,7 +23,7 @@ from agents.ppo.runner import Runner
 from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from envs.config import parse_overrides, to_dict
 
-RESUME_FREE = ("resume", "total_steps", "eval_episodes", "save_every", "run_dir", "device")
+RESUME_FREE = ("resume", "total_steps", "eval_episodes", "eval_seed", "save_every", "run_dir", "device")
 """What a ``--resume`` may change of a run's settings; anything else differing is refused by name."""
 
 
@@ -87,6 +88,9 @@ class TrainConfig:
     only) and ``episode/replayed_share``."""
     eval_episodes: int = 200
     """Episodes of the final evaluation written into the checkpoint's MODEL_CARD.md (0: none)."""
+    eval_seed: int = 1000
+    """Seed of that final evaluation: a development seed (the report seed, ``agents.evaluate.REPORT_SEED``,
+    is refused)."""
     save_every: int = 100
     """PPO updates between checkpoints, so that a crash loses at most that many (0: save only at the
     end and on Ctrl-C or SIGTERM); ``--resume`` continues from the last one."""
@@ -171,14 +175,14 @@ def write_model_card(
     if env.competitive:
         rows = []
         for opp in ("scripted", "random"):
-            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=1000)
+            r = play_matches(env, policy, make_policy(opp, env, seed=123), cfg.eval_episodes, seed=cfg.eval_seed)
             rows.append(
                 f"| {opp} | {r['win_rate']:.3f} [{r['win_rate_ci95'][0]:.3f}, {r['win_rate_ci95'][1]:.3f}] | "
                 f"{r['draw_rate']:.3f} | {r['loss_rate']:.3f} |"
             )
         table = "| opponent | win rate [95% CI] | draw | loss |\n|---|---|---|---|\n" + "\n".join(rows)
     else:
-        r = run_episodes(env, policy, cfg.eval_episodes, seed=1000)
+        r = run_episodes(env, policy, cfg.eval_episodes, seed=cfg.eval_seed)
         lo, hi = r["success_rate_ci95"]
         table = (
             "| episodes | success [95% CI] | reach | path length |\n|---:|---|---:|---:|\n"
@@ -187,7 +191,7 @@ def write_model_card(
         )
     env.close()
     command = "python scripts/train_teacher.py " + shlex.join(sys.argv[1:])
-    flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed 1000"  # as evaluated above
+    flags = f"--num-envs {min(64, cfg.eval_episodes)} --seed {cfg.eval_seed}"  # as evaluated above
     pool_part = _pool_table(pool) if pool is not None else ""
     worlds = f"{cfg.num_envs}" if world_size == 1 else f"{cfg.num_envs} in each of {world_size} processes (torchrun)"
     ema = ""
@@ -207,7 +211,7 @@ PPO teacher reading the `{cfg.actor_group}` group (critic: `{cfg.critic_group}`)
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
 - seed: {cfg.seed}; worlds: {worlds}{ema}
 
-## Evaluation (deterministic policy, the task's own rewards, seed 1000)
+## Evaluation (deterministic policy, the task's own rewards, seed {cfg.eval_seed})
 
 {table}
 
@@ -234,6 +238,9 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
     main = ranks.rank == 0
     say = print if main else lambda *_, **__: None
     seed = cfg.seed + ranks.rank  # each rank's worlds, noise and opponents: rank 0's are a single run's
+    # The report seed's episodes are for reporting only: no training or selection may see them.
+    refuse_report_seed(seed, "--seed (+ rank)")
+    refuse_report_seed(cfg.eval_seed, "--eval-seed")
     if cfg.env not in envs.registered():
         raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     tag = f"-{cfg.observability}" if cfg.observability else ""
