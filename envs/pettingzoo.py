@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.base import real_actions
+from envs.base import BatchedEnv
 
 Obs = dict[str, torch.Tensor]
 TaskInfo = Callable[[Any], dict[str, float]]
@@ -193,16 +193,9 @@ class PettingZooBatchedEnv:
         return self._observe()
 
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Validated, clipped float32 actions ``[W, A, act_dim]`` on ``device``."""
-        expected = (self.num_envs, self.num_agents, self.act_dim)
-        actions = real_actions(actions)  # real numbers only, detached (as every env's)
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape [W, A, act_dim] = {list(expected)}, got {list(actions.shape)}")
-        actions = actions.to(device=self.device, dtype=torch.float32)
-        if not torch.isfinite(actions).all():
-            bad = (~torch.isfinite(actions)).any(-1).any(-1).nonzero().flatten().tolist()
-            raise ValueError(f"actions contain NaN or inf (worlds {bad[:10]})")
-        return actions.clamp(-1.0, 1.0)
+        """Validated, clipped float32 actions ``[W, A, act_dim]`` on ``device``, detached: the
+        contract's own check (it reads only ``num_envs``, ``num_agents``, ``act_dim`` and ``device``)."""
+        return BatchedEnv.check_actions(self, actions)  # type: ignore[arg-type]
 
     def to_peer_actions(self, actions: torch.Tensor) -> np.ndarray:
         """Contract actions ``[..., act_dim]`` in [-1, 1] -> the peer env's ``Box(low, high)``."""
