@@ -19,7 +19,9 @@ of recent on-policy data that the student is then trained on:
   the teacher's network), and ``aux_coef`` weights the estimator's loss.
 
 Everything is tensors on the env's device. ``Distiller`` is the runner: run directory,
-TensorBoard, ``metrics.jsonl``, progress bar, checkpoints (Ctrl-C saves) and ``resume``.
+TensorBoard, ``metrics.jsonl``, progress bar, checkpoints (Ctrl-C saves) and ``resume``. Under
+torchrun every rank steps and renders its own worlds into its own buffer, the gradients are averaged
+over the ranks every update, and rank 0 logs and writes the checkpoint (``agents/distributed.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import dataclasses
 import functools
 import json
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -36,11 +39,14 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
+from agents import distributed
 from agents.checkpoint import CheckpointError
 from agents.policies import make_policy
 from agents.ppo.learner_env import Team
+from agents.ppo.runner import QuietLog, rank_state_name
 from agents.run_state import (
     IterationLog,
+    StopAtIterationEnd,
     existing,
     fresh_dir,
     load_optimizer,
@@ -48,6 +54,7 @@ from agents.run_state import (
     optimizer_tensors,
     run_logged,
     save_state_file,
+    stop_at_iteration_end,
     swap_in,
     write_metrics,
 )
@@ -58,6 +65,7 @@ from distill.students import Student, StudentConfig
 from distill.teacher_env import load_teacher, segmentation_classes, student_geometry
 from envs.base import torch_threads
 from envs.config import to_dict
+from envs.io import signals_held
 
 CKPT = "checkpoint"
 
@@ -133,8 +141,10 @@ class Distiller:
             the student's camera and gives the teacher's observation group).
         teacher_path: the teacher checkpoint.
         student_cfg, cfg: the student network and DAgger settings.
-        total_frames: learner frames (worlds x learning agents x steps) to collect.
-        seed: seeds the student, the sampling and the mixing.
+        total_frames: learner frames (worlds x learning agents x steps, every rank's together under
+            torchrun) to collect.
+        seed: seeds the student, the sampling and the mixing (under torchrun, this rank's: the base
+            seed + its global rank; rank 0's student is broadcast at the start).
         run_dir: logs and ``checkpoint/``.
         opponent: the other team's policy in competitive envs (``scripted``, ``random`` or a path).
         save_every: iterations between checkpoints, so that a crash loses at most that many (0: save
@@ -220,7 +230,9 @@ class Distiller:
         # What the memory needs back in training (a GRU's start state only with ``stored_state``).
         self._stored = {k: v for k, v in self.student.memory.stored().items() if cfg.stored_state or k != "hidden"}
         self.buffer = self._make_buffer(img_shape, seg_classes, prop_dim)
-        self.frames_per_iter = cfg.steps_per_iter * self.slots
+        self.world_size = distributed.world_size()
+        # Every rank's frames: the frame counter, beta and the learning rate schedule are the same on every rank.
+        self.frames_per_iter = cfg.steps_per_iter * self.slots * self.world_size
         # No DAgger at all (total_frames 0) only for a trained student (init_from), e.g. to fine-tune it by RL.
         self.total_iters = max(0 if init_from is not None else 1, math.ceil(total_frames / self.frames_per_iter))
         self.iteration = 0
@@ -315,7 +327,7 @@ class Distiller:
             prop = self.team.slots(obs, "proprio").float()
             t_obs = self.team.slots(obs, self.teacher.group).float()
             t_mu = self.teacher(t_obs)
-            self.student.proprio_norm.update(prop)
+            distributed.update_normaliser(self.student.proprio_norm, prop)  # every rank's batch: one normaliser
             before = self._state
             s_mu, self._state = self.student.step(img, prop, self._state, self._first)
             stored = self.student.memory.stored_values(before, self._state)
@@ -334,11 +346,15 @@ class Distiller:
                     sc = info["score"][done]
                     outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
         self._obs = obs
-        stats = {"dagger/beta": beta, "dagger/action_gap": gap / self.cfg.steps_per_iter}
+        # (sum, count) of each statistic, summed over the ranks: every rank's steps and episodes count.
+        sums = {"dagger/action_gap": (gap, float(self.cfg.steps_per_iter))}
         for k, v in outcome.items():
-            stats[f"episode/{k}"] = sum(v) / len(v)
-        if outcome:
-            stats["episode/count"] = float(len(next(iter(outcome.values()))))
+            sums[f"episode/{k}"] = (sum(v), float(len(v)))
+        sums = distributed.sum_stats(sums)
+        stats = {"dagger/beta": beta, **{k: s / c for k, (s, c) in sums.items()}}
+        ended = [c for k, (_, c) in sums.items() if k.startswith("episode/")]
+        if ended:  # the worlds whose episode ended (every outcome counts them all)
+            stats["episode/count"] = ended[0]
         return stats
 
     # -- updates --------------------------------------------------------------------------------
@@ -367,6 +383,15 @@ class Distiller:
             terms["loss/aux"] = float(aux.detach())
         return total, terms
 
+    def backward(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The loss of ``batch`` and its gradients in the trained parameters (under torchrun, averaged
+        over the ranks: each rank's own minibatch, so the gradient of all of them together)."""
+        total, terms = self.loss(batch)
+        self.optimizer.zero_grad()
+        total.backward()
+        distributed.average_gradients_(self._trained_parameters())
+        return terms
+
     def update(self) -> dict[str, float]:
         sums: dict[str, float] = {}
         length = min(self.seq_len, self.buffer.size)  # (shorter windows until the buffer holds seq_len steps)
@@ -375,13 +400,13 @@ class Distiller:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["scale"]
         for _ in range(self.cfg.updates_per_iter):
-            total, terms = self.loss(self.buffer.sample(seqs, length, self.generator))
-            self.optimizer.zero_grad()
-            total.backward()
+            terms = self.backward(self.buffer.sample(seqs, length, self.generator))
             torch.nn.utils.clip_grad_norm_(self._trained_parameters(), self.cfg.max_grad_norm)
             self.optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v / self.cfg.updates_per_iter
+        if self.world_size > 1:  # the losses of every rank's minibatches
+            sums = {k: s / c for k, (s, c) in distributed.sum_stats({k: (v, 1.0) for k, v in sums.items()}).items()}
         sums["dagger/lr"] = lr
         return sums
 
@@ -393,14 +418,20 @@ class Distiller:
 
     def learn(self, progress: bool = True) -> list[dict[str, float]]:
         """Distil until ``total_frames``; Ctrl-C or SIGTERM saves a checkpoint at the end of the
-        iteration and raises ``KeyboardInterrupt``."""
+        iteration and raises ``KeyboardInterrupt``. Under torchrun every rank starts from rank 0's
+        student (and privileged-prediction head), and a stop asked of any rank stops them all at the
+        end of the same iteration."""
+        for module in (self.student, self.aux_head):
+            if module is not None:
+                distributed.broadcast_module_(module)
+        main = distributed.is_main()
         bar = tqdm(
             total=self.total_iters * self.frames_per_iter,
             initial=self.frames,
             unit="frame",
             unit_scale=True,
             desc=f"DAgger {self.env.name}",
-            disable=not progress,
+            disable=not (progress and main),
         )
 
         def body(log: IterationLog) -> None:
@@ -418,15 +449,48 @@ class Distiller:
                 stats["perf/collect_frames_per_s"] = self.frames_per_iter / collect
                 stats["perf/frames_per_s"] = self.frames_per_iter / elapsed
                 head = {"iteration": self.iteration, "frames": self.frames}
-                log(stats, head, self.frames, self.frames_per_iter, ("episode/", "loss/"))
+                if self.world_size == 1:
+                    log(stats, head, self.frames, self.frames_per_iter, ("episode/", "loss/"))
+                    continue
+                # Every rank stops at the end of the same iteration: a stop asked of one before this
+                # point stops all now; one asked after it waits for the next iteration's end.
+                with signals_held():
+                    if distributed.any_rank(log.stop.signum is not None) and log.stop.signum is None:
+                        log.stop.signum = signal.SIGTERM
+                    log(stats, head, self.frames, self.frames_per_iter, ("episode/", "loss/"))
 
-        run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
+        if main:
+            run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
+        else:
+            bar.close()
+            self._run_quietly(body)
         return self.history
+
+    def _run_quietly(self, body: Any) -> None:
+        """``run_logged`` for a rank other than 0: the same saves (collective) and stops, no logs."""
+
+        def whole() -> None:
+            with signals_held():
+                self.save()
+
+        try:
+            with stop_at_iteration_end() as stop:
+                body(QuietLog(self.run_dir, self.history, None, None, stop, whole, self.save_every))
+        except StopAtIterationEnd:
+            whole()
+            raise
+        whole()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
         """Write ``run_dir/checkpoint`` atomically: the student (a policy ``eval.py`` loads) and the
-        training state for ``resume`` (optimiser, generators, env snapshot; not the buffer)."""
+        training state for ``resume`` (optimiser, generators, env snapshot; not the buffer). Under
+        torchrun every rank calls it: each sends its own state (generators, worlds) to rank 0, which
+        writes them all (rank k's in ``train_state.rank<k>.*``) into the directory it swaps in."""
+        ranks = distributed.gather_to_main(self._own_state())
+        if ranks is None:  # not rank 0: it writes; every rank returns once the checkpoint is in place
+            distributed.barrier()
+            return self.run_dir / CKPT
         tmp = fresh_dir(self.run_dir, CKPT)
         self.student.save(
             tmp,
@@ -442,33 +506,54 @@ class Distiller:
         tensors = optimizer_tensors(self.optimizer)
         if self.aux_head is not None:
             tensors.update({f"aux/{k}": v for k, v in self.aux_head.state_dict().items()})
-        tensors["rng/runner"] = self.generator.get_state()
-        tensors["rng/torch"] = torch.get_rng_state()
-        tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
+        tensors.update(ranks[0])
         save_state_file(tmp / "train_state.safetensors", tensors)
         meta = {"iteration": self.iteration, "frames": self.frames, "seed": self.seed, "history": self.history}
+        if self.world_size > 1:
+            meta["world_size"] = self.world_size
         (tmp / "train_state.json").write_text(json.dumps(meta))
-        return swap_in(tmp, self.run_dir / CKPT)
+        for k, own in enumerate(ranks[1:], start=1):
+            save_state_file(tmp / f"{rank_state_name(k)}.safetensors", own)
+            (tmp / f"{rank_state_name(k)}.json").write_text(json.dumps({"rank": k, "seed": self.seed + k}))
+        final = swap_in(tmp, self.run_dir / CKPT)
+        distributed.barrier()
+        return final
+
+    def _own_state(self) -> dict[str, torch.Tensor]:
+        """This rank's own part of the training state: its generators and its worlds' snapshot
+        (tensors on the CPU)."""
+        tensors = {"rng/runner": self.generator.get_state(), "rng/torch": torch.get_rng_state()}
+        tensors.update({f"env/{k}": v for k, v in self.env.snapshot().items()})
+        return {k: v.detach().cpu() for k, v in tensors.items()}
 
     def load(self) -> None:
         """Continue from ``run_dir/checkpoint`` (or ``checkpoint.old`` if a save was cut short).
-        The buffer starts empty and the worlds restart from the saved state."""
+        The buffer starts empty and the worlds restart from the saved state; under torchrun every
+        rank reads the shared state and its own (``train_state.rank<k>.*``)."""
         path = existing(self.run_dir / CKPT)
+        state = json.loads((path / "train_state.json").read_text())
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise CheckpointError(f"{path}: saved by world_size {saved_world} processes, resumed by {self.world_size}")
         student, _ = Student.load(path)
         self.student.load_state_dict(student.state_dict())
         tensors = load_state_file(path / "train_state.safetensors")
-        state = json.loads((path / "train_state.json").read_text())
+        own = tensors
+        rank = distributed.rank()
+        if rank > 0:
+            own = load_state_file(path / f"{rank_state_name(rank)}.safetensors")
         if self.aux_head is not None:
             aux = {k[4:]: v for k, v in tensors.items() if k.startswith("aux/")}
             if not aux:
                 raise CheckpointError(f"{path} holds no privileged-prediction head, but aux_coef > 0")
             self.aux_head.load_state_dict(aux)
         load_optimizer(self.optimizer, tensors, self.env.device)
-        self.generator.set_state(tensors["rng/runner"])
-        torch.set_rng_state(tensors["rng/torch"])
-        self.env.restore({k[4:]: v for k, v in tensors.items() if k.startswith("env/")})
+        self.generator.set_state(own["rng/runner"])
+        torch.set_rng_state(own["rng/torch"])
+        self.env.restore({k[4:]: v for k, v in own.items() if k.startswith("env/")})
         self._obs = self.env.observe()
         self._state = self.student.init_state(self.slots, self.env.device)
         self._first = torch.ones(self.slots, dtype=torch.bool, device=self.env.device)
         self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
-        write_metrics(self.run_dir, self.history)
+        if distributed.is_main():
+            write_metrics(self.run_dir, self.history)

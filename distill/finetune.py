@@ -14,6 +14,9 @@ A GRU student acts with its memory carried across rollouts; each rollout keeps t
 started from, and the update replays whole rollouts of a subset of the slots from that memory
 (minibatches over slots, not steps), cutting it at episode starts as acting did, so the
 log-probabilities of the first epoch equal those the rollout sampled with.
+
+Fine-tuning runs in one process: under torchrun (several processes) it is refused by name
+(``--finetune.frames``); fine-tune the distilled student in a single process with ``--init-from``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -252,10 +256,26 @@ class StudentPPO:
         return stats
 
 
+def refuse_several_processes(cfg: FinetuneConfig) -> None:
+    """Fine-tuning is single-process: a ``ValueError`` naming ``--finetune.frames`` when ``cfg`` asks
+    for it under torchrun (several processes: the process group's size, or ``WORLD_SIZE`` before it
+    is joined)."""
+    from agents import distributed
+
+    n = distributed.world_size() if distributed.initialized() else int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.frames > 0 and n > 1:
+        raise ValueError(
+            f"--finetune.frames {cfg.frames}: RL fine-tuning runs in one process, not under torchrun "
+            f"(world_size {n}); distil with torchrun, then fine-tune the student in one process "
+            "(--init-from <run>/checkpoint --total-frames 0 --finetune.frames N)"
+        )
+
+
 def finetune_student(self: Any, cfg: FinetuneConfig, progress: bool = True) -> list[dict[str, float]]:
     """RL fine-tuning of a ``Distiller``'s (``self``) distilled student for ``cfg.frames`` frames,
     logged beside the distillation (x axis: frames collected in all). Ctrl-C saves the
-    student as it is; fine-tuning itself does not resume."""
+    student as it is; fine-tuning itself does not resume. One process only (not under torchrun)."""
+    refuse_several_processes(cfg)
     ppo = StudentPPO(self.env, self.student, self.teacher, cfg, self.seed, self.learners, self.opponent)
     per_iter = cfg.steps_per_env * self.slots
     iters = max(1, math.ceil(cfg.frames / per_iter))

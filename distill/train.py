@@ -1,5 +1,6 @@
 """Distil a teacher into a vision student from a typed config: the run directory, resume and init-from,
-the learning curve and the model card; ``scripts/distill_student.py`` is its command line."""
+the learning curve and the model card; ``scripts/distill_student.py`` is its command line. Under
+torchrun it runs as one rank of several (``agents/distributed.py``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from agents import distributed
 from agents.checkpoint import read_meta
 from agents.evaluate import EvalConfig
 from agents.evaluate import evaluate as evaluate_policy
 from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from distill.dagger import DaggerConfig, Distiller
-from distill.finetune import FinetuneConfig
+from distill.finetune import FinetuneConfig, refuse_several_processes
 from distill.students import StudentConfig, student_config
 from distill.teacher_env import load_teacher, make_distill_env
 from envs.config import parse_overrides, to_dict
@@ -36,10 +38,10 @@ class DistillConfig:
     env: str | None = None
     """Expected env name; an error if the teacher was trained on another (default: the teacher's)."""
     num_envs: int = 64
-    """Worlds stepped (and rendered) together."""
+    """Worlds stepped (and rendered) together (under torchrun: by each process)."""
     total_frames: int = 200_000
-    """Student frames (worlds x learning agents x steps) to collect. 0 with ``--init-from``: no
-    DAgger, e.g. to RL fine-tune a trained student (``--finetune.frames``)."""
+    """Student frames (worlds x learning agents x steps, every process's together) to collect. 0 with
+    ``--init-from``: no DAgger, e.g. to RL fine-tune a trained student (``--finetune.frames``)."""
     resolution: tuple[int, int] = (64, 64)
     """Camera width and height."""
     backend: Literal["cpu", "warp"] = "cpu"
@@ -47,7 +49,7 @@ class DistillConfig:
     device: str | None = None
     """Device for the warp backend."""
     seed: int = 0
-    """Seed of the worlds, the student and the sampling."""
+    """Seed of the worlds, the student and the sampling (under torchrun: plus the global rank)."""
     opponent: str = "scripted"
     """Competitive envs: the other team (``scripted``, ``random`` or a checkpoint)."""
     env_overrides: str = "{}"
@@ -73,7 +75,7 @@ class DistillConfig:
     dagger: DaggerConfig = DaggerConfig()
     """DAgger settings."""
     finetune: FinetuneConfig = FinetuneConfig()
-    """RL fine-tuning after distillation (off unless ``--finetune.frames`` > 0)."""
+    """RL fine-tuning after distillation (off unless ``--finetune.frames`` > 0; one process only)."""
 
 
 def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
@@ -127,7 +129,9 @@ def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 10
 EVAL_FLAGS = "--num-envs 64 --seed 1000 [--blank-camera]"  # as ``evaluate`` runs it
 
 
-def write_model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict) -> None:
+def write_model_card(
+    cfg: DistillConfig, run_dir: Path, frames: int, wall: float, teacher_meta: dict, world_size: int = 1
+) -> None:
     res = evaluate(run_dir / "checkpoint", cfg.eval_episodes)
     blank = evaluate(run_dir / "checkpoint", cfg.eval_episodes, blank=True) if cfg.eval_blank else None
     if "success_rate" in res:
@@ -151,6 +155,7 @@ def write_model_card(cfg: DistillConfig, run_dir: Path, frames: int, wall: float
     no_dagger = cfg.total_frames == 0 and cfg.init_from is not None
     how = "RL fine-tuned (no DAgger), with a KL penalty toward" if no_dagger else "distilled by DAgger from"
     dagger = "none (`--total-frames 0`)" if no_dagger else json.dumps(dataclasses.asdict(cfg.dagger))
+    worlds = f"{cfg.num_envs}" if world_size == 1 else f"{cfg.num_envs} in each of {world_size} processes (torchrun)"
     card = f"""# {teacher_meta["env"]} student (from the {obs or "privileged"} teacher)
 
 Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("egopush") else "camera"}` +{seg}
@@ -162,7 +167,7 @@ Egocentric vision student (`{"depth_layers" if teacher_meta["env"].startswith("e
 - RL fine-tuning: {json.dumps(dataclasses.asdict(cfg.finetune)) if cfg.finetune.frames else "none"}
 - student frames: {frames:,}; wall time: {wall / 60:.1f} min
 - hardware: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; backend `{cfg.backend}`
-- seed: {cfg.seed}; worlds: {cfg.num_envs}; camera {cfg.resolution[0]}x{cfg.resolution[1]}
+- seed: {cfg.seed}; worlds: {worlds}; camera {cfg.resolution[0]}x{cfg.resolution[1]}
 
 ## Evaluation (deterministic student, seed 1000)
 
@@ -199,6 +204,23 @@ def student_of(cfg: DistillConfig) -> DistillConfig:
 
 
 def distill(cfg: DistillConfig) -> Path:
+    """Distil as ``cfg`` says; under torchrun, as one rank of several (``agents/distributed.py``): this
+    process steps ``cfg.num_envs`` worlds of its own, seeded ``cfg.seed`` + its global rank, and rank 0
+    alone logs, writes the checkpoint and the model card. Returns the run directory."""
+    joined = not distributed.initialized()
+    ranks = distributed.init_from_env(cfg.device)
+    try:
+        return _distill(cfg, ranks)
+    finally:
+        if joined:  # a process group someone else opened (a test's) is theirs to close
+            distributed.close()
+
+
+def _distill(cfg: DistillConfig, ranks: distributed.Ranks) -> Path:
+    main = ranks.rank == 0
+    say = print if main else lambda *_, **__: None
+    seed = cfg.seed + ranks.rank  # each rank's worlds and sampling: rank 0's are a single run's
+    refuse_several_processes(cfg.finetune)
     try:
         _, meta = load_teacher(cfg.teacher, cfg.env)
     except (ValueError, OSError) as err:
@@ -221,14 +243,22 @@ def distill(cfg: DistillConfig) -> Path:
     except ValueError as err:
         raise ValueError(f"--env-overrides {err}") from None
     extra["camera_resolution"] = tuple(cfg.resolution)
-    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, cfg.device, cfg.student.segmentation, **extra)
+    device = distributed.local_device(cfg.device, ranks)
+    env = make_distill_env(cfg.teacher, cfg.num_envs, cfg.backend, device, cfg.student.segmentation, **extra)
     if cfg.resume:
         saved_env = json.loads(config_file.read_text())["env"]
-        differ = resume_differences(saved, dataclasses.asdict(cfg), RESUME_FREE)
+        # A run saved before world_size was recorded ran in one process.
+        now = {**dataclasses.asdict(cfg), "world_size": ranks.world_size}
+        differ = resume_differences({"world_size": 1, **saved}, now, RESUME_FREE)
         differ += resume_differences(saved_env, to_dict(env.cfg), ("nthread",))
         if differ:
             env.close()
-            raise ValueError(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
+            why = ""
+            if any(d.startswith("world_size:") for d in differ):  # each rank resumes its own worlds
+                why = " (world_size: the processes torchrun starts; resume with as many as the run had)"
+            raise ValueError(
+                f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
+            )
     try:
         distiller = Distiller(
             env,
@@ -236,7 +266,7 @@ def distill(cfg: DistillConfig) -> Path:
             cfg.student,
             cfg.dagger,
             cfg.total_frames,
-            cfg.seed,
+            seed,
             run_dir,
             cfg.opponent,
             cfg.save_every,
@@ -248,25 +278,29 @@ def distill(cfg: DistillConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         distiller.load()
-        print(f"resuming {run_dir} at {distiller.frames:,} frames")
+        say(f"resuming {run_dir} at {distiller.frames:,} frames")
     else:
         resolved = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-        config_file.write_text(json.dumps({"distill": resolved, "env": to_dict(env.cfg)}, indent=1))
+        resolved["world_size"] = ranks.world_size  # worlds per rank x ranks; a resume needs as many
+        if main:
+            config_file.write_text(json.dumps({"distill": resolved, "env": to_dict(env.cfg)}, indent=1))
     start = time.time()
     try:
         history = distiller.learn()
         if cfg.finetune.frames > 0:
             history = distiller.finetune(cfg.finetune)
     except KeyboardInterrupt as err:
-        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
+        say("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
     finally:
         env.close()
     wall = time.time() - start
+    if not main:
+        return run_dir
     plot_learning_curve(
         history, run_dir / "learning_curve.png", f"{meta['env']} student from {obs or 'teacher'}, seed {cfg.seed}"
     )
     if cfg.eval_episodes > 0:
-        write_model_card(cfg, run_dir, distiller.frames, wall, meta)
+        write_model_card(cfg, run_dir, distiller.frames, wall, meta, ranks.world_size)
     print(f"done: {distiller.frames:,} frames; checkpoint {run_dir / 'checkpoint'}")
     return run_dir
