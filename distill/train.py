@@ -16,7 +16,7 @@ from typing import Literal
 
 from agents import distributed
 from agents.checkpoint import read_meta
-from agents.evaluate import EvalConfig
+from agents.evaluate import EvalConfig, refuse_report_seed
 from agents.evaluate import evaluate as evaluate_policy
 from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from distill.dagger import DaggerConfig, Distiller
@@ -120,7 +120,9 @@ def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
 
 
 def evaluate(checkpoint: Path, episodes: int, num_envs: int = 64, seed: int = 1000, blank: bool = False) -> dict:
-    """The student (or teacher) at ``checkpoint`` over ``episodes`` episodes in its own env."""
+    """The student (or teacher) at ``checkpoint`` over ``episodes`` episodes in its own env, at a
+    development seed (the report seed is refused)."""
+    refuse_report_seed(seed, "seed")
     return evaluate_policy(
         EvalConfig(checkpoint=checkpoint, episodes=episodes, num_envs=num_envs, seed=seed, blank_camera=blank)
     )
@@ -220,6 +222,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks) -> Path:
     main = ranks.rank == 0
     say = print if main else lambda *_, **__: None
     seed = cfg.seed + ranks.rank  # each rank's worlds and sampling: rank 0's are a single run's
+    refuse_report_seed(seed, "--seed (+ rank)")  # the report seed's episodes are for reporting only
     refuse_several_processes(cfg.finetune)
     try:
         _, meta = load_teacher(cfg.teacher, cfg.env)

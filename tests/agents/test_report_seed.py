@@ -30,3 +30,11 @@ def test_the_teacher_trainer_refuses_the_report_seed_for_training_and_for_its_ev
     with pytest.raises(ValueError, match=f"--eval-seed {REPORT_SEED} is the report seed"):
         train(dataclasses.replace(base, eval_seed=REPORT_SEED, run_dir=tmp_path / "b"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_student_trainer_refuses_the_report_seed(tmp_path):
+    from distill.train import DistillConfig, distill
+
+    cfg = DistillConfig(teacher=tmp_path / "no-teacher-needed", seed=REPORT_SEED, run_dir=tmp_path / "s")
+    with pytest.raises(ValueError, match=f"--seed \\(\\+ rank\\) {REPORT_SEED} is the report seed"):
+        distill(cfg)
