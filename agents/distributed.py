@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,3 +198,15 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def as_rank(device: str | None, run: Callable[[Ranks], T]) -> T:
+    """``run(ranks)`` as this process's rank of the torchrun group (joined from the environment; a
+    single process is rank 0 of 1), leaving the group after unless someone else had opened it."""
+    joined = not initialized()
+    ranks = init_from_env(device)
+    try:
+        return run(ranks)
+    finally:
+        if joined:  # a process group someone else opened (a test's) is theirs to close
+            close()

@@ -336,3 +336,42 @@ def resume_differences(saved: dict[str, Any], now: dict[str, Any], free: tuple[s
     # A setting the saved config lacks did not exist when the run was saved: not compared.
     keys = [k for k in sorted(set(a) | set(b)) if k.split(".")[0] not in free and k in a]
     return [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys if a.get(k) != b.get(k)]
+
+
+def rank_state_name(rank: int) -> str:
+    """The checkpoint's file of rank ``rank``'s own state (its worlds, generators, episode returns);
+    rank 0's is in ``train_state.safetensors`` with the shared state, as a single process's is."""
+    return f"train_state.rank{rank}"
+
+
+class QuietLog(IterationLog):
+    """The iteration log of a rank other than 0: it keeps the history, stops when asked and saves on
+    the same iterations as rank 0 (the save is collective), and writes nothing."""
+
+    def __call__(
+        self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
+    ) -> None:
+        self.history.append({**head, **stats})
+        if self.stop.signum is not None:
+            raise StopAtIterationEnd
+        if self.save is not None and self.save_every > 0 and int(head.get("iteration", 0)) % self.save_every == 0:
+            self.save()
+
+
+def run_quietly(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    body: Callable[[IterationLog], None],
+    save: Callable[[], Any],
+    save_every: int = 0,
+) -> None:
+    """``run_logged`` for a rank other than 0 under torchrun: the same saves (they are collective)
+    and stops, with Ctrl-C and SIGTERM held during each save, and no logs."""
+    whole = functools.partial(_save_held, save)
+    try:
+        with stop_at_iteration_end() as stop:
+            body(QuietLog(run_dir, history, None, None, stop, whole, save_every))
+    except StopAtIterationEnd:
+        whole()
+        raise
+    whole()

@@ -21,15 +21,15 @@ from agents.ppo.learner_env import LearnerEnv
 from agents.ppo.storage import RolloutStorage
 from agents.run_state import (
     IterationLog,
-    StopAtIterationEnd,
     existing,
     fresh_dir,
     load_optimizer,
     load_state_file,
     optimizer_tensors,
+    rank_state_name,
     run_logged,
+    run_quietly,
     save_state_file,
-    stop_at_iteration_end,
     swap_in,
     write_metrics,
 )
@@ -37,26 +37,6 @@ from envs.io import signals_held
 
 CKPT = "checkpoint"
 RAW = "actor_raw"  # with ``actor_ema``: the actor that collects data, beside the averaged policy
-
-
-def rank_state_name(rank: int) -> str:
-    """The checkpoint's file of rank ``rank``'s own state (its worlds, generators, episode returns);
-    rank 0's is in ``train_state.safetensors`` with the shared state, as a single process's is."""
-    return f"train_state.rank{rank}"
-
-
-class QuietLog(IterationLog):
-    """The iteration log of a rank other than 0: it keeps the history, stops when asked and saves on
-    the same iterations as rank 0 (the save is collective), and writes nothing."""
-
-    def __call__(
-        self, stats: dict[str, float], head: dict[str, float], x: int, advance: int, shown: tuple[str, ...]
-    ) -> None:
-        self.history.append({**head, **stats})
-        if self.stop.signum is not None:
-            raise StopAtIterationEnd
-        if self.save is not None and self.save_every > 0 and int(head.get("iteration", 0)) % self.save_every == 0:
-            self.save()
 
 
 class Runner:
@@ -228,23 +208,8 @@ class Runner:
         if main:
             run_logged(self.run_dir, self.history, bar, body, self.save, self.iteration or None, self.save_every)
         else:
-            self._run_quietly(body)
+            run_quietly(self.run_dir, self.history, body, self.save, self.save_every)
         return self.history
-
-    def _run_quietly(self, body: Any) -> None:
-        """``run_logged`` for a rank other than 0: the same saves (collective) and stops, no logs."""
-
-        def whole() -> None:
-            with signals_held():
-                self.save()
-
-        try:
-            with stop_at_iteration_end() as stop:
-                body(QuietLog(self.run_dir, self.history, None, None, stop, whole, self.save_every))
-        except StopAtIterationEnd:
-            whole()
-            raise
-        whole()
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save(self) -> Path:

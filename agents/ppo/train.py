@@ -225,13 +225,7 @@ def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; under torchrun, as one rank of several (``agents/distributed.py``): this
     process steps ``cfg.num_envs`` worlds of its own, seeded ``cfg.seed`` + its global rank, and rank 0
     alone logs, writes the checkpoint and the model card. Returns the run directory."""
-    joined = not distributed.initialized()
-    ranks = distributed.init_from_env(cfg.device)
-    try:
-        return _train(cfg, ranks)
-    finally:
-        if joined:  # a process group someone else opened (a test's) is theirs to close
-            distributed.close()
+    return distributed.as_rank(cfg.device, lambda ranks: _train(cfg, ranks))
 
 
 def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
