@@ -4,14 +4,13 @@ processes is refused by name."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo import join, spawn
 from ppo_helpers import runner, train_module, weights
 from safetensors.torch import load_file, save_file
 
@@ -20,26 +19,6 @@ from agents.actor import GaussianActor
 from agents.ppo.algorithm import PPO, Critic, PPOConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _join(rank: int, port: int) -> None:
-    """Join a 2-process Gloo group from the variables torchrun would set, as the trainer does."""
-    torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
-    )
-    ranks = distributed.init_from_env(None)
-    assert (ranks.world_size, distributed.rank()) == (2, rank)
-
-
-def _spawn(fn, *args) -> None:
-    mp.start_processes(fn, (_free_port(), *args), nprocs=2, start_method="spawn")
 
 
 def _tiny_ppo() -> PPO:
@@ -65,7 +44,7 @@ def _batch(n: int = 16) -> dict[str, torch.Tensor]:
 
 
 def _gradient_worker(rank: int, port: int, out: str) -> None:
-    _join(rank, port)
+    join(rank, port)
     ppo = _tiny_ppo()
     half = {k: v[rank * 8 : (rank + 1) * 8] for k, v in _batch().items()}  # this rank's half
     parts = ppo.backward(half)
@@ -75,7 +54,7 @@ def _gradient_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_averaged_gradient_equals_one_process_gradient_on_the_combined_batch(tmp_path):
-    _spawn(_gradient_worker, str(tmp_path))
+    spawn(_gradient_worker, str(tmp_path))
     ppo = _tiny_ppo()
     kl = ppo.backward(_batch())["kl"]
     whole = [p.grad.clone() for p in ppo.params]
@@ -90,7 +69,7 @@ def test_averaged_gradient_equals_one_process_gradient_on_the_combined_batch(tmp
 
 
 def _train_worker(rank: int, port: int, out: str) -> None:
-    _join(rank, port)
+    join(rank, port)
     tmp = Path(out) / "runs"
     total = 2 * 4 * 8 * 4  # 4 updates of 2 ranks x 4 worlds x 8 steps
     whole = runner(tmp, 7 + rank, total, name="whole")
@@ -109,7 +88,7 @@ def _train_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_keep_one_model_and_a_resumed_two_rank_run_ends_with_the_same_weights(tmp_path):
-    _spawn(_train_worker, str(tmp_path))
+    spawn(_train_worker, str(tmp_path))
     r0, r1 = (load_file(str(tmp_path / f"rank{k}.safetensors")) for k in (0, 1))
     assert not torch.equal(r0["obs"], r1["obs"])  # each rank steps worlds of its own (seed + rank)
     assert torch.equal(r0["whole"], r1["whole"]) and torch.equal(r0["norm"], r1["norm"])

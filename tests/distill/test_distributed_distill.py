@@ -6,12 +6,11 @@ under torchrun) is refused by name."""
 import dataclasses
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo import join, spawn
 from safetensors.torch import load_file, save_file
 
 from agents import distributed
@@ -23,26 +22,6 @@ from distill.teacher_env import make_distill_env
 ROOT = Path(__file__).resolve().parents[2]
 GOAL_TEACHER = ROOT / "checkpoints" / "egopush-goal-teacher"
 STUDENT = StudentConfig(embed=8, hidden=16)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _join(rank: int, port: int) -> None:
-    """Join a 2-process Gloo group from the variables torchrun would set, as the trainer does."""
-    torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
-    )
-    ranks = distributed.init_from_env(None)
-    assert (ranks.world_size, distributed.rank()) == (2, rank)
-
-
-def _spawn(fn, *args) -> None:
-    mp.start_processes(fn, (_free_port(), *args), nprocs=2, start_method="spawn")
 
 
 def _distiller(run_dir: Path, seed: int, total_frames: int, **dagger) -> Distiller:
@@ -63,7 +42,7 @@ def _batch(d: Distiller, seqs: int = 8) -> dict[str, torch.Tensor]:
 
 
 def _gradient_worker(rank: int, port: int, out: str) -> None:
-    _join(rank, port)
+    join(rank, port)
     d = _distiller(Path(out) / "runs", 7 + rank, 64, aux_coef=0.5)
     for module in (d.student, d.aux_head):  # as learn() starts: rank 0's student everywhere
         distributed.broadcast_module_(module)
@@ -76,7 +55,7 @@ def _gradient_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_averaged_gradient_equals_one_process_gradient_on_the_combined_batch(tmp_path):
-    _spawn(_gradient_worker, str(tmp_path))
+    spawn(_gradient_worker, str(tmp_path))
     d = _distiller(tmp_path / "one", 7, 64, aux_coef=0.5)  # rank 0's seed: rank 0's student
     batch = _batch(d)
     d.backward(batch)
@@ -95,7 +74,7 @@ def test_averaged_gradient_equals_one_process_gradient_on_the_combined_batch(tmp
 
 
 def _train_worker(rank: int, port: int, out: str) -> None:
-    _join(rank, port)
+    join(rank, port)
     total = 2 * 2 * 4 * 3  # 3 iterations of 2 ranks x 2 worlds x 4 steps
     d = _distiller(Path(out) / "run", 7 + rank, total, aux_coef=0.5, lr_schedule="cosine")
     history = d.learn(progress=False)
@@ -110,7 +89,7 @@ def _train_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_keep_one_student_while_their_worlds_differ(tmp_path):
-    _spawn(_train_worker, str(tmp_path))
+    spawn(_train_worker, str(tmp_path))
     r0, r1 = (load_file(str(tmp_path / f"rank{k}.safetensors")) for k in (0, 1))
     assert not torch.equal(r0["obs"], r1["obs"])  # each rank steps worlds of its own (seed + rank)
     for k, v in r0.items():  # the student (its proprio normaliser included) and the aux head
@@ -155,7 +134,7 @@ def _config(run_dir: Path, **kw):
 def _script_worker(rank: int, port: int, out: str) -> None:
     from distill.train import distill
 
-    _join(rank, port)
+    join(rank, port)
     with pytest.raises(ValueError, match="--finetune.frames 64: RL fine-tuning runs in one process"):
         distill(_config(Path(out) / "ft", finetune=FinetuneConfig(frames=64)))
     distill(_config(Path(out) / "run"))
@@ -165,7 +144,7 @@ def _script_worker(rank: int, port: int, out: str) -> None:
 def test_a_two_rank_run_records_its_world_size_and_a_resume_in_one_process_is_refused(tmp_path):
     from distill.train import distill
 
-    _spawn(_script_worker, str(tmp_path))
+    spawn(_script_worker, str(tmp_path))
     run = tmp_path / "run"
     assert json.loads((run / "config.json").read_text())["distill"]["world_size"] == 2
     assert [json.loads(line)["frames"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [16, 32]
