@@ -18,6 +18,7 @@ import torch
 
 from envs.config import integer
 from envs.sim import Sim
+from envs.threads import choose_threads
 
 Obs = dict[str, torch.Tensor]
 
@@ -111,6 +112,7 @@ class BatchedEnv(abc.ABC):
         nthread: int = 0,
     ) -> None:
         num_envs = integer("num_envs", num_envs, 1)
+        choose_threads()  # torch's threads for the process, once, unless the user chose (envs/threads.py)
         self.mj_model = mj_model
         self.n_substeps = n_substeps
         self.num_envs = num_envs

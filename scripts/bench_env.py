@@ -6,12 +6,16 @@ depth camera) and each W, in one run:
            substeps and action sequence), no observation, reward or reset work;
   state    ``envs.make(name)``: physics + state observation groups;
   camera   the same with every agent's 64x64 egocentric camera;
-and once per env, what a user would write otherwise: gymnasium ``AsyncVectorEnv`` over
-single-world envs of the same model (``envs.make_gym``, one physics thread each), one process
-per world, ``--async-workers`` of them.
+and once per env, what a user would write otherwise: ``PlainMujocoEnv``, a plain single-world
+Gymnasium env of the same MJCF (``mujoco.mj_step`` for the env's substeps, actions mapped onto
+the actuators' control ranges, observation ``qpos, qvel`` read from ``MjData``; no reward work, so
+the baseline is spared what our env computes), in gymnasium's ``AsyncVectorEnv`` with as many
+worker processes as cores (``--async-workers``).
+
+The JSON is rewritten after every measurement, so a run cut short keeps what it measured.
 
     python scripts/bench_env.py                # W in {16, 64, 256}, both envs
-    python scripts/bench_env.py --quick        # under a minute
+    python scripts/bench_env.py --quick        # about a minute on 2 cores
     python scripts/bench_env.py --backend warp --device cuda:0 --worlds 1024 4096 --no-baselines \\
         --json benchmarks/results/bench_env_gpu.json                                  # on a GPU
 """
@@ -26,15 +30,18 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import gymnasium as gym
 import numpy as np
 import torch
 import tyro
 
 import envs
 from envs.io import write_json
+from envs.plain import PlainMujocoEnv
 
 # The camera each env's students read.
 CAMERAS = {"soccer-2v2": ("rgb",), "egopush-line": ("depth_layers",)}
+HEADLINE = ("worlds", "steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +54,14 @@ class BenchConfig:
     """Numbers of worlds W to measure."""
     seconds: float = 3.0
     """Measuring time per configuration (after warm-up)."""
-    async_workers: int = 16
-    """Processes of the AsyncVectorEnv baseline (one single-world env each)."""
+    async_workers: int | None = None
+    """Processes of the AsyncVectorEnv baseline, one plain single-world env each (default: one per core)."""
     backend: Literal["cpu", "warp"] = "cpu"
     """Backend of the batched env (ceiling and async baseline always use mujoco on the CPU)."""
     device: str | None = None
     """Device for the warp backend."""
     quick: bool = False
-    """W in {16, 64}, 1 s each, 4 async workers: finishes in under a minute."""
+    """W in {16, 64}, 1 s each: about a minute on 2 cores."""
     cameras: bool = True
     """Also measure with every agent's camera."""
     baselines: bool = True
@@ -123,10 +130,8 @@ def bench_env(name: str, W: int, seconds: float, backend: str, device: str | Non
 
 
 def bench_async(name: str, workers: int, seconds: float) -> float:
-    import gymnasium as gym
-
-    make_one = functools.partial(envs.make_gym, name, obs_groups=("privileged",), nthread=1)
     # spawn, not fork: a forked child of a process whose mujoco.batch thread pool is running hangs.
+    make_one = functools.partial(PlainMujocoEnv, name)
     venv = gym.vector.AsyncVectorEnv([make_one for _ in range(workers)], context="spawn")
     venv.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -150,13 +155,20 @@ def _finite(x):  # noqa: ANN001, ANN202 - JSON has no NaN: a figure not measured
     return None if isinstance(x, float) and x != x else x
 
 
-def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: float, workers: int) -> dict:
+def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: float, workers: int, save) -> dict:  # noqa: ANN001
+    """Measure env ``name``, filling its entry of the result and calling ``save()`` after each figure."""
     probe = envs.make(name, num_envs=1)
     A, n_sub = probe.num_agents, probe.n_substeps
     probe.close()
+    out: dict = {"agents": A, "n_substeps": n_sub, "camera": list(CAMERAS[name]), "async_workers": workers, "rows": []}
+    save(out)
     async_rate = bench_async(name, workers, seconds) if cfg.baselines else float("nan")
-    print(f"{name}: AsyncVectorEnv x {workers} single-world envs: {async_rate:,.0f} env-steps/s", flush=True)
-    rows = []
+    out["async_steps_per_s"] = async_rate
+    out["async_baseline"] = "PlainMujocoEnv (mj_step, qpos/qvel from MjData) in gymnasium AsyncVectorEnv"
+    save(out)
+    print(
+        f"{name}: AsyncVectorEnv x {workers} plain single-world MuJoCo envs: {async_rate:,.0f} env-steps/s", flush=True
+    )
     for W in worlds:
         ceiling = bench_ceiling(name, W, seconds) if cfg.baselines else float("nan")
         state = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=False)
@@ -167,33 +179,24 @@ def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: flo
             "ratio_to_ceiling": state / ceiling,
             "speedup_vs_async": state / async_rate,
         }
+        out["rows"].append(row)
+        save(out)
         cam_txt = ""
         if cfg.cameras:
             cam = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=True)
             row["camera_steps_per_s"] = cam
             row["camera_fps"] = cam * A
             cam_txt = f", {'+'.join(CAMERAS[name])} camera {cam:,.0f} steps/s = {cam * A:,.0f} frames/s"
-        rows.append(row)
+        # Headline figures: the largest W measured so far.
+        out.update({k: row.get(k) for k in ("steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")})
+        out["worlds"] = W
+        save(out)
         print(
             f"{name} W={W:5d}: ceiling {ceiling:,.0f}  state {state:,.0f} steps/s "
             f"({row['ratio_to_ceiling']:.0%} of ceiling, {row['speedup_vs_async']:.1f}x async){cam_txt}",
             flush=True,
         )
-    head = rows[-1]
-    return {
-        "agents": A,
-        "n_substeps": n_sub,
-        "camera": list(CAMERAS[name]),
-        "async_workers": workers,
-        "async_steps_per_s": async_rate,
-        "rows": rows,
-        # Headline figures: the largest W measured.
-        "worlds": head["worlds"],
-        "steps_per_s": head["steps_per_s"],
-        "ratio_to_ceiling": head["ratio_to_ceiling"],
-        "speedup_vs_async": head["speedup_vs_async"],
-        "camera_fps": head.get("camera_fps"),
-    }
+    return out
 
 
 def main(cfg: BenchConfig) -> dict:
@@ -202,19 +205,28 @@ def main(cfg: BenchConfig) -> dict:
         raise SystemExit(f"bench_env knows {sorted(CAMERAS)}, got {unknown}")
     worlds = (16, 64) if cfg.quick else cfg.worlds
     seconds = 1.0 if cfg.quick else cfg.seconds
-    workers = 4 if cfg.quick else cfg.async_workers
-    per_env = {name: bench_one(name, cfg, worlds, seconds, workers) for name in cfg.envs}
-    first = per_env[cfg.envs[0]]
-    result = {
+    workers = cfg.async_workers or os.cpu_count() or 1
+    result: dict = {
         "backend": cfg.backend,
         "device": cfg.device or "cpu",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "torch_threads": torch.get_num_threads(),
         "camera_resolution": [64, 64],
-        "envs": per_env,
-        # The first env's headline figures at the top level (soccer-2v2 by default).
+        "complete": False,
+        "envs": {},
         "env": cfg.envs[0],
-        **{k: first[k] for k in ("worlds", "steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")},
     }
+
+    def save_env(name: str, figures: dict) -> None:
+        result["envs"][name] = figures
+        if name == cfg.envs[0]:  # the first env's headline figures at the top level (soccer-2v2 by default)
+            result.update({k: figures.get(k) for k in HEADLINE})
+        write_json(cfg.json, _finite(result))
+
+    for name in cfg.envs:
+        bench_one(name, cfg, worlds, seconds, workers, functools.partial(save_env, name))
+    result["torch_threads"] = torch.get_num_threads()
+    result["complete"] = True
     write_json(cfg.json, _finite(result))
     print(f"wrote {cfg.json}")
     return result
