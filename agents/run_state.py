@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from agents.checkpoint import CheckpointError
 from envs.io import signals_held
@@ -77,13 +77,11 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     (truncated, not safetensors) or not matching its digest (corrupted). A file written before
     digests existed is read as it is, with a warning."""
     try:
-        with open(path, "rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(header_len)) if 0 < header_len < 100_000_000 else None
-        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            digest = (f.metadata() or {}).get(STATE_DIGEST)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a reader, not a dict)
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"{path} cannot be read as a training state: {err}") from None
-    digest = (header or {}).get("__metadata__", {}).get(STATE_DIGEST)
     if digest is None:
         print(f"note: {path} carries no digest (written by an older egoteach): read unchecked")
     elif digest != tensors_digest(tensors):

@@ -14,16 +14,14 @@ Every stage is a run directory with its config, TensorBoard logs, ``metrics.json
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tyro
 
 from agents.run_state import interrupted_note
-from distill.world_model.train import TrainConfig, train
+from distill.world_model.train import TrainConfig, default_run_dir, train
 
 
 def main(cfg: TrainConfig) -> None:
-    run_dir = cfg.run_dir or Path("runs") / f"world-model-{cfg.stage}-s{cfg.seed}"
+    run_dir = default_run_dir(cfg)
     try:
         run_dir = train(cfg)
     except ValueError as err:

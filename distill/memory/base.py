@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
 from torch import nn
 
 
-class Memory(nn.Module):
+class Memory(nn.Module, abc.ABC):
     """A student's memory. Each frame's features (image embeddings and proprio) may first gain the
     memory's own parts (``extras``: a map's encoding, geometry's estimate), computed while acting by
     ``observe`` and read back in training from what the DAgger buffer stored (``stored``); then the
@@ -56,16 +57,17 @@ class Memory(nn.Module):
         return None
 
     # -- the memory itself ------------------------------------------------------------------------
+    @abc.abstractmethod
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:
-        raise NotImplementedError
+        """The state of ``batch`` rows that have seen nothing yet."""
 
+    @abc.abstractmethod
     def sequence(self, f: torch.Tensor, first: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training: frames ``[B, T, F]`` with episode starts ``first`` ``[B, T]`` -> ``[B, T, out_dim]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, f: torch.Tensor, state: Any, first: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Acting: one frame per row ``[N, F]`` -> ``[N, out_dim]`` and the new state."""
-        raise NotImplementedError
 
     def legacy_keys(self, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weights saved before the memories were modules of their own, renamed to theirs."""
@@ -78,18 +80,29 @@ def renamed(tensors: dict[str, torch.Tensor], old: str, new: str) -> dict[str, t
 
 
 class FrameInputMemory(Memory):
-    """A memory whose work is done by something without learnt parameters that it keeps while acting
-    (a map, geometry's estimate), whose per-step output ``name`` each frame reads: training reads
-    the stored outputs back, one frame at a time, so the memory passes the features on as they are.
-    Subclasses set ``name``, ``shape`` and ``dtype`` of that output and ``output(state)``."""
+    """A memory whose work is done by a ``tracker`` without learnt parameters that it keeps while
+    acting (a map, geometry's estimate: ``init_state(batch, device)`` and ``step(img, proprio, state,
+    first)``), whose per-step output ``name`` each frame reads: training reads the stored outputs
+    back, one frame at a time, so the memory passes the features on as they are. Subclasses set
+    ``tracker`` and the ``name``, ``shape`` and ``dtype`` of that output, and define ``output(state)``."""
 
+    tracker: Any
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
 
+    @abc.abstractmethod
     def output(self, state: Any) -> torch.Tensor:
         """The per-step output a frame reads, from the state ``observe`` left."""
-        raise NotImplementedError
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:
+        return self.tracker.init_state(batch, device)
+
+    def observe(
+        self, img: torch.Tensor, proprio: torch.Tensor, state: Any, first: torch.Tensor
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        state = self.tracker.step(img.float(), proprio, state, first)
+        return state, {self.name: self.output(state)}
 
     def stored(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         return {self.name: (self.shape, self.dtype)}

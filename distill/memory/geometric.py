@@ -44,16 +44,8 @@ class GeometricMemory(FrameInputMemory):
         self.teacher_norm = RunningNorm(self.geokp.obs_dim)  # the teacher's, copied in (load_teacher_head)
         self.extra_dim = self.geokp.obs_dim
         self.out_dim = frame_dim + self.extra_dim
+        self.tracker = self.geokp
         self.name, self.shape, self.dtype = "geokp", (self.geokp.obs_dim,), torch.float32
-
-    def init_state(self, batch: int, device: torch.device | str = "cpu") -> GeoState:
-        return self.geokp.init_state(batch, device)
-
-    def observe(
-        self, img: torch.Tensor, proprio: torch.Tensor, state: GeoState, first: torch.Tensor
-    ) -> tuple[GeoState, dict[str, torch.Tensor]]:
-        state = self.geokp.step(img.float(), proprio, state, first)
-        return state, {self.name: self.output(state)}
 
     def extras(self, img: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         geokp = inputs.get("geokp")

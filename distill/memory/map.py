@@ -41,16 +41,8 @@ class MapMemory(FrameInputMemory):
         self.with_moments, self.cells = cfg.map_moments, cfg.map_cells
         self.extra_dim = cfg.embed + ((6 * C + 12 * self.egomap.channels) if cfg.map_moments else 0)
         self.out_dim = frame_dim + self.extra_dim
+        self.tracker = self.egomap
         self.name, self.shape, self.dtype = "egomap", (self.egomap.channels, self.cells, self.cells), torch.float16
-
-    def init_state(self, batch: int, device: torch.device | str = "cpu") -> MapState:
-        return self.egomap.init_state(batch, device)
-
-    def observe(
-        self, img: torch.Tensor, proprio: torch.Tensor, state: MapState, first: torch.Tensor
-    ) -> tuple[MapState, dict[str, torch.Tensor]]:
-        state = self.egomap.step(img.float(), proprio, state, first)
-        return state, {self.name: self.output(state)}
 
     def extras(self, img: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         egomap = inputs.get("egomap")

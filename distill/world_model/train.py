@@ -240,9 +240,14 @@ def _jsonable(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """``cfg.run_dir``, or ``runs/world-model-<stage>-s<seed>``."""
+    return cfg.run_dir or Path("runs") / f"world-model-{cfg.stage}-s{cfg.seed}"
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run one stage to ``cfg.steps`` (or resume it); returns the run directory."""
-    run_dir = cfg.run_dir or Path("runs") / f"world-model-{cfg.stage}-s{cfg.seed}"
+    run_dir = default_run_dir(cfg)
     config_file = run_dir / "config.json"
     if cfg.resume:
         if not config_file.exists():

@@ -70,25 +70,36 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert torch.equal(weights(whole), weights(again))
 
 
+def _signals_after_update(run, n, *signals):
+    """Make ``run`` send itself ``signals`` right after its ``n``-th PPO update; returns the list
+    of updates made so far."""
+    import os
+
+    update, calls = run.ppo.update, []
+
+    def update_then_signal(*args):
+        calls.append(1)
+        out = update(*args)  # the weights move; the iteration is not counted yet
+        if len(calls) == n:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
+            for _ in range(1000):  # a handler runs between bytecodes
+                pass
+        return out
+
+    run.ppo.update = update_then_signal
+    return calls
+
+
 def test_sigterm_mid_update_stops_at_the_iteration_end_and_resumes_to_the_same_weights(tmp_path):
     # SIGTERM (kill PID, a scheduler's stop) arrives in the middle of the second update: the run
     # finishes that iteration, saves, and stops; resumed, it ends where an uninterrupted run does.
-    import os
     import signal
 
     whole = runner(tmp_path, 5, name="whole")
     whole.learn(progress=False)
     cut = runner(tmp_path, 5, name="cut")
-    update, calls = cut.ppo.update, []
-
-    def update_then_signal(*args):
-        calls.append(1)
-        out = update(*args)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    cut.ppo.update = update_then_signal
+    calls = _signals_after_update(cut, 2, signal.SIGTERM)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         cut.learn(progress=False)
@@ -306,14 +317,8 @@ def test_a_second_signal_during_the_save_waits_for_it_and_the_run_resumes_exactl
     whole = runner(tmp_path, 5, name="whole")
     whole.learn(progress=False)
     cut = runner(tmp_path, 5, name="cut")
-    update, save, calls = cut.ppo.update, cut.save, []
-
-    def update_then_signal(*args):
-        calls.append(1)
-        out = update(*args)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
+    _signals_after_update(cut, 2, signal.SIGTERM)
+    save = cut.save
 
     def save_with_a_second_signal():
         os.kill(os.getpid(), signal.SIGINT)
@@ -321,7 +326,7 @@ def test_a_second_signal_during_the_save_waits_for_it_and_the_run_resumes_exactl
             pass
         return save()
 
-    cut.ppo.update, cut.save = update_then_signal, save_with_a_second_signal
+    cut.save = save_with_a_second_signal
     with pytest.raises(KeyboardInterrupt):
         cut.learn(progress=False)
     again = runner(tmp_path, 5, name="cut")
@@ -334,7 +339,6 @@ def test_a_second_signal_during_the_save_waits_for_it_and_the_run_resumes_exactl
 def test_a_second_signal_mid_iteration_saves_nothing_of_it(tmp_path):
     # Two signals inside the second update: the run stops at once, and the checkpoint stays the
     # first iteration's (saved every iteration), from which the run resumes exactly.
-    import os
     import signal
 
     from agents.run_state import StopNow
@@ -343,19 +347,7 @@ def test_a_second_signal_mid_iteration_saves_nothing_of_it(tmp_path):
     whole.learn(progress=False)
     cut = runner(tmp_path, 5, name="cut")
     cut.save_every = 1
-    update, calls = cut.ppo.update, []
-
-    def update_then_two_signals(*args):
-        calls.append(1)
-        out = update(*args)  # the weights move; the iteration is not counted yet
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):
-                pass
-        return out
-
-    cut.ppo.update = update_then_two_signals
+    _signals_after_update(cut, 2, signal.SIGTERM, signal.SIGTERM)
     with pytest.raises(StopNow):
         cut.learn(progress=False)
     again = runner(tmp_path, 5, name="cut")
