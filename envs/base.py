@@ -18,6 +18,7 @@ import torch
 
 from envs.config import integer
 from envs.sim import Sim
+from envs.streams import WorldDraws
 from envs.threads import choose_threads
 
 Obs = dict[str, torch.Tensor]
@@ -62,13 +63,6 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
-def divergence_stream(seed: int, world: int, count: int) -> torch.Generator:
-    """The generator of world ``world``'s ``count``-th reset after a physics failure in an env seeded
-    with ``seed``: reproducible, and independent of the stream the worlds share."""
-    words = np.random.SeedSequence([seed, world, count]).generate_state(2)
-    return torch.Generator(device="cpu").manual_seed(int(words[0]) << 32 | int(words[1]))
-
-
 def _kind(t: torch.Tensor) -> str:
     return "bool" if t.dtype == torch.bool else "float" if t.is_floating_point() else "int"
 
@@ -91,8 +85,9 @@ class BatchedEnv(abc.ABC):
         action_space: per-agent ``Box(-1, 1, (act_dim,))``; actions outside are clipped.
         mj_model: the MjModel.  n_substeps: physics steps per control step.
         num_diverged: worlds reset so far because their physics failed.
-        divergences: ``[W]`` long, how many times each world was; its n-th such reset draws from
-            ``divergence_stream(seed, world, n)``, never from the shared ``generator``.
+        divergences: ``[W]`` long, how many times each world was.
+        draw_count: ``[W]`` long, how many starts each world has drawn since ``reset(seed)``; its
+            ``n``-th is drawn from ``envs.streams.world_generator(seed, world, n)`` (``draws``).
     """
 
     act_dim: int
@@ -127,15 +122,13 @@ class BatchedEnv(abc.ABC):
         )
         self.device = self.sim.device
         self.num_diverged = 0
-        # Every reset draws from ``generator``, in one fixed order, except a world's reset after
-        # its physics failed: that one draws from a stream of its own (``divergence_stream``) and
-        # takes nothing from the shared one, so the other worlds' resets draw what they would have
-        # had no world failed. (The failed world's later episodes end at other steps than they
-        # would have, and batched draws from one stream interleave the worlds reset together; only
-        # a stream per world for every reset would cut that last link, at the price of every
-        # reset's numbers, and so of the shipped checkpoints' evaluation figures.)
+        # Every start a world draws comes from a stream of its own (``draws``), so that nothing
+        # one world does changes another's draws. ``generator`` is for what is drawn for every
+        # world at every step (sensor noise) and for curricula the worlds share by design.
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(0)
+        self.stream_seed = 0
+        self.draw_count = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.divergences = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._held: frozenset[str] | None = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
@@ -181,10 +174,13 @@ class BatchedEnv(abc.ABC):
         return self._observe()
 
     def reset(self, seed: int | None = None) -> Obs:
-        """Start a new episode in every world; ``seed`` reseeds the env's generator."""
+        """Start a new episode in every world; ``seed`` reseeds the env: every world's stream
+        starts again from its first draw, and the shared generator from ``seed``."""
         self._held_names()
         if seed is not None:
             self.generator.manual_seed(int(seed))
+            self.stream_seed = int(seed)
+            self.draw_count.zero_()
         ids = torch.arange(self.num_envs, device=self.device)
         self._reset_worlds(ids)
         self.episode_length.zero_()
@@ -256,27 +252,20 @@ class BatchedEnv(abc.ABC):
             info["final_state"] = self.sim.get_state()
             info["episode_length"] = self.episode_length.clone()
             ids = done.nonzero().flatten()
-            finished = (done & ~diverged).nonzero().flatten()
-            if len(finished):
-                self._reset_worlds(finished)
             if len(failed):
-                self._reset_diverged(diverged.nonzero().flatten())
+                self.divergences[diverged] += 1
+            self._reset_worlds(ids)
             self.episode_length[ids] = 0
             obs = self._observe()
         return obs, reward, terminated, truncated, info
 
     max_episode_steps: int
 
-    def _reset_diverged(self, ids: torch.Tensor) -> None:
-        """Start new episodes in the failed worlds ``ids``, each from its own stream."""
-        shared = self.generator
-        try:
-            for w in ids.tolist():
-                self.divergences[w] += 1
-                self.generator = divergence_stream(shared.initial_seed(), w, int(self.divergences[w]))
-                self._reset_worlds(ids.new_tensor([w]))
-        finally:
-            self.generator = shared
+    def draws(self, ids: torch.Tensor) -> WorldDraws:
+        """Random numbers for a start of each world in ``ids``, each from that world's own stream
+        (see ``envs.streams``): a task's ``_reset_worlds`` draws everything through this."""
+        self.draw_count[ids] += 1
+        return WorldDraws(self.stream_seed, ids.tolist(), self.draw_count[ids].tolist(), self.device)
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, torch.Tensor]:
@@ -287,6 +276,7 @@ class BatchedEnv(abc.ABC):
         snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
         snap.update({f"field/{n}": self.sim.field(n).clone() for n in self.per_world_fields})
         snap["generator"] = self.generator.get_state()
+        snap["stream_seed"] = torch.tensor(self.stream_seed, dtype=torch.long)
         snap.update({f"task/{name}": value.clone() for name, value in self._world_tensors().items()})
         for name, value in vars(self).items():
             if isinstance(value, EnvPart):
@@ -325,6 +315,7 @@ class BatchedEnv(abc.ABC):
                 part, _, key = name.partition(".")
                 setattr(getattr(self, part), key, value.clone().to(self.device))
         self.generator.set_state(snap["generator"])
+        self.stream_seed = int(snap["stream_seed"])
 
     def _checked_snapshot(self, snap: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """``snap`` if it fits this env whole (see ``restore``), else a ``ValueError`` naming what differs."""
@@ -332,8 +323,10 @@ class BatchedEnv(abc.ABC):
             raise ValueError(f"a snapshot is a dict of tensors from env.snapshot(), got {type(snap).__name__}")
         expected = self.snapshot()
         snap = dict(snap)
-        # Snapshots written before worlds had divergence streams: no world had used one.
+        # Snapshots written before worlds had streams of their own: they go on from the first draws.
         snap.setdefault("task/divergences", torch.zeros_like(expected["task/divergences"]))
+        snap.setdefault("task/draw_count", torch.zeros_like(expected["task/draw_count"]))
+        snap.setdefault("stream_seed", torch.zeros_like(expected["stream_seed"]))
         scratch = {k for k in expected if k.startswith("task/") and k[5:] not in self._held_names()}
         missing = sorted(k for k in expected if k not in snap and k not in scratch)
         unknown = sorted(k for k in snap if k not in expected and not self._is_scratch(k, snap[k]))

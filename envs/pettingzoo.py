@@ -10,8 +10,9 @@ physics and rewards; only the edges change:
 - actions in the contract's ``[-1, 1]`` are mapped affinely onto the env's ``Box(low, high)``;
 - a world's episode ends when any of its agents terminates or truncates (or at
   ``max_episode_steps``); the contract has no per-agent episode ends;
-- new episodes are seeded from the env's own ``generator`` (``reset(seed)`` reseeds it), so a
-  seed reproduces every world's sequence of episodes.
+- each world seeds its new episodes from a stream of its own (``envs.streams``; ``reset(seed)``
+  starts every stream again), so a seed reproduces every world's sequence of episodes, whatever
+  the other worlds do.
 
 The env's agents must be homogeneous (one ``Box`` observation and one ``Box`` action space,
 the same for every agent): the contract's ``[W, A, ...]`` tensors need it.
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from envs.base import BatchedEnv
+from envs.streams import WorldDraws
 
 Obs = dict[str, torch.Tensor]
 TaskInfo = Callable[[Any], dict[str, float]]
@@ -139,7 +141,8 @@ class PettingZooBatchedEnv:
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long)
         self.num_diverged = 0
-        self.generator = torch.Generator().manual_seed(0)
+        self.stream_seed = 0
+        self.draw_count = torch.zeros(num_envs, dtype=torch.long)
         self.task_info = task_info
         self.sim = _PeerSim(self, state or PeerState())
         self._obs = np.zeros((num_envs, self.num_agents, obs_space.shape[0]), dtype=np.float32)
@@ -162,7 +165,8 @@ class PettingZooBatchedEnv:
 
     # -- the contract --------------------------------------------------------------------------
     def _reset_world(self, w: int) -> None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        self.draw_count[w] += 1
+        (seed,) = WorldDraws(self.stream_seed, [w], [int(self.draw_count[w])], "cpu").seeds()
         obs, _ = self.envs[w].reset(seed=seed)
         self._obs[w] = self._stack(obs, w)
         self.episode_length[w] = 0
@@ -185,9 +189,10 @@ class PettingZooBatchedEnv:
         return self._observe()
 
     def reset(self, seed: int | None = None) -> Obs:
-        """Start a new episode in every world; ``seed`` reseeds the env's generator."""
+        """Start a new episode in every world; ``seed`` starts every world's stream again."""
         if seed is not None:
-            self.generator.manual_seed(int(seed))
+            self.stream_seed = int(seed)
+            self.draw_count.zero_()
         for w in range(self.num_envs):
             self._reset_world(w)
         return self._observe()
@@ -246,29 +251,30 @@ class PettingZooBatchedEnv:
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """The generator, every world's step count and observation, and its state through the
+        """The worlds' streams, every world's step count and observation, and its state through the
         ``PeerState`` (``sim/<field>``). With a ``PeerState`` that writes everything the peer env's
         future depends on (``mpe-spread``'s does), ``restore`` continues every episode exactly;
         without one (an empty state) it starts new episodes in every world instead."""
         snap = {f"sim/{k}": v for k, v in self.sim.get_state().items()}
-        snap.update(generator=self.generator.get_state(), episode_length=self.episode_length.clone())
+        snap.update(episode_length=self.episode_length.clone(), draw_count=self.draw_count.clone())
+        snap["stream_seed"] = torch.tensor(self.stream_seed, dtype=torch.long)
         snap["obs"] = torch.from_numpy(self._obs.copy())
         return snap
 
     def restore(self, snap: dict[str, torch.Tensor]) -> None:
         """Undo everything since ``snapshot`` (see there); a snapshot lacking a part is refused
         before anything is written."""
-        missing = [k for k in ("generator", "episode_length", "obs") if k not in snap]
+        missing = [k for k in ("stream_seed", "draw_count", "episode_length", "obs") if k not in snap]
         if missing:
             raise ValueError(f"snapshot lacks {missing}: not a whole snapshot of this env")
         state = {k[4:]: v for k, v in snap.items() if k.startswith("sim/")}
+        self.stream_seed = int(snap["stream_seed"])
+        self.draw_count.copy_(snap["draw_count"])
         if not state:
-            self.generator.set_state(snap["generator"])
             for w in range(self.num_envs):
                 self._reset_world(w)
             return
         self.sim.set_state(None, state)
-        self.generator.set_state(snap["generator"])
         self.episode_length.copy_(snap["episode_length"])
         self._obs[:] = snap["obs"].numpy()
 

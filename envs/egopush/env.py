@@ -271,11 +271,11 @@ class EgoPushEnv(BatchedEnv):
         self.start_replay = FailedStartReplay(probability, self.num_envs, self.mj_model.nq, self.device)
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
-        g, k = self.generator, len(ids)
-        qpos, anchor = sample_start(self, k)
-        if self.start_replay is not None:
+        k, draw = len(ids), self.draws(ids)
+        qpos, anchor = sample_start(self, draw)
+        if self.start_replay is not None:  # a curriculum the worlds share: the shared generator
             timed_out = (self.episode_length[ids] >= self.max_episode_steps) & (self.stage[ids] < 2 * self.n_placed)
-            anchor = self.start_replay.draw(ids, timed_out, qpos, anchor, g)
+            anchor = self.start_replay.draw(ids, timed_out, qpos, anchor, self.generator)
         self.sim.reset(ids, qpos)
         # The marked region: on the floor in egopush-goal, out of sight under it otherwise.
         gp = self.sim.field("geom_pos")
@@ -293,10 +293,10 @@ class EgoPushEnv(BatchedEnv):
         self.path_length[ids] = 0.0
         self.prev_action[ids] = 0.0
         self.memory.forget(ids)
-        if self.cfg.depth_layers == "identity":  # only then: the default draws exactly what it always did
-            self.identity[ids] = identity_order(k, self.cfg.n_boxes, self.goal_task, g, self.device)
+        if self.cfg.depth_layers == "identity":
+            self.identity[ids] = identity_order(draw, self.cfg.n_boxes, self.goal_task)
         if self.cfg.wheel_slip > 0:
-            self.wheel_scale[ids] = 1 + self.cfg.wheel_slip * (torch.rand(k, 2, generator=g).to(self.device) * 2 - 1)
+            self.wheel_scale[ids] = 1 + self.cfg.wheel_slip * (draw.rand(2) * 2 - 1)
         self._prev_dist[ids] = self._distances(self.task_state())[ids]
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from envs.streams import WorldDraws
+
 
 def depth_by_role(depth: torch.Tensor, obj: torch.Tensor, roles: torch.Tensor, n: int = 3) -> torch.Tensor:
     """The student's ``depth_layers``: depth ``[W, H, Wd]`` (m) split into one layer per role
@@ -19,14 +21,14 @@ def depth_by_role(depth: torch.Tensor, obj: torch.Tensor, roles: torch.Tensor, n
     return torch.stack([torch.where(role == r, depth, 0.0) for r in range(n)], 1)
 
 
-def identity_order(
-    k: int, n_boxes: int, goal_task: bool, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """``[k, n_boxes + 1]`` depth layer of each object (box ``i``, then the region) for ``k`` new
-    episodes: the anchor (box 0, or the goal task's region) first, then the other boxes in a random
-    order kept through the episode; -1 for an object no layer shows (a formation's hidden region)."""
+def identity_order(draw: WorldDraws, n_boxes: int, goal_task: bool) -> torch.Tensor:
+    """``[k, n_boxes + 1]`` depth layer of each object (box ``i``, then the region) for the ``k``
+    new episodes of ``draw``: the anchor (box 0, or the goal task's region) first, then the other
+    boxes in a random order kept through the episode; -1 for an object no layer shows (a
+    formation's hidden region)."""
+    k, device = len(draw), draw.device
     others = list(range(n_boxes)) if goal_task else list(range(1, n_boxes))
-    rank = torch.rand(k, len(others), generator=generator).argsort(1).argsort(1).to(device)
+    rank = draw.rand(len(others)).argsort(1).argsort(1)
     table = torch.full((k, n_boxes + 1), -1, dtype=torch.long, device=device)
     table[:, torch.tensor(others, device=device)] = rank + 1
     table[:, n_boxes if goal_task else 0] = 0

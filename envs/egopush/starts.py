@@ -1,6 +1,6 @@
 """EgoPush start states: the anchor, the formation's targets, the boxes and the robot, drawn per world
 so that the formation fits in the room with space to work round it. Every draw comes from the env's
-generator, in a fixed order."""
+world's own stream (``env.draws``), in a fixed order."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from envs.egopush import scene
+from envs.streams import WorldDraws
 
 
 def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -17,35 +18,35 @@ def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.stack((c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]), -1)
 
 
-def sample_free(env: Any, k: int, taken: list[torch.Tensor], lim: float, clearance: float) -> torch.Tensor:
-    """Per world a point in ``[-lim, lim]^2`` at least ``clearance`` from every point in ``taken``."""
-    g = env.generator
-    cand = (torch.rand(k, 64, 2, generator=g) * 2 - 1).to(env.device) * lim
-    ok = torch.ones(k, 64, dtype=torch.bool, device=env.device)
+def sample_free(draw: WorldDraws, taken: list[torch.Tensor], lim: float, clearance: float) -> torch.Tensor:
+    """Per world of ``draw`` a point in ``[-lim, lim]^2`` at least ``clearance`` from every point in ``taken``."""
+    k, device = len(draw), draw.device
+    cand = (draw.rand(64, 2) * 2 - 1) * lim
+    ok = torch.ones(k, 64, dtype=torch.bool, device=device)
     for t in taken:
         ok &= (cand - t[:, None]).norm(dim=-1) > clearance
     # The first valid candidate; if none (very unlikely), the one farthest from the others.
-    score = ok.float() * 2 + torch.linspace(1, 0, 64, device=env.device)
+    score = ok.float() * 2 + torch.linspace(1, 0, 64, device=device)
     if taken:
         score = torch.where(
             ok.any(1, keepdim=True),
             score,
             torch.stack([(cand - t[:, None]).norm(dim=-1) for t in taken]).min(0).values,
         )
-    return cand[torch.arange(k, device=env.device), score.argmax(1)]
+    return cand[torch.arange(k, device=device), score.argmax(1)]
 
 
-def sample_start(env: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fresh starts for ``k`` worlds of the EgoPush ``env``: ``qpos`` ``[k, nq]`` and the anchor's
-    centre ``[k, 2]`` (the marked region's in the goal task)."""
-    cfg, g, B = env.cfg, env.generator, env.cfg.n_boxes
-    rand = lambda *shape: torch.rand(*shape, generator=g).to(env.device)  # noqa: E731
+def sample_start(env: Any, draw: WorldDraws) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh starts for the ``k`` worlds of ``draw`` (``env.draws(ids)``) of the EgoPush ``env``:
+    ``qpos`` ``[k, nq]`` and the anchor's centre ``[k, 2]`` (the marked region's in the goal task)."""
+    cfg, B, k = env.cfg, env.cfg.n_boxes, len(draw)
+    rand = draw.rand
     qpos = torch.as_tensor(env.mj_model.qpos0, device=env.device).repeat(k, 1)
     # The formation, plus room for the robot to work round its outer boxes, fits in the room.
     reach = float(env.offsets.norm(dim=-1).max()) + scene.BOX_HALF + 0.7
     lim_anchor = max(0.1, cfg.arena_half - reach)
-    anchor = (rand(k, 2) * 2 - 1) * lim_anchor
-    ayaw = (rand(k) * 2 - 1) * math.pi
+    anchor = (rand(2) * 2 - 1) * lim_anchor
+    ayaw = (rand() * 2 - 1) * math.pi
     if env.goal_task:
         anchor_yaw = torch.zeros(k, device=env.device)
     else:
@@ -61,14 +62,14 @@ def sample_start(env: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         box_xy[:, 0] = anchor
         first = 1
     for i in range(first, B):
-        box_xy[:, i] = sample_free(env, k, taken, lim, 0.55)
+        box_xy[:, i] = sample_free(draw, taken, lim, 0.55)
         taken.append(box_xy[:, i])
-    robot = sample_free(env, k, taken, cfg.arena_half - 0.4, 0.5)
+    robot = sample_free(draw, taken, cfg.arena_half - 0.4, 0.5)
     for i in range(B):
         adr = int(env.box_qadr[i])
         qpos[:, adr : adr + 2] = box_xy[:, i]
-        qpos[:, adr + 2] = anchor_yaw if (i == 0 and not env.goal_task) else (rand(k) * 2 - 1) * math.pi
+        qpos[:, adr + 2] = anchor_yaw if (i == 0 and not env.goal_task) else (rand() * 2 - 1) * math.pi
     r = env.robot_qadr
     qpos[:, r : r + 2] = robot
-    qpos[:, r + 2] = (rand(k) * 2 - 1) * math.pi
+    qpos[:, r + 2] = (rand() * 2 - 1) * math.pi
     return qpos, anchor

@@ -19,6 +19,7 @@ import torch
 from envs.base import BatchedEnv, Obs
 from envs.soccer import scene
 from envs.soccer.config import SEG_CLASSES, SoccerConfig
+from envs.streams import WorldDraws
 
 
 def _rot(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -205,13 +206,11 @@ class SoccerEnv(BatchedEnv):
 
     # -- resets -------------------------------------------------------------------------------
     def _reset_worlds(self, ids: torch.Tensor) -> None:
-        cfg, g = self.cfg, self.generator
-        k = len(ids)
-        rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
+        cfg, k, draw = self.cfg, len(ids), self.draws(ids)
         lo, hi = cfg.pitch_length
-        self.half_length[ids] = (lo + (hi - lo) * rand(k)) / 2
+        self.half_length[ids] = (lo + (hi - lo) * draw.rand()) / 2
         lo, hi = cfg.pitch_width
-        self.half_width[ids] = (lo + (hi - lo) * rand(k)) / 2
+        self.half_width[ids] = (lo + (hi - lo) * draw.rand()) / 2
         gp = self.sim.field("geom_pos")
         hl, hw = self.half_length[ids], self.half_width[ids]
         shift = torch.stack((self._hl_max - hl, self._hw_max - hw), -1)  # [k, 2]
@@ -219,20 +218,21 @@ class SoccerEnv(BatchedEnv):
         new[..., :2] -= self._geom_shift.unsqueeze(0) * shift.unsqueeze(1)
         gp[ids] = new.to(gp)
         self.score[ids] = 0
-        self._kickoff(ids)
+        self._kickoff(ids, draw)
 
-    def _kickoff(self, ids: torch.Tensor) -> None:
-        """Robots in their own halves in lanes, facing the other end; ball near the centre."""
-        n, k, g = self.cfg.team_size, len(ids), self.generator
-        rand = lambda *shape: torch.rand(*shape, generator=g).to(self.device)  # noqa: E731
+    def _kickoff(self, ids: torch.Tensor, draw: WorldDraws | None = None) -> None:
+        """Robots in their own halves in lanes, facing the other end; ball near the centre. Drawn
+        from ``draw`` (a reset's), else from a draw of each world's own (a kick-off after a goal)."""
+        n, k = self.cfg.team_size, len(ids)
+        draw = draw or self.draws(ids)
         hl = self.half_length[ids].unsqueeze(1)
         hw = self.half_width[ids].unsqueeze(1)
         qpos = torch.as_tensor(self.mj_model.qpos0, device=self.device).repeat(k, 1)
         for team in (0, 1):
-            lane = (torch.arange(n, device=self.device) + 0.2 + 0.6 * rand(k, n)) / n  # (0, 1)
+            lane = (torch.arange(n, device=self.device) + 0.2 + 0.6 * draw.rand(n)) / n  # (0, 1)
             y = (2 * lane - 1) * (hw - 0.3)
-            x = -(0.5 + (hl - 0.8) * rand(k, n))
-            yaw = (rand(k, n) - 0.5) * 1.0
+            x = -(0.5 + (hl - 0.8) * draw.rand(n))
+            yaw = (draw.rand(n) - 0.5) * 1.0
             if team == 1:  # the same layout turned 180 degrees
                 x, y, yaw = -x, -y, yaw + math.pi
             for i in range(n):
@@ -242,7 +242,7 @@ class SoccerEnv(BatchedEnv):
                 qpos[:, adr + 1] = y[:, i]
                 qpos[:, adr + 2] = yaw[:, i]
         b = self.ball_qadr
-        qpos[:, b : b + 2] = (rand(k, 2) - 0.5) * 0.4
+        qpos[:, b : b + 2] = (draw.rand(2) - 0.5) * 0.4
         qpos[:, b + 2] = scene.BALL_RADIUS
         self.sim.reset(ids, qpos)
         self.prev_action[ids] = 0.0

@@ -1,7 +1,8 @@
-"""A world whose physics fails is reset from a stream of its own: the shared generator, and so
-every other world's state through its own resets, is exactly what it would have been had no world
-failed (checked up to the failed world's next episode end, which falls at another step than its
-undisturbed twin's). And ``restore`` checks a snapshot whole before it writes anything."""
+"""Every world draws its starts from a stream of its own: a world whose physics fails, or whose
+episodes end at other steps, changes nothing in the other worlds, ever (checked well past the
+failed world's next episode ends, which fall at other steps than its undisturbed twin's); a world's
+episodes do not depend on how many worlds run beside it. And ``restore`` checks a snapshot whole
+before it writes anything."""
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ SECONDS = {"soccer-1v1": 1.0, "egopush-line": 1.25}
 OTHERS = [0, 2, 3]
 
 
-def _run(name: str, fail_at: int | None, steps: int = 24, failing: tuple[int, ...] = (1,)):
+def _run(name: str, fail_at: int | None, steps: int = 24, failing: tuple[int, ...] = (1,), check_twin: bool = True):
     """Per step: (qpos, obs, generator state, episode lengths), for worlds with staggered clocks;
     the physics of worlds ``failing`` blows up just before step ``fail_at``."""
     env = envs.make(name, num_envs=4, episode_seconds=SECONDS[name])
@@ -33,7 +34,7 @@ def _run(name: str, fail_at: int | None, steps: int = 24, failing: tuple[int, ..
             assert info["diverged"].nonzero().flatten().tolist() == list(failing)
         else:
             assert not info["diverged"].any()
-        if fail_at is None:
+        if fail_at is None and check_twin:
             assert not (term | trunc)[1], "world 1 of the undisturbed twin must play on through the horizon"
         trace.append((env.sim.qpos.clone(), obs, env.generator.get_state(), env.episode_length.clone()))
     env.close()
@@ -42,8 +43,8 @@ def _run(name: str, fail_at: int | None, steps: int = 24, failing: tuple[int, ..
 
 @pytest.mark.parametrize("name", list(SECONDS))
 def test_a_failed_world_changes_nothing_in_the_others(name):
-    twin = _run(name, fail_at=None)
-    hit = _run(name, fail_at=3)
+    twin = _run(name, fail_at=None, steps=24)
+    hit = _run(name, fail_at=3, steps=24)
     restarted = set()
     for t, ((q0, o0, g0, n0), (q1, o1, g1, n1)) in enumerate(zip(twin, hit, strict=True), start=1):
         assert torch.equal(g0, g1), f"step {t}: the shared generator moved"
@@ -54,6 +55,41 @@ def test_a_failed_world_changes_nothing_in_the_others(name):
         restarted |= {w for w in OTHERS if n0[w] == 0}
     assert restarted == set(OTHERS)  # each other world went through a reset of its own in the window
     assert not torch.equal(twin[3][0][1], hit[3][0][1])  # world 1 itself did start again
+
+
+@pytest.mark.parametrize("name", list(SECONDS))
+def test_a_failed_world_changes_nothing_in_the_others_ever(name):
+    """Three episodes of every world on: the failed world's later episodes end at other steps than
+    its twin's, and the other worlds reset between them, in another order than in the twin."""
+    twin = _run(name, fail_at=None, steps=80, check_twin=False)
+    hit = _run(name, fail_at=3, steps=80)
+    resets = dict.fromkeys(OTHERS, 0)
+    for t, ((q0, o0, _, n0), (q1, o1, _, n1)) in enumerate(zip(twin, hit, strict=True), start=1):
+        assert torch.equal(q0[OTHERS], q1[OTHERS]), f"step {t}: another world's state differs"
+        for group in o0:
+            assert torch.equal(o0[group][OTHERS], o1[group][OTHERS]), f"step {t}: {group}"
+        assert torch.equal(n0[OTHERS], n1[OTHERS]), f"step {t}: another world's clock differs"
+        for w in OTHERS:
+            resets[w] += int(n0[w] == 0)
+    assert min(resets.values()) >= 3
+    assert not torch.equal(twin[40][3], hit[40][3]), "world 1's clock should differ from its twin's"
+
+
+def test_a_worlds_episodes_do_not_depend_on_the_worlds_beside_it():
+    """World 0 of a 1-world env and of a 3-world env, seeded alike, play the same episodes."""
+    starts = []
+    for W in (1, 3):
+        env = envs.make("egopush-line", num_envs=W, episode_seconds=0.5)
+        env.reset(seed=11)
+        first = [env.sim.qpos[0].clone()]
+        for _ in range(2 * env.max_episode_steps):
+            _, _, term, trunc, info = env.step(torch.zeros(W, env.num_agents, env.act_dim))
+            if (term | trunc)[0]:
+                first.append(env.sim.qpos[0].clone())
+        env.close()
+        starts.append(first)
+    assert len(starts[0]) >= 3 and len(starts[0]) == len(starts[1])
+    assert all(torch.equal(a, b) for a, b in zip(*starts, strict=True))
 
 
 def test_a_failed_worlds_restart_is_its_own():

@@ -37,7 +37,8 @@ def _geo(env, **kw) -> GeoKeypoints:
 def _first_frame(W: int = 32, seed: int = 3) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, dict, tuple]:
     """A ``fov`` world's first frame: role layers ``[W, 3, H*W]``, the env's state, the true robot-frame
     centres of the active box and the anchor ``[W, 2, 2]``, whether all their top corners are in the
-    image ``[W, 2]``, the keypoint geometry and the image's height and width."""
+    image and it is not hidden behind another box ``[W, 2]``, the keypoint geometry and the image's
+    height and width."""
     env = envs.make("egopush-line", num_envs=W, cameras=("depth_layers",), anchor_marker=True, observability="fov")
     try:
         obs = env.reset(seed=seed)
@@ -49,7 +50,9 @@ def _first_frame(W: int = 32, seed: int = 3) -> tuple[torch.Tensor, dict, torch.
         u, v, d = env.project(corners, 2 * scene.BOX_HALF)
         whole = ((u.abs() < 0.95) & (v.abs() < 0.95) & (d > 0.05)).all(-1)
         W_img, H_img = env.cfg.camera_resolution
-        return obs["depth_layers"][:, 0].float().flatten(2), s, true, whole, env.keypoint_geometry(), (H_img, W_img)
+        depth = obs["depth_layers"][:, 0].float().flatten(2)
+        whole &= (depth[:, :2] > 0).any(-1)  # in the frustum, and some of it not behind another box
+        return depth, s, true, whole, env.keypoint_geometry(), (H_img, W_img)
     finally:
         env.close()
 
@@ -74,9 +77,9 @@ def test_geometry_alone_places_a_seen_box_and_reads_the_anchor_yaw_from_its_mark
 
 def test_face_planes_place_a_box_closer_than_the_pixel_mean_wholly_in_view_or_cut_by_the_edge() -> None:
     """A side face's pixels fix the centre along its normal however much of the box is hidden, so
-    the face-plane centre is within 1.5 cm for a box wholly in view, and its median error is at most
-    half the pixel mean's (moved along the sight line), in view or cut by the image's edge (where a
-    box shows one face only, the two agree along that face)."""
+    the face-plane centre is within 1.5 cm for a box wholly in view, with a median error at most
+    half the pixel mean's (moved along the sight line); for a box cut by the image's edge (where a
+    box shows one face only, the two agree along that face) its median error is still the lower."""
     depth, _, true, whole, geometry, hw = _first_frame()
     err = {}
     for planes in (True, False):
@@ -85,8 +88,8 @@ def test_face_planes_place_a_box_closer_than_the_pixel_mean_wholly_in_view_or_cu
     cut = seen[:, :2] & ~whole
     assert whole.sum() >= 4 and cut.sum() >= 3
     assert err[True][whole].max() < 0.015 < err[False][whole].max(), (err[True][whole], err[False][whole])
-    for part in (whole, cut):
-        assert err[True][part].median() < 0.5 * err[False][part].median(), (err[True][part], err[False][part])
+    assert err[True][whole].median() < 0.5 * err[False][whole].median(), (err[True][whole], err[False][whole])
+    assert err[True][cut].median() < err[False][cut].median(), (err[True][cut], err[False][cut])
 
 
 def test_the_silhouette_of_a_box_cut_by_the_edge_places_it_along_its_one_face_seen() -> None:
@@ -139,7 +142,11 @@ def test_a_box_that_shows_only_its_top_face_is_placed_by_that_face_s_edges() -> 
             only_top = out["top"][1] & (side == 0)
             for c in geos:
                 err[c] += (out[c][0] - true).norm(dim=-1)[only_top].tolist()
-            faced = out["top"][1] & (side >= 20)
+            # A side face shows as pixels side by side in an image row (the reader's "3 row pairs").
+            on_side = (depth > 0) & (grid[..., 2] > 0.01) & (grid[..., 2] < 2 * scene.BOX_HALF - 0.01)
+            on_side = on_side.view(*on_side.shape[:2], H_img, W_img)
+            pairs = (on_side[..., 1:] & on_side[..., :-1]).flatten(2).sum(-1)
+            faced = out["top"][1] & (side >= 20) & (pairs >= 3)
             same.append(torch.allclose(out["top"][0][faced], out["corners"][0][faced]))
             with torch.no_grad():
                 obs, *_ = env.step(teacher(obs["privileged"].float()))
