@@ -87,7 +87,7 @@ class BatchedEnv(abc.ABC):
         num_diverged: worlds reset so far because their physics failed.
         divergences: ``[W]`` long, how many times each world was.
         draw_count: ``[W]`` long, how many starts each world has drawn since ``reset(seed)``; its
-            ``n``-th is drawn from ``envs.streams.world_generator(seed, world, n)`` (``draws``).
+            ``n``-th is keyed by ``(seed, world, n)`` (``draws``, ``envs.streams``).
     """
 
     act_dim: int
@@ -265,7 +265,7 @@ class BatchedEnv(abc.ABC):
         """Random numbers for a start of each world in ``ids``, each from that world's own stream
         (see ``envs.streams``): a task's ``_reset_worlds`` draws everything through this."""
         self.draw_count[ids] += 1
-        return WorldDraws(self.stream_seed, ids.tolist(), self.draw_count[ids].tolist(), self.device)
+        return WorldDraws(self.stream_seed, ids, self.draw_count[ids])
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, torch.Tensor]:

@@ -166,7 +166,7 @@ class PettingZooBatchedEnv:
     # -- the contract --------------------------------------------------------------------------
     def _reset_world(self, w: int) -> None:
         self.draw_count[w] += 1
-        (seed,) = WorldDraws(self.stream_seed, [w], [int(self.draw_count[w])], "cpu").seeds()
+        (seed,) = WorldDraws(self.stream_seed, torch.tensor([w]), self.draw_count[w : w + 1]).seeds()
         obs, _ = self.envs[w].reset(seed=seed)
         self._obs[w] = self._stack(obs, w)
         self.episode_length[w] = 0
