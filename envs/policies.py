@@ -24,16 +24,24 @@ class RandomPolicy:
         return a.to(ref.device)
 
 
-FIXED_POLICIES = ("scripted", "random")
+FIXED_POLICIES = ("scripted", "scripted-defend", "random")
+SCRIPTED_STYLES = {"scripted": "attack", "scripted-defend": "defend"}
+"""The scripted players' names and the ``style`` each asks of ``env.scripted_policy``."""
 
 
 def fixed_policy(name: str, env: Any, seed: int = 0) -> Any:
-    """``"random"``, or ``"scripted"``: the env's own hand-written player (``env.scripted_policy()``)."""
+    """``"random"``, or ``"scripted"``: the env's own hand-written player (``env.scripted_policy()``);
+    ``"scripted-defend"``: its defending one, where the env has one (soccer)."""
     if name == "random":
         return RandomPolicy(env.act_dim, seed)
-    if name == "scripted":
+    if name in SCRIPTED_STYLES:
         make = getattr(env, "scripted_policy", None)
         if make is None:
             raise ValueError(f"no scripted policy for env {getattr(env, 'name', env)!r}")
-        return make()
+        if name == "scripted":
+            return make()
+        style = SCRIPTED_STYLES[name]
+        if style not in getattr(env, "scripted_styles", ()):
+            raise ValueError(f"env {getattr(env, 'name', env)!r} has no {name!r} player; it has 'scripted'")
+        return make(style)
     raise ValueError(f"fixed policy must be one of {FIXED_POLICIES}, got {name!r}")

@@ -115,11 +115,19 @@ class SoccerEnv(BatchedEnv):
         flags = 2 * self.cfg.team_size  # the ball and the other robots' in-view flags
         return flags if self.cfg.observability == "fov" else -flags
 
-    def scripted_policy(self) -> Any:
-        """The hand-written soccer player for this team size (``envs.soccer.scripted.ScriptedSoccer``)."""
-        from envs.soccer.scripted import ScriptedSoccer
+    scripted_styles = ("attack", "defend")
+    """The hand-written players ``scripted_policy`` makes (policy names ``scripted``, ``scripted-defend``)."""
 
-        return ScriptedSoccer(self.cfg.team_size)
+    def scripted_policy(self, style: str = "attack") -> Any:
+        """A hand-written soccer player for this team size: ``attack``, the attacker
+        (``envs.soccer.scripted.ScriptedSoccer``), or ``defend``, the keeper that clears
+        (``DefendingSoccer``)."""
+        from envs.soccer.scripted import DefendingSoccer, ScriptedSoccer
+
+        players = {"attack": ScriptedSoccer, "defend": DefendingSoccer}
+        if style not in players:
+            raise ValueError(f"scripted soccer style must be one of {tuple(players)}, got {style!r}")
+        return players[style](self.cfg.team_size)
 
     def _in_view(self, ego: torch.Tensor, height: float, radius: float) -> torch.Tensor:
         """Whether a ball of ``radius`` centred at robot-frame points ``[..., 2]`` and ``height``
