@@ -1,0 +1,204 @@
+"""Checks of a trained world model that ``scripts/rollout_world.py`` does not make (issue 52).
+
+- ``tokenizer``: the tokenizer's reconstruction PSNR (dB) and SSIM on frames of a recording
+  (held out, ideally), against the training figure the trainer logs;
+- ``control``: does the student use the actions? Clips of a recording are dreamed from their real
+  context twice: with their own actions, and with one player's actions swapped for that same
+  player's actions in another clip (the other players keep theirs). Both dreams are scored (PSNR,
+  SSIM per step) against the real frames, which the *own* actions produced. A student that follows
+  its actions is closer to the real frames with the own actions, chiefly in the swapped player's
+  view; one that ignores them scores both the same;
+- ``still``: a PNG of one dreamed clip at a few horizon steps (per step shown, a row of the real
+  views above a row of the generated ones; a column per player), for the README and the model card;
+- ``ship``: a checkpoint without its optimiser state and generator (weights, tokenizer, configs
+  and the training history only), what ``DreamEnv`` and ``rollout_world.py`` read.
+
+    S=runs/wm-student/checkpoint; P="python scripts/experiments/world_model_checks.py"
+    $P --what tokenizer --checkpoint $S --recording data/wm/s1v1-heldout
+    $P --what control --checkpoint $S --recording data/wm/s1v1-heldout --agents 2
+    $P --what still --checkpoint $S --recording data/wm/s2v2-heldout --agents 4 --out still.png
+    $P --what ship --checkpoint $S --stage student --out checkpoints/soccer-world-model/student
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+
+from agents import checkpoint as ckpt
+from distill.world_model.data import ClipDataset
+from distill.world_model.metrics import dream_clips, horizon_metrics, ssim
+from distill.world_model.student import StudentConfig
+from distill.world_model.tokenizer import psnr
+from distill.world_model.train import Stage, load_stage, model_config, save_stage
+from envs.io import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class ChecksConfig:
+    """Checks of a trained world model."""
+
+    what: Literal["tokenizer", "control", "still", "ship"]
+    """Which check (see the module docstring)."""
+    checkpoint: Path
+    """A world-model checkpoint (a student's for ``control`` and ``still``)."""
+    recording: Path | None = None
+    """A recording with RGB cameras, ideally held out (``tokenizer``, ``control``, ``still``)."""
+    agents: int = 2
+    """Players per world in the recording (``control``, ``still``)."""
+    steps: int = 16
+    """Generated frames per clip after the context (``control``, ``still``)."""
+    clips: int = 8
+    """Clips dreamed (``control``) or frames per player scored (``tokenizer``: ``clips * 32``)."""
+    player: int = 0
+    """``control``: the player whose actions are swapped."""
+    stage: Stage = "student"
+    """``ship``: the checkpoint's stage."""
+    show: tuple[int, ...] = (1, 8, 16)
+    """``still``: horizon steps shown (1 = the first generated frame)."""
+    out: Path | None = None
+    """``still``: the PNG; ``ship``: the checkpoint directory written."""
+    json: Path | None = None
+    """Figures as JSON (``tokenizer``, ``control``)."""
+    seed: int = 0
+    """Seed of the clips drawn and the sampling noise."""
+
+
+def _clips(cfg: ChecksConfig, length: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    assert cfg.recording is not None, "--recording is needed"
+    data = ClipDataset([cfg.recording], length, stride=length, envs=None)
+    if len(data) < count:
+        raise SystemExit(f"{cfg.recording}: {len(data)} clips of {length} frames, {count} needed")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    frames, actions = data.batch(torch.randperm(len(data), generator=gen)[:count].tolist())
+    if frames.shape[2] != cfg.agents:
+        raise SystemExit(f"{cfg.recording} has {frames.shape[2]} players, --agents is {cfg.agents}")
+    return frames, actions
+
+
+def check_tokenizer(cfg: ChecksConfig) -> dict:
+    tok, _, meta = load_stage(cfg.checkpoint, meta_stage(cfg.checkpoint))
+    assert cfg.recording is not None, "--recording is needed"
+    data = ClipDataset([cfg.recording], 1, stride=7, envs=None)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    idx = torch.randperm(len(data), generator=gen)[: cfg.clips * 32].tolist()
+    frames = data.batch(idx)[0][:, 0]  # [N, A, 3, H, W]
+    with torch.no_grad():
+        recon = torch.cat([tok.decode(tok.encode(f)) for f in frames.split(64)])
+    result = {
+        "checkpoint": str(cfg.checkpoint),
+        "recording": str(cfg.recording),
+        "frames": int(frames.shape[0] * frames.shape[1]),
+        "psnr_db": float(psnr(recon, frames).mean()),
+        "ssim": float(ssim(recon, frames).mean()),
+        "latent_scale": float(tok.scale),
+    }
+    n, db, ss = result["frames"], result["psnr_db"], result["ssim"]
+    print(f"tokenizer on {n} frames of {cfg.recording}: PSNR {db:.2f} dB, SSIM {ss:.3f}")
+    return result
+
+
+def meta_stage(path: Path) -> Stage:
+    return ckpt.read_meta(path)["stage"]
+
+
+def check_control(cfg: ChecksConfig) -> dict:
+    tok, student, _ = load_stage(cfg.checkpoint, "student")
+    assert student is not None
+    student.eval()
+    length = student.context_frames + cfg.steps
+    frames, actions = _clips(cfg, length, 2 * cfg.clips)
+    frames, actions, other = frames[: cfg.clips], actions[: cfg.clips], actions[cfg.clips :]
+    swapped = actions.clone()
+    c = student.context_frames
+    swapped[:, c:, cfg.player] = other[:, c:, cfg.player]  # the context's actions stay the real ones
+    own = dream_clips(student, tok, frames, actions, torch.Generator().manual_seed(cfg.seed))
+    alt = dream_clips(student, tok, frames, swapped, torch.Generator().manual_seed(cfg.seed))
+    result: dict = {
+        "checkpoint": str(cfg.checkpoint),
+        "recording": str(cfg.recording),
+        "agents": cfg.agents,
+        "clips": cfg.clips,
+        "swapped_player": cfg.player,
+        "action_change": float((swapped - actions)[:, c:, cfg.player].abs().mean()),
+    }
+    others = [a for a in range(cfg.agents) if a != cfg.player]
+    for view, players in (("swapped_view", [cfg.player]), ("other_views", others)):
+        m_own = horizon_metrics(frames[:, :, players], own[:, :, players], c)
+        m_alt = horizon_metrics(frames[:, :, players], alt[:, :, players], c)
+        result[view] = {
+            "own_psnr": m_own["psnr"],
+            "swapped_psnr": m_alt["psnr"],
+            "own_ssim": m_own["ssim"],
+            "swapped_ssim": m_alt["ssim"],
+            "mean_psnr_gain_own_over_swapped": float(np.mean(m_own["psnr"]) - np.mean(m_alt["psnr"])),
+            "mean_ssim_gain_own_over_swapped": float(np.mean(m_own["ssim"]) - np.mean(m_alt["ssim"])),
+        }
+        # how far apart the two dreams are, in the same view (0 dB difference = the actions changed nothing)
+        diff = (own[:, c:, players].float() - alt[:, c:, players].float()).abs().mean() / 255
+        result[view]["mean_abs_pixel_change"] = float(diff)
+        print(
+            f"{view}: PSNR own {np.mean(m_own['psnr']):.3f} vs swapped {np.mean(m_alt['psnr']):.3f} dB "
+            f"(gain {result[view]['mean_psnr_gain_own_over_swapped']:+.3f}); SSIM own {np.mean(m_own['ssim']):.4f} "
+            f"vs swapped {np.mean(m_alt['ssim']):.4f}; mean |own - swapped| {diff:.4f} of full scale"
+        )
+        for name in ("own_psnr", "swapped_psnr"):
+            print(f"  {name} per step: " + " ".join(f"{v:.2f}" for v in result[view][name]))
+    return result
+
+
+def check_still(cfg: ChecksConfig) -> dict:
+    import matplotlib.pyplot as plt
+
+    tok, student, _ = load_stage(cfg.checkpoint, "student")
+    assert student is not None and cfg.out is not None
+    student.eval()
+    c = student.context_frames
+    frames, actions = _clips(cfg, c + cfg.steps, 1)
+    dreamed = dream_clips(student, tok, frames, actions, torch.Generator().manual_seed(cfg.seed))
+    real, gen = frames[0], dreamed[0]  # [T, A, 3, H, W]
+    H, A = real.shape[-1], real.shape[1]
+    gap = np.full((4, A * (H + 4) - 4, 3), 255, np.uint8)
+    rows = []
+    sep = np.full((H, 4, 3), 255, np.uint8)
+    for s in cfg.show:  # a row of real views, then a row of generated ones, per step shown
+        for src in (real, gen):
+            views = [src[c + s - 1, a].permute(1, 2, 0).numpy() for a in range(A)]
+            rows.append(np.concatenate([x for v in views for x in (v, sep)][:-1], 1))
+        rows.append(gap)
+    image = np.concatenate(rows[:-1], 0)
+    image = image.repeat(2, 0).repeat(2, 1)
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(cfg.out, image)
+    print(f"wrote {cfg.out}: {image.shape[1]}x{image.shape[0]}, {cfg.out.stat().st_size} bytes")
+    return {"out": str(cfg.out), "steps": list(cfg.show)}
+
+
+def ship(cfg: ChecksConfig) -> dict:
+    assert cfg.out is not None
+    tok, net, meta = load_stage(cfg.checkpoint, cfg.stage)
+    keep = {k: meta[k] for k in ("step", "envs", "recordings", "history") if k in meta}
+    path = save_stage(
+        cfg.out, cfg.stage, tok, net, model_config(meta["model"]), StudentConfig(**meta["student"]), extra_meta=keep
+    )
+    size = sum(f.stat().st_size for f in Path(path).iterdir())
+    print(f"wrote {path}: {size / 2**20:.2f} MiB")
+    return {"out": str(path), "bytes": size}
+
+
+def main(cfg: ChecksConfig) -> dict:
+    fn = {"tokenizer": check_tokenizer, "control": check_control, "still": check_still, "ship": ship}[cfg.what]
+    result = fn(cfg)
+    if cfg.json is not None:
+        write_json(cfg.json, result)
+        print(f"wrote {cfg.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(ChecksConfig))
