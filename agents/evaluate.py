@@ -132,17 +132,23 @@ def run_episodes(env: Any, policy: Policy, episodes: int, seed: int = 0, progres
 
     Returns:
         ``episodes``, ``success_rate`` and ``reach_rate`` (with ``*_ci95`` Wilson intervals),
-        ``path_length`` (mean metres driven per episode) and ``mean_return`` with ``return_ci95``.
+        ``path_length`` (mean metres driven per episode) and ``mean_return`` with ``return_ci95``;
+        where the env's info has a ``coverage`` (mpe-spread: the share of landmarks covered), its
+        mean at the episodes' last step with ``coverage_ci95``.
     """
     outcomes: list[tuple[bool, bool, float]] = []
+    covered: list[float] = []
 
     def count(w: int, info: dict[str, Any]) -> None:
         outcomes.append((bool(info["success"][w]), bool(info["reach"][w]), float(info["path_length"][w])))
+        if "coverage" in info:
+            covered.append(float(info["coverage"][w]))
 
     returns = _episodes(env, policy, episodes, seed, progress, count)
     successes = sum(o[0] for o in outcomes)
     reaches = sum(o[1] for o in outcomes)
     mean_ret, ret_ci = mean_interval(returns)
+    extra = dict(zip(("coverage", "coverage_ci95"), mean_interval(covered), strict=True)) if covered else {}
     return {
         "episodes": episodes,
         "success_rate": successes / episodes,
@@ -152,6 +158,7 @@ def run_episodes(env: Any, policy: Policy, episodes: int, seed: int = 0, progres
         "path_length": sum(o[2] for o in outcomes) / episodes,
         "mean_return": mean_ret,
         "return_ci95": ret_ci,
+        **extra,
     }
 
 

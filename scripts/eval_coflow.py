@@ -73,6 +73,9 @@ def main(cfg: EvalCoFlow) -> list[dict]:
         else:
             r = run_episodes(env, policy, cfg.episodes, seed=cfg.seed, progress=False)
             shown = f"success {r['success_rate']:.3f}  reach {r['reach_rate']:.3f}"
+            if "coverage" in r:
+                lo, hi = r["coverage_ci95"]
+                shown += f"  coverage {r['coverage']:.3f} [{lo:.3f}, {hi:.3f}]"
         rows.append({**head, **r})
         print(f"k={k} alpha={alpha} w={w}: {shown}  mean return {r['mean_return']:.3f}", flush=True)
         if cfg.json is not None:

@@ -64,6 +64,15 @@ class TrainerConfig:
             raise ValueError("need 0 <= ema < 1, lr > 0, save_every >= 0 and ema_start >= 0")
 
 
+TRAIN_PRESETS: dict[str, dict[str, object]] = {
+    "default": {},
+    "cpu": {"steps": 2000, "lr": 1e-3, "ema_start": 500, "ema_every": 1},
+}
+"""Named training settings over ``TrainerConfig``'s defaults (``train_coflow.py --preset``). ``cpu``:
+2,000 steps (of 32 segments) at a higher learning rate, the average kept from step 500 and updated every
+step (with the default's every 10 steps from step 2,000 it would average nothing in so short a run)."""
+
+
 class Trainer:
     """Trains a ``CoFlowModel`` on ``dataset``; ``run_dir`` holds its logs and ``checkpoint/`` (the
     averaged policy, loadable by ``make_policy``, with the training state beside it)."""

@@ -1,10 +1,12 @@
 """CoFlow's U-Net: with every CVA gate at 0 the agents are independent; a gate couples them;
-``alpha`` scales the coupling; the inverse dynamics is shared or per agent."""
+``alpha`` scales the coupling; the inverse dynamics is shared or per agent; the ``cpu`` preset's size."""
 
+import pytest
 import torch
 
-from agents.coflow.config import for_algo
+from agents.coflow.config import CoFlowConfig, for_algo, preset_config
 from agents.coflow.networks import InverseDynamics, TemporalUNet
+from agents.coflow.policy import CoFlowModel
 
 CFG = dict(horizon=8, width=8, dim_mults=(1, 2, 4), emb_dim=16, groups=4, cva_heads=4)
 
@@ -81,3 +83,11 @@ def test_inverse_dynamics_shared_or_one_per_agent():
     out = own(o, o2)
     swapped = own(o[:, [1, 0, 2]], o2[:, [1, 0, 2]])
     assert (swapped[:, 0] - out[:, 1]).abs().max() > 1e-4  # agent 0's MLP is not agent 1's
+
+
+def test_the_cpu_preset_is_the_documented_size_and_an_unknown_preset_is_refused():
+    model = CoFlowModel(preset_config("cpu", algo="coflow-c"), obs_dim=18, act_dim=5, n_agents=3)
+    assert 155_000 < sum(p.numel() for p in model.parameters()) < 165_000  # "about 161k" (MODEL_PRESETS)
+    assert preset_config("default") == CoFlowConfig()
+    with pytest.raises(ValueError, match="preset must be one of"):
+        preset_config("gpu")

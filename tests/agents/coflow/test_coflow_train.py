@@ -1,6 +1,7 @@
 """scripts/train_coflow.py with a tiny budget, as a user runs it: a run directory, a checkpoint
 that plays in the dataset's env, and a resumed run that ends where an uninterrupted one does."""
 
+import json
 import re
 
 import pytest
@@ -67,3 +68,16 @@ def test_a_dataset_that_does_not_fit_is_refused(tmp_path):
     assert refused.returncode == 1
     assert re.search("--dataset: .*not an egoteach recording", refused.stderr)
     assert not (tmp_path / "r").exists()
+
+
+def test_the_cpu_preset_sets_the_defaults_and_flags_given_still_win(spread_dataset, tmp_path):
+    flags = ("--train.batch-size", "4", "--train.log-every", "2", "--model.width", "8", "--model.groups", "4")
+    run_script("train_coflow.py", "--dataset", str(spread_dataset), "--run-dir", str(tmp_path / "c"),
+               "--preset", "cpu", "--train.steps", "2", *flags)  # fmt: skip
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert cfg["preset"] == "cpu"
+    assert (cfg["model"]["horizon"], cfg["model"]["dim_mults"], cfg["model"]["id_hidden"]) == (8, [1, 2], 128)
+    assert (cfg["train"]["lr"], cfg["train"]["ema_start"], cfg["train"]["ema_every"]) == (1e-3, 500, 1)
+    assert (cfg["model"]["width"], cfg["train"]["steps"], cfg["train"]["batch_size"]) == (8, 2, 4)  # the flags'
+    refused = run_script("train_coflow.py", "--dataset", str(spread_dataset), "--preset", "gpu", check=False)
+    assert refused.returncode == 2 and "invalid choice: 'gpu'" in refused.stderr
