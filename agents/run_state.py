@@ -296,15 +296,24 @@ def run_logged(
     writer = TensorBoard(run_dir / "tb", bool(resumed))
     whole = functools.partial(_save_held, save)
     try:
-        with stop_at_iteration_end() as stop:
-            body(IterationLog(run_dir, history, writer, bar, stop, whole, save_every))
-    except StopAtIterationEnd:
-        whole()
-        raise
+        _until_stopped(body, lambda stop: IterationLog(run_dir, history, writer, bar, stop, whole, save_every), whole)
     finally:
         bar.close()
         writer.close()
     whole()
+
+
+def _until_stopped(
+    body: Callable[[IterationLog], None], log_for: Callable[[Any], IterationLog], whole: Callable[[], None]
+) -> None:
+    """Run ``body`` with the log ``log_for(stop)`` until it returns or a signal stops it at an
+    iteration's end; then save (``whole``) and raise ``StopAtIterationEnd``."""
+    try:
+        with stop_at_iteration_end() as stop:
+            body(log_for(stop))
+    except StopAtIterationEnd:
+        whole()
+        raise
 
 
 def interrupted_note(err: KeyboardInterrupt, checkpoint: Path) -> str:
@@ -366,10 +375,5 @@ def run_quietly(
     """``run_logged`` for a rank other than 0 under torchrun: the same saves (they are collective)
     and stops, with Ctrl-C and SIGTERM held during each save, and no logs."""
     whole = functools.partial(_save_held, save)
-    try:
-        with stop_at_iteration_end() as stop:
-            body(QuietLog(run_dir, history, None, None, stop, whole, save_every))
-    except StopAtIterationEnd:
-        whole()
-        raise
+    _until_stopped(body, lambda stop: QuietLog(run_dir, history, None, None, stop, whole, save_every), whole)
     whole()

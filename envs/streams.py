@@ -41,8 +41,10 @@ def mix(x: torch.Tensor) -> torch.Tensor:
 
 def stream_keys(seed: int, worlds: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The key ``[k]`` (int64) of each world's ``counts``-th draw in an env seeded with ``seed``."""
-    seed_key = mix(torch.tensor(_int64(int(seed) & ((1 << 64) - 1)), device=worlds.device) + GOLDEN)
-    key = mix(seed_key ^ (worlds.long() + GOLDEN))
+    # The seed's own key is one number: mixed on the CPU and passed to the device as a scalar, so
+    # no tensor is copied to the GPU per draw.
+    seed_key = int(mix(torch.tensor(_int64(int(seed) & ((1 << 64) - 1))) + GOLDEN))
+    key = mix((worlds.long() + GOLDEN) ^ seed_key)
     return mix(key ^ (counts.long() + GOLDEN))
 
 

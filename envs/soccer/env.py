@@ -232,7 +232,8 @@ class SoccerEnv(BatchedEnv):
         """Robots in their own halves in lanes, facing the other end; ball near the centre. Drawn
         from ``draw`` (a reset's), else from a draw of each world's own (a kick-off after a goal)."""
         n, k = self.cfg.team_size, len(ids)
-        draw = draw or self.draws(ids)
+        if draw is None:
+            draw = self.draws(ids)
         hl = self.half_length[ids].unsqueeze(1)
         hw = self.half_width[ids].unsqueeze(1)
         qpos = torch.as_tensor(self.mj_model.qpos0, device=self.device).repeat(k, 1)
