@@ -88,6 +88,8 @@ class Distiller:
             only at the end and on Ctrl-C or SIGTERM).
         init_from: a student checkpoint (of this env, with ``student_cfg``) whose weights the student
             starts from, to go on distilling a trained student (a fresh optimiser, buffer and beta).
+        init_encoder_from: a student checkpoint (of this env and image) whose image encoder and proprio
+            normaliser the student starts from; its memory and head start afresh.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Distiller:
         opponent: str = "scripted",
         save_every: int = 0,
         init_from: str | Path | None = None,
+        init_encoder_from: str | Path | None = None,
     ) -> None:
         self.env, self.cfg, self.seed, self.run_dir = env, cfg, seed, Path(run_dir)
         self.save_every = save_every
@@ -132,6 +135,9 @@ class Distiller:
         self.init_from = None if init_from is None else str(init_from)
         if init_from is not None:
             self._init_student(Path(init_from), student_cfg)
+        self.init_encoder_from = None if init_encoder_from is None else str(init_encoder_from)
+        if init_encoder_from is not None:
+            self._init_encoder(Path(init_encoder_from))
         if student_cfg.head == "teacher":  # (after init_from: the head is always this run's teacher)
             if cfg.aux_coef <= 0:
                 raise ValueError(
@@ -222,6 +228,31 @@ class Distiller:
             w[:, : state[key].shape[1]] = state[key]
             state[key] = w
         self.student.load_state_dict(state)
+
+    def _init_encoder(self, path: Path) -> None:
+        """The image encoder and proprio normaliser of the student at ``path`` (same env, image and
+        embedding size; any memory and head), copied into this student."""
+        try:
+            start, meta = Student.load(path)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"init_encoder_from: {err}") from None
+        if meta["env"] != self.env.name:
+            raise ValueError(f"init_encoder_from: {path} is a student of {meta['env']!r}, not of {self.env.name!r}")
+        mine = self.student.state_dict()
+        parts = {k: v for k, v in start.state_dict().items() if k.startswith(("encoder.", "proprio_norm."))}
+        wrong = sorted(k for k, v in parts.items() if k not in mine or mine[k].shape != v.shape)
+        if (
+            meta["image_group"] != self.image_group
+            or wrong
+            or set(parts) != {k for k in mine if k.startswith(("encoder.", "proprio_norm."))}
+        ):
+            raise ValueError(
+                f"init_encoder_from: {path}'s encoder ({meta['image_group']} {meta['image_shape']}, embed "
+                f"{start.cfg.embed}, segmentation {start.cfg.segmentation}) does not fit this student's "
+                f"({self.image_group} {list(self.student.image_shape)}, embed {self.student.cfg.embed}, "
+                f"segmentation {self.student.cfg.segmentation})"
+            )
+        self.student.load_state_dict(parts, strict=False)
 
     def _trained_parameters(self) -> list[torch.nn.Parameter]:
         aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
@@ -424,6 +455,7 @@ class Distiller:
             frames=self.frames,
             seed=self.seed,
             **({"init_from": self.init_from} if self.init_from else {}),
+            **({"init_encoder_from": self.init_encoder_from} if self.init_encoder_from else {}),
         )
         tensors = optimizer_tensors(self.optimizer)
         if self.aux_head is not None:

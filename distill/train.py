@@ -61,6 +61,10 @@ class DistillConfig:
     """Start the student from this student checkpoint's weights (and its network config), e.g. to go
     on distilling a shipped student at a lower learning rate. The optimiser, buffer and beta start
     afresh: pass ``--dagger.beta 0`` to let the student drive from the first step."""
+    init_encoder_from: Path | None = None
+    """Start only the student's image encoder and proprio normaliser from this student checkpoint (of
+    the same env and image), e.g. to train a ``transformer`` student on the CNN a ``gru`` student
+    learnt; its memory and head start afresh. Not with ``--init-from``."""
     run_dir: Path | None = None
     """Run directory (default ``runs/<env>-student[-<observability>]-s<seed>``)."""
     eval_episodes: int = 200
@@ -153,6 +157,8 @@ def write_model_card(
         row += "(not run) |"
     obs = teacher_meta["env_config"].get("observability")
     init = f"\n- initialised from the student `{cfg.init_from}`" if cfg.init_from else ""
+    if cfg.init_encoder_from:
+        init += f"\n- image encoder and proprio normaliser initialised from the student `{cfg.init_encoder_from}`"
     seg = " `segmentation` +" if cfg.student.segmentation else ""
     no_dagger = cfg.total_frames == 0 and cfg.init_from is not None
     how = "RL fine-tuned (no DAgger), with a KL penalty toward" if no_dagger else "distilled by DAgger from"
@@ -234,6 +240,8 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks) -> Path:
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     if cfg.init_from is not None:
+        if cfg.init_encoder_from is not None:
+            raise ValueError("--init-from starts the whole student: drop --init-encoder-from")
         cfg = student_of(cfg)
     try:
         extra = parse_overrides(cfg.env_overrides)
@@ -268,6 +276,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks) -> Path:
             cfg.opponent,
             cfg.save_every,
             cfg.init_from,
+            cfg.init_encoder_from,
         )
     except ValueError as err:  # bad settings, or an --init-from student that does not fit
         env.close()

@@ -11,11 +11,18 @@ transformer student, side by side in one run.
    layer's attention looks ``window`` frames back). The two outputs are checked equal at every
    timed frame (the run stops if they are not); ratio = recompute time / cached time.
 
+3. With ``--student CHECKPOINT`` (a ``transformer`` student), part 2 again on the trained student's
+   own transformer, at its own window and layer count, over the frames it really sees: the student
+   plays ``streams`` worlds of its env (against the scripted player in soccer), its transformer's
+   inputs and episode starts are recorded, and the cache and the recompute step through them.
+
 The JSON is rewritten after every measurement, so a run cut short keeps what it measured.
 
     python scripts/bench_distill.py                  # writes runs/benchmarks/bench_distill.json
     python scripts/bench_distill.py --quick          # about a minute on 2 cores
     python scripts/bench_distill.py --device cuda:0 --backend warp --num-envs 1024   # on a GPU
+    python scripts/bench_distill.py --student checkpoints/soccer-1v1-student-transformer --num-envs --layers
+        # the trained student's transformer alone (empty --num-envs and --layers skip parts 1 and 2)
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class BenchConfig:
     """Physics backend."""
     device: str | None = None
     """Device (cameras, networks)."""
+    student: Path | None = None
+    """A ``transformer`` student checkpoint: also time its own transformer on the frames it sees."""
     quick: bool = False
     """One world count (64), 3 iterations; 1 and 2 layers, 8 frames per window."""
     json: Path = ROOT / "runs" / "benchmarks" / "bench_distill.json"
@@ -109,15 +118,32 @@ def bench_dagger(cfg: BenchConfig, W: int) -> dict:
 
 @torch.no_grad()
 def bench_cache(cfg: BenchConfig, layers: int, window: int) -> dict:
+    """The random-weight transformer of the student's width, on random frames."""
     dev = torch.device(cfg.device or "cpu")
     torch.manual_seed(0)
     model = CausalTransformer(cfg.dim, layers, heads=4, window=window).to(dev).eval()
-    B, span = cfg.streams, layers * (window - 1) + 1  # frames the newest output depends on
+    span = layers * (window - 1) + 1
+    history = torch.randn(cfg.streams, span - 1 + 3 * cfg.frames, cfg.dim, device=dev)
+    return time_cache(model, history, None, cfg.frames)
+
+
+@torch.no_grad()
+def time_cache(model: CausalTransformer, history: torch.Tensor, first: torch.Tensor | None, frames: int) -> dict:
+    """Step ``model`` through ``history`` ``[B, T, dim]`` (episode starts ``first`` ``[B, T]``, None:
+    one episode) with a ``KVCache`` and by full recompute over the frames the newest output depends
+    on; check the outputs equal and return the times per new frame."""
+    dev = history.device
+    layers, window = len(model.blocks), model.window
+    B, span = history.shape[0], layers * (window - 1) + 1  # frames the newest output depends on
     rounds = 3
-    history = torch.randn(B, span - 1 + rounds * cfg.frames, cfg.dim, device=dev)
+    if history.shape[1] < span - 1 + rounds * frames:
+        raise ValueError(f"{history.shape[1]} frames: the run needs {span - 1 + rounds * frames}")
+    if first is None:
+        first = torch.zeros(history.shape[:2], dtype=torch.bool, device=dev)
+        first[:, 0] = True
     cache = model.new_cache(B, dev)
     for t in range(span - 1):  # fill: the cache's state from then on is the steady one
-        model.step(history[:, t], cache)
+        model.step(history[:, t], cache, first[:, t])
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -125,20 +151,20 @@ def bench_cache(cfg: BenchConfig, layers: int, window: int) -> dict:
 
     # Alternate the two, three rounds on successive frames, and keep each one's best: the
     # machine is shared and noisy. RoPE sees only position differences, so the recompute may
-    # start its positions anywhere.
+    # start its positions anywhere; an episode start inside its span cuts the past as in the cache.
     t_cache = t_full = float("inf")
     gap = 0.0
     for r in range(rounds):
-        frames = range(span - 1 + r * cfg.frames, span - 1 + (r + 1) * cfg.frames)
+        steps = range(span - 1 + r * frames, span - 1 + (r + 1) * frames)
         sync()
         t0 = time.perf_counter()
-        cached = [model.step(history[:, t], cache) for t in frames]
+        cached = [model.step(history[:, t], cache, first[:, t]) for t in steps]
         sync()
-        t_cache = min(t_cache, (time.perf_counter() - t0) / cfg.frames)
+        t_cache = min(t_cache, (time.perf_counter() - t0) / frames)
         t0 = time.perf_counter()
-        full = [model(history[:, t + 1 - span : t + 1])[:, -1] for t in frames]
+        full = [model(history[:, t + 1 - span : t + 1], first[:, t + 1 - span : t + 1])[:, -1] for t in steps]
         sync()
-        t_full = min(t_full, (time.perf_counter() - t0) / cfg.frames)
+        t_full = min(t_full, (time.perf_counter() - t0) / frames)
         gap = max(gap, float((torch.stack(cached) - torch.stack(full)).abs().max()))
     if not gap < 1e-4:
         raise SystemExit(f"KV cache and recompute differ by {gap:.2e} at {layers} layers, window {window}")
@@ -153,6 +179,7 @@ def bench_cache(cfg: BenchConfig, layers: int, window: int) -> dict:
         "speedup": t_full / t_cache,
         "max_abs_difference": gap,
         "equal": True,
+        "episode_starts_inside": int(first[:, 1:].sum()),
     }
     print(
         f"inference, {layers} layer(s), window {window:4d}, {B} streams: KV cache {row['cached_ms_per_frame']:.2f} "
@@ -161,6 +188,47 @@ def bench_cache(cfg: BenchConfig, layers: int, window: int) -> dict:
         flush=True,
     )
     return row
+
+
+@torch.no_grad()
+def bench_student(cfg: BenchConfig) -> dict:
+    """``cfg.student``'s transformer, cached against recompute, on the inputs it gets while playing."""
+    import envs
+    from agents.evaluate import _policy
+    from agents.policies import checkpoint_env, episode_done
+    from agents.rollout import TeamPolicy
+    from distill.students import load_student_policy
+
+    name, config = checkpoint_env(cfg.student)
+    over = {k: v for k, v in config.items() if k != "reward_scales"}
+    env = envs.make(name, num_envs=cfg.streams, backend=cfg.backend, device=cfg.device, **over)
+    policy = load_student_policy(cfg.student, env)
+    memory = policy.student.memory
+    if policy.student.cfg.memory != "transformer":
+        env.close()
+        raise SystemExit(f"--student: {cfg.student} has memory {policy.student.cfg.memory!r}, not 'transformer'")
+    model = memory.transformer
+    span = len(model.blocks) * (model.window - 1) + 1
+    inputs: list[torch.Tensor] = []
+    starts: list[torch.Tensor] = []
+    step = memory.step
+
+    def recorded(f: torch.Tensor, state: object, first: torch.Tensor) -> tuple[torch.Tensor, object]:
+        inputs.append(memory.inp(f))
+        starts.append(first.clone())
+        return step(f, state, first)
+
+    memory.step = recorded  # this instance only
+    acting = policy
+    if env.competitive:
+        acting = TeamPolicy(policy, _policy("scripted", env, 1, "--opponent"), env.num_agents // 2)
+    obs = env.reset(seed=0)
+    for _ in range(span - 1 + 3 * cfg.frames):
+        obs, _, term, trunc, _ = env.step(acting(obs))
+        episode_done(acting, term | trunc)
+    env.close()
+    row = time_cache(model, torch.stack(inputs, 1), torch.stack(starts, 1), cfg.frames)
+    return {**row, "student": str(cfg.student), "env": name}
 
 
 def main(cfg: BenchConfig) -> dict:
@@ -184,6 +252,9 @@ def main(cfg: BenchConfig) -> dict:
         for window in dict.fromkeys(cfg.contexts):
             result["kv_cache"].append(bench_cache(cfg, layers, window))
             write_json(cfg.json, result)
+    if cfg.student is not None:
+        result["student_kv_cache"] = bench_student(cfg)
+        write_json(cfg.json, result)
     result["complete"] = True
     write_json(cfg.json, result)
     print(f"wrote {cfg.json}")

@@ -210,6 +210,40 @@ def test_init_from_starts_from_a_trained_students_weights(tmp_path: Path) -> Non
     env.close()
 
 
+def test_init_encoder_from_takes_only_the_encoder_of_a_student_with_another_memory(tmp_path: Path) -> None:
+    env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))
+    cfg = DaggerConfig(steps_per_iter=4, buffer_steps=16, updates_per_iter=2, batch_frames=32)
+    gru = StudentConfig(embed=16, hidden=32, memory="gru")
+    trained = Distiller(env, GOAL_TEACHER, gru, cfg, 4 * 4 * 2, 0, tmp_path / "a")
+    trained.learn(progress=False)
+    source = trained.student.state_dict()
+    tf = StudentConfig(embed=16, hidden=32, memory="transformer", window=4)
+    fresh = Distiller(env, GOAL_TEACHER, tf, cfg, 64, 1, tmp_path / "b").student.state_dict()
+    warm = Distiller(env, GOAL_TEACHER, tf, cfg, 64, 1, tmp_path / "c", init_encoder_from=tmp_path / "a" / "checkpoint")
+    got = warm.student.state_dict()
+    shared = [k for k in got if k.startswith(("encoder.", "proprio_norm."))]
+    assert shared and all(torch.equal(got[k], source[k]) for k in shared)
+    assert any(not torch.equal(got[k], fresh[k]) for k in shared)  # the encoder did move
+    # The memory and head are this run's own (seeded as without the option), not the source's.
+    rest = [k for k in got if k not in shared]
+    assert rest and all(torch.equal(got[k], fresh[k]) for k in rest)
+    warm.learn(progress=False)
+    meta = json.loads((tmp_path / "c" / "checkpoint" / "policy.json").read_text())
+    assert meta["init_encoder_from"].endswith("checkpoint")
+    with pytest.raises(ValueError, match="does not fit"):
+        Distiller(
+            env,
+            GOAL_TEACHER,
+            StudentConfig(embed=8, hidden=32, memory="transformer", window=4),
+            cfg,
+            64,
+            1,
+            tmp_path / "d",
+            init_encoder_from=tmp_path / "a" / "checkpoint",
+        )
+    env.close()
+
+
 def test_privileged_prediction_head_trains_the_student_and_resumes(tmp_path: Path) -> None:
     def distiller(aux: float, run: str) -> Distiller:
         env = make_distill_env(GOAL_TEACHER, num_envs=4, camera_resolution=(32, 32))

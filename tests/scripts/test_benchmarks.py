@@ -103,6 +103,29 @@ def test_bench_distill_checks_the_cache_equal_at_each_layer_count(tmp_path):
         assert close(c["speedup"], c["recompute_ms_per_frame"] / c["cached_ms_per_frame"])
 
 
+def test_bench_distill_times_a_trained_students_own_transformer_across_episode_starts(tmp_path):
+    from distill.dagger import DaggerConfig, Distiller
+    from distill.students import StudentConfig
+    from distill.teacher_env import make_distill_env
+
+    teacher = Path(__file__).resolve().parents[2] / "checkpoints" / "soccer-1v1-teacher"
+    # Episodes of 10 steps: the recorded frames hold episode starts, which both paths must honour.
+    env = make_distill_env(teacher, num_envs=2, camera_resolution=(16, 16), episode_seconds=0.4)
+    student = StudentConfig(memory="transformer", window=4, layers=2, heads=2, embed=8, hidden=16)
+    Distiller(env, teacher, student, DaggerConfig(), 64, 0, tmp_path / "run").save()
+    env.close()
+    out = tmp_path / "distill.json"
+    run_script(
+        "bench_distill.py", "--json", str(out), "--student", str(tmp_path / "run" / "checkpoint"),
+        "--num-envs", "--layers", "--frames", "4", "--streams", "2",
+    )  # fmt: skip
+    r = json.loads(out.read_text())
+    assert r["complete"] and r["dagger"] == [] and r["kv_cache"] == []
+    c = r["student_kv_cache"]
+    assert (c["layers"], c["window"], c["recompute_frames"], c["streams"]) == (2, 4, 7, 2)
+    assert c["equal"] and c["max_abs_difference"] < 1e-4 and c["episode_starts_inside"] >= 2
+
+
 def test_a_run_cut_short_keeps_what_it_measured(tmp_path):
     out = tmp_path / "env.json"
     args = ["--json", str(out), "--envs", "egopush-line", "--worlds", "4", "--seconds", "4", "--async-workers", "1"]
