@@ -13,6 +13,11 @@ ends with the same weights as a run never stopped.
     python scripts/train_coflow.py --dataset data/mpe-spread-medium --algo coflow-c --model.no-surrogate
     python scripts/train_coflow.py --dataset data/soccer-2v2-expert --algo coflow-c --agents 0 1   # blue team
     python scripts/train_coflow.py --dataset data/mpe-spread-expert --run-dir runs/x --resume
+    torchrun --nproc_per_node 2 scripts/train_coflow.py --dataset data/mpe-spread-expert --preset cpu
+
+Under torchrun every process trains on batches of its own (``--train.batch-size`` segments each, seeded
+``--train.seed`` + its rank), the gradients averaged every step (Gloo: the model trains on the CPU);
+rank 0 alone prints, logs and writes; a resume needs as many processes as the run had.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 import tyro
 
+from agents import distributed
 from agents.coflow.config import MODEL_PRESETS, Algo, CoFlowConfig, preset_config
 from agents.coflow.dataset import SegmentDataset
 from agents.coflow.trainer import TRAIN_PRESETS, Trainer, TrainerConfig
@@ -60,6 +66,12 @@ class TrainCoFlow:
 
 
 def main(cfg: TrainCoFlow) -> Path:
+    """Train as ``cfg`` says; under torchrun, as one rank of several (``agents/distributed.py``)."""
+    return distributed.as_rank(None, lambda ranks: _main(cfg, ranks))
+
+
+def _main(cfg: TrainCoFlow, ranks: distributed.Ranks) -> Path:
+    say = print if ranks.rank == 0 else lambda *_, **__: None
     torch.set_num_threads(cfg.threads)
     model_cfg = dataclasses.replace(cfg.model, algo=cfg.algo)
     try:
@@ -71,24 +83,37 @@ def main(cfg: TrainCoFlow) -> Path:
     run_dir = cfg.run_dir or Path("runs") / f"coflow-{cfg.algo}-{cfg.dataset.name}-s{cfg.train.seed}"
     config_file = run_dir / "config.json"
     config = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    config["world_size"] = ranks.world_size  # processes (torchrun); a resume needs as many
     if cfg.resume:
         if not config_file.exists():
             raise SystemExit(f"--resume: no run to continue in {run_dir} (no config.json)")
         # A resumed run may go on to more steps; anything else it changes is refused by name.
-        differ = resume_differences(json.loads(config_file.read_text()), config, ("resume", "threads"))
+        saved = {"world_size": 1, **json.loads(config_file.read_text())}  # older runs: one process
+        differ = resume_differences(saved, config, ("resume", "threads"))
         differ = [d for d in differ if not d.startswith("train.steps:")]
         if differ:
-            raise SystemExit(f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
+            why = (
+                " (world_size: the processes torchrun starts)"
+                if any(d.startswith("world_size:") for d in differ)
+                else ""
+            )
+            raise SystemExit(
+                f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
+            )
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     trainer = Trainer(ds, model_cfg, cfg.train, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
-        trainer.load()
-        print(f"resuming {run_dir} at step {trainer.step:,}")
-    else:
+        try:
+            trainer.load()
+        except ValueError as err:
+            raise SystemExit(f"--resume: {err}") from None
+        say(f"resuming {run_dir} at step {trainer.step:,}")
+    elif ranks.rank == 0:
         config_file.write_text(json.dumps(config, indent=1))
-    print(
+    say(
         f"{cfg.algo} on {cfg.dataset}: {len(ds.ep_len)} episodes, {ds.agent_steps:,} agent-steps, "
         f"dataset mean return {ds.episode_returns.mean():.2f}; {sum(p.numel() for p in trainer.model.parameters()):,} "
         "parameters"
@@ -96,10 +121,10 @@ def main(cfg: TrainCoFlow) -> Path:
     try:
         history = trainer.learn()
     except KeyboardInterrupt as err:
-        print("\n" + interrupted_note(err, run_dir / "checkpoint"))
+        say("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
     last = {k: round(v, 4) for k, v in history[-1].items() if k.startswith("loss/")} if history else {}
-    print(f"done: {trainer.step:,} steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
+    say(f"done: {trainer.step:,} steps; last iteration {last}; checkpoint {run_dir / 'checkpoint'}")
     return run_dir
 
 
