@@ -10,9 +10,16 @@ Every stage is a run directory with its config, TensorBoard logs, ``metrics.json
         --init runs/world-model-tokenizer-s0/checkpoint
     python scripts/train_world_model.py --stage student --recordings data/s1v1 \\
         --init runs/world-model-teacher-s0/checkpoint
+    torchrun --standalone --nproc_per_node 2 scripts/train_world_model.py --stage tokenizer --recordings data/s1v1
+
+Under torchrun every process draws ``--batch`` clips of its own per step (seeded ``--seed`` + its rank)
+and the gradients are averaged, so a step sees ``N x batch`` clips; rank 0 alone logs and writes; a
+resume needs as many processes as the run had (``--device cuda``: each process its own GPU).
 """
 
 from __future__ import annotations
+
+import os
 
 import tyro
 
@@ -29,7 +36,8 @@ def main(cfg: TrainConfig) -> None:
     except KeyboardInterrupt as err:
         print("\n" + interrupted_note(err, run_dir / "checkpoint"))
         raise SystemExit(130) from None
-    print(f"done: {run_dir / 'checkpoint'}")
+    if int(os.environ.get("RANK", 0)) == 0:  # (under torchrun, rank 0 alone reports)
+        print(f"done: {run_dir / 'checkpoint'}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ self-contained), the optimiser state and the sampling generator's state. Checkpo
 in whole (``agents.run_state``); Ctrl-C or SIGTERM saves at the end of the step; ``resume``
 continues a run as if it had never stopped.
 
+Under torchrun (``agents/distributed.py``) every rank reads all the recordings and draws its own
+clips and noise (its generator seeded ``seed`` + its global rank, ``batch`` clips each); gradients
+are averaged over the ranks every step, so the ranks keep one network; rank 0 alone logs and writes
+the checkpoint, with every rank's generators in it; a resume needs as many processes.
+
 - ``tokenizer``: the autoencoder on single frames of the recordings (its latent scale is fitted
   on a fixed sample of frames at every save);
 - ``teacher``: flow matching on latent clips, the first ``context`` frames given (``init``: a
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,13 +32,18 @@ import torch
 from tqdm import tqdm
 
 from agents import checkpoint as ckpt
+from agents import distributed
 from agents.run_state import (
     existing,
     fresh_dir,
     load_optimizer,
+    load_state_file,
     optimizer_tensors,
+    rank_state_name,
     resume_differences,
     run_logged,
+    run_quietly,
+    save_state_file,
     swap_in,
     write_metrics,
 )
@@ -42,6 +53,7 @@ from distill.world_model.positions import PositionConfig
 from distill.world_model.student import Student, StudentConfig
 from distill.world_model.teacher import Teacher, WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig, psnr_of_mse
+from envs.io import signals_held
 
 Stage = Literal["tokenizer", "teacher", "student"]
 
@@ -63,7 +75,7 @@ class TrainConfig:
     steps: int = 2000
     """Optimiser steps."""
     batch: int = 8
-    """Clips per step (tokenizer: single-frame clips, all agents' views)."""
+    """Clips per step (tokenizer: single-frame clips, all agents' views; under torchrun: per process)."""
     clip: int = 8
     """Latent frames per training clip (teacher and student stages). A student only learns what
     its window looks like after an eviction (sinks, a gap, the newest frames) from clips longer
@@ -73,13 +85,14 @@ class TrainConfig:
     lr: float = 3e-4
     """Adam learning rate."""
     seed: int = 0
-    """Seed of the weights and of the clips and noise drawn."""
+    """Seed of the weights and of the clips and noise drawn (under torchrun, the clips and noise of
+    each process: plus its global rank)."""
     save_every: int = 200
     """Steps between checkpoints (0: only at the end and on Ctrl-C)."""
     resume: bool = False
     """Continue the run in ``run_dir`` from its checkpoint."""
     device: str = "cpu"
-    """Torch device."""
+    """Torch device (under torchrun, ``cuda``: each process its machine's GPU ``LOCAL_RANK``)."""
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     """Tokenizer shape (tokenizer stage; later stages take the checkpoint's)."""
     model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
@@ -177,9 +190,10 @@ class StageRun:
             self.model_cfg = model_config(meta["model"])
             self.net = Student.from_teacher(teacher, cfg.student).to(self.dev)
         self.tok.requires_grad_(cfg.stage == "tokenizer")
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(params, lr=cfg.lr)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.world_size, self.rank = distributed.world_size(), distributed.rank()
+        self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.step, self.history = 0, []
 
     def loss(self) -> dict[str, float]:
@@ -199,40 +213,64 @@ class StageRun:
                 loss = self.net.loss(latents, actions, self.gen)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients_(self.params)  # (before clipping: the combined batch's gradient)
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.opt.step()
         self.step += 1
-        stats = {f"loss/{self.cfg.stage}": loss.item()}
+        value = float(distributed.mean(loss.detach()))  # every rank's batch
+        stats = {f"loss/{self.cfg.stage}": value}
         if self.cfg.stage == "tokenizer":
-            stats["tokenizer/psnr_db"] = psnr_of_mse(loss.item())
+            stats["tokenizer/psnr_db"] = psnr_of_mse(value)
         return stats
 
+    def own_state(self) -> dict[str, torch.Tensor]:
+        """This rank's own part of the training state: its generators."""
+        return {"rng": self.gen.get_state(), "rng/torch": torch.get_rng_state()}
+
     def save(self, run_dir: Path) -> Path:
-        """Write ``run_dir/checkpoint`` atomically (the whole directory swapped in)."""
-        if self.cfg.stage == "tokenizer":  # the latent scale the later stages divide by
+        """Write ``run_dir/checkpoint`` atomically (the whole directory swapped in). Under torchrun
+        every rank calls it; rank 0 writes, with rank k's generators in ``train_state.rank<k>.*``."""
+        if self.cfg.stage == "tokenizer":  # the latent scale the later stages divide by (every rank: one)
             sample = self.data.batch(range(min(len(self.data), 64)))[0].to(self.dev)
             self.tok.fit_scale(sample)
-        extra = {**optimizer_tensors(self.opt), "rng": self.gen.get_state()}
+        ranks = distributed.gather_to_main(self.own_state())
+        if ranks is None:  # not rank 0: it writes; every rank returns once the checkpoint is in place
+            distributed.barrier()
+            return run_dir / "checkpoint"
+        extra = {**optimizer_tensors(self.opt), **ranks[0]}
         meta = {
             "step": self.step,
             "envs": list(self.cfg.envs),
             "recordings": [str(r) for r in self.cfg.recordings],
             "history": self.history,
+            **({"world_size": self.world_size} if self.world_size > 1 else {}),
         }
         tmp = fresh_dir(run_dir, "checkpoint")
         net = None if self.cfg.stage == "tokenizer" else self.net
         save_stage(tmp, self.cfg.stage, self.tok, net, self.model_cfg, self.student_cfg, extra, meta)
-        return swap_in(tmp, run_dir / "checkpoint")
+        for k, own in enumerate(ranks[1:], start=1):
+            save_state_file(tmp / f"{rank_state_name(k)}.safetensors", own)
+        final = swap_in(tmp, run_dir / "checkpoint")
+        distributed.barrier()
+        return final
 
     def restore(self, run_dir: Path) -> None:
         """Continue from ``run_dir/checkpoint``: weights, optimiser, generator, counters, history."""
         path = existing(run_dir / "checkpoint")
         tensors, meta = ckpt.load(path, kind=f"world_model_{self.cfg.stage}")
+        saved_world = meta.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise ckpt.CheckpointError(
+                f"{path}: saved by world_size {saved_world} processes, resumed by {self.world_size}"
+            )
         ckpt.fill(self.tok, {k[10:]: v for k, v in tensors.items() if k.startswith("tokenizer/")}, path)
         if self.cfg.stage != "tokenizer":
             ckpt.fill(self.net, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, path)
         load_optimizer(self.opt, tensors, self.dev)
-        self.gen.set_state(tensors["rng"])
+        own = tensors if self.rank == 0 else load_state_file(path / f"{rank_state_name(self.rank)}.safetensors")
+        self.gen.set_state(own["rng"])
+        if "rng/torch" in own:  # (saved since runs can span processes)
+            torch.set_rng_state(own["rng/torch"])
         self.step, self.history = meta["step"], meta["history"]
 
 
@@ -246,40 +284,62 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Run one stage to ``cfg.steps`` (or resume it); returns the run directory."""
+    """Run one stage to ``cfg.steps`` (or resume it); returns the run directory. Under torchrun, as
+    one rank of several (``agents/distributed.py``)."""
+    return distributed.as_rank(cfg.device, lambda ranks: _train(cfg, ranks))
+
+
+def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
+    main = ranks.rank == 0
     run_dir = default_run_dir(cfg)
     config_file = run_dir / "config.json"
+    config = {**_jsonable(cfg), "world_size": ranks.world_size}  # processes (torchrun); a resume needs as many
     if cfg.resume:
         if not config_file.exists():
             raise ValueError(f"resume: no run to continue in {run_dir} (no config.json)")
-        saved = json.loads(config_file.read_text())
+        saved = {"world_size": 1, **json.loads(config_file.read_text())}  # older runs: one process
         if saved["stage"] != cfg.stage or saved["seed"] != cfg.seed:
             raise ValueError(f"resume: {run_dir} is a {saved['stage']} run of seed {saved['seed']}")
-        differ = resume_differences(saved, _jsonable(cfg), ("resume", "steps", "run_dir", "save_every"))
+        differ = resume_differences(saved, config, ("resume", "steps", "run_dir", "save_every"))
         if differ:
-            raise ValueError(f"resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ))
+            why = (
+                " (world_size: the processes torchrun starts)"
+                if any(d.startswith("world_size:") for d in differ)
+                else ""
+            )
+            raise ValueError(
+                f"resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
+            )
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: resume it, or choose another run_dir")
-    run = StageRun(cfg)
+    run = StageRun(dataclasses.replace(cfg, device=distributed.local_device(cfg.device, ranks) or "cpu"))
+    distributed.broadcast_module_(run.net)  # (the same seed builds the same network: a safeguard)
     if cfg.resume:
         run.restore(run_dir)
-        write_metrics(run_dir, run.history)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(_jsonable(cfg), indent=1))
-    bar = tqdm(total=cfg.steps, initial=run.step, desc=f"world model: {cfg.stage}", unit="step")
+        if main:
+            write_metrics(run_dir, run.history)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config, indent=1))
+    bar = tqdm(total=cfg.steps, initial=run.step, desc=f"world model: {cfg.stage}", unit="step", disable=not main)
 
     def body(log: Any) -> None:
         while run.step < cfg.steps:
             stats = run.loss()
-            log(stats, {"iteration": run.step, "step": run.step}, run.step, 1, ("loss", "tokenizer"))
+            head = {"iteration": run.step, "step": run.step}
+            if run.world_size == 1:
+                log(stats, head, run.step, 1, ("loss", "tokenizer"))
+                continue
+            with signals_held():  # every rank stops at the end of the same step
+                if distributed.any_rank(log.stop.signum is not None) and log.stop.signum is None:
+                    log.stop.signum = signal.SIGTERM
+                log(stats, head, run.step, 1, ("loss", "tokenizer"))
 
-    run_logged(
-        run_dir,
-        run.history,
-        bar,
-        body,
-        lambda: run.save(run_dir),
-        resumed=cfg.resume,
-        save_every=cfg.save_every,
-    )
+    if main:
+        run_logged(
+            run_dir, run.history, bar, body, lambda: run.save(run_dir), resumed=cfg.resume, save_every=cfg.save_every
+        )
+    else:
+        bar.close()
+        run_quietly(run_dir, run.history, body, lambda: run.save(run_dir), cfg.save_every)
     return run_dir
