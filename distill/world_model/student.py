@@ -13,6 +13,13 @@ attending to the cached past (the block's own keys/values overwrite the same rin
 step), then run the clean block once more to write its keys/values for good, and advance the ring.
 Keys are stored rotated at absolute frame indices, so nothing is re-rotated when old frames leave.
 
+Few-step distillation (``distill_loss``, the ``distill`` stage of ``train.py``): the student learns
+to land in ``steps`` Euler steps where a frozen copy of itself lands in many, from the same noise,
+given a past the student generated itself (its own rollout from the real context). That is ODE
+distillation on its own rollouts (CausVid's ODE initialisation, with Self-Forcing's own-rollout
+context), not DMD: DMD trains a second score network on the student's samples, which a 2-core CPU
+cannot afford beside the student; the regression needs only forward passes of the frozen copy.
+
 ``rollout(mode=...)`` also runs the same sampler without a cache: ``"full"`` recomputes the whole
 history every step (exactly what the cache computes: a cached key was computed once, from the
 frames visible when it was written) and ``"window"`` recomputes only the frames the block can see
@@ -157,12 +164,14 @@ class Student(torch.nn.Module):
         first: int,
         blk: int,
         generator: torch.Generator | None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Denoise one block with no cache: every step runs the net over ``past`` (clean) and the block."""
+        """Denoise one block with no cache: every step runs the net over ``past`` (clean) and the
+        block, starting from ``noise`` ``[B, blk, A, C, h, w]`` (default: drawn from ``generator``)."""
         B = past.shape[0]
         frames = torch.cat((past_frames, torch.arange(first, first + blk))).to(past.device)
         act = actions[:, frames]
-        x = torch.randn((B, blk, *past.shape[2:]), generator=generator).to(past)
+        x = torch.randn((B, blk, *past.shape[2:]), generator=generator).to(past) if noise is None else noise
         taus = self.taus()
         for t0, t1 in zip(taus[:-1], taus[1:], strict=True):
             tau = torch.zeros(B, len(frames), device=past.device)
@@ -170,6 +179,38 @@ class Student(torch.nn.Module):
             v = self.net(torch.cat((past, x), 1), tau, act, agent_ids, frames, self.scfg.time)[:, -blk:]
             x = x + (t1 - t0) * v
         return x
+
+
+def distill_loss(
+    student: Student,
+    reference: Student,
+    latents: torch.Tensor,
+    actions: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Few-step distillation on clips ``[B, T, A, C, h, w]``: the student rolls out from the real
+    context (no gradient), one of its generated blocks is picked at random, and from fresh noise the
+    student denoises that block in its ``steps`` steps over its own past while ``reference`` (frozen,
+    many steps) does the same from the same noise over the same past; the loss is their squared
+    difference (the gradient flows through the student's steps only)."""
+    B, T, A = latents.shape[:3]
+    s = student.scfg
+    c = student.context_frames
+    if T - c < 1:
+        raise ValueError(f"clips of {T} frames leave nothing to generate after {c} context frames")
+    ids = assign_agents(B, A, student.cfg.positions.pool, generator, shuffle=True).to(latents.device)
+    with torch.no_grad():
+        own = student.rollout(latents[:, :c], actions, generator, ids, mode="cache")
+    starts = list(range(c, T, s.block))
+    first = starts[int(torch.randint(len(starts), (1,), generator=generator))]
+    blk = min(s.block, T - first)
+    keep = student._visible(first, first + blk - 1)
+    past = own[:, keep.to(latents.device)]
+    noise = torch.randn((B, blk, *latents.shape[2:]), generator=generator).to(latents)
+    with torch.no_grad():
+        target = reference._denoise_recompute(past, keep, actions, ids, first, blk, None, noise)
+    pred = student._denoise_recompute(past, keep, actions, ids, first, blk, None, noise)
+    return F.mse_loss(pred, target)
 
 
 class CachedRollout:

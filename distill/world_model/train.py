@@ -1,4 +1,5 @@
-"""Training runner of the world model's three stages: tokenizer, teacher, student.
+"""Training runner of the world model's stages: tokenizer, teacher, student, and the student's
+few-step distillation.
 
 Each stage is one run directory (``runs/world-model-<stage>-s<seed>`` by default) with the
 resolved config (``config.json``), TensorBoard logs, ``metrics.jsonl`` and ``checkpoint/``: a
@@ -17,7 +18,11 @@ the checkpoint, with every rank's generators in it; a resume needs as many proce
   on a fixed sample of frames at every save);
 - ``teacher``: flow matching on latent clips, the first ``context`` frames given (``init``: a
   tokenizer checkpoint);
-- ``student``: Diffusion Forcing, initialised from the teacher (``init``: a teacher checkpoint).
+- ``student``: Diffusion Forcing, initialised from the teacher (``init``: a teacher checkpoint);
+- ``distill``: the student distilled to ``distill_steps`` denoising steps on its own rollouts, a
+  frozen copy of it taking ``reference_steps`` as the target (``student.distill_loss``; ``init``: a
+  student checkpoint). It writes a student checkpoint (kind ``world_model_student``) that samples
+  with ``distill_steps`` steps, which ``DreamEnv`` and ``rollout_world.py`` read as any student.
 """
 
 from __future__ import annotations
@@ -50,12 +55,19 @@ from agents.run_state import (
 from distill.world_model.attention import AttentionConfig
 from distill.world_model.data import ClipDataset
 from distill.world_model.positions import PositionConfig
-from distill.world_model.student import Student, StudentConfig
+from distill.world_model.student import Student, StudentConfig, distill_loss
 from distill.world_model.teacher import Teacher, WorldModelConfig
 from distill.world_model.tokenizer import Tokenizer, TokenizerConfig, psnr_of_mse
 from envs.io import signals_held
 
-Stage = Literal["tokenizer", "teacher", "student"]
+Stage = Literal["tokenizer", "teacher", "student", "distill"]
+PREVIOUS = {"teacher": "tokenizer", "student": "teacher", "distill": "student"}
+"""The stage whose checkpoint each later stage starts from (``init``)."""
+
+
+def kind_stage(stage: Stage) -> Stage:
+    """The checkpoint kind a stage writes: a distilled student is a student."""
+    return "student" if stage == "distill" else stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +81,8 @@ class TrainConfig:
     envs: tuple[str, ...] = ("soccer-1v1",)
     """Env names the recordings must be of."""
     init: Path | None = None
-    """The previous stage's checkpoint: a tokenizer's (teacher stage) or a teacher's (student stage)."""
+    """The previous stage's checkpoint: a tokenizer's (teacher stage), a teacher's (student stage) or a
+    student's (distill stage)."""
     run_dir: Path | None = None
     """Run directory (default ``runs/world-model-<stage>-s<seed>``)."""
     steps: int = 2000
@@ -100,16 +113,19 @@ class TrainConfig:
     student stage takes the teacher's)."""
     student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
     """Time structure of the student (student stage)."""
+    distill_steps: int = 2
+    """Distill stage: the denoising steps per block the distilled student samples with."""
+    reference_steps: int = 16
+    """Distill stage: the steps of the frozen copy whose result the student learns to reach."""
 
     def __post_init__(self) -> None:
-        if self.stage not in ("tokenizer", "teacher", "student"):
-            raise ValueError(f"stage must be tokenizer, teacher or student, got {self.stage!r}")
-        for name in ("steps", "batch", "clip"):
+        if self.stage not in ("tokenizer", "teacher", "student", "distill"):
+            raise ValueError(f"stage must be tokenizer, teacher, student or distill, got {self.stage!r}")
+        for name in ("steps", "batch", "clip", "distill_steps", "reference_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.stage != "tokenizer" and self.init is None:
-            previous = "tokenizer" if self.stage == "teacher" else "teacher"
-            raise ValueError(f"the {self.stage} stage needs init: a {previous} checkpoint")
+            raise ValueError(f"the {self.stage} stage needs init: a {PREVIOUS[self.stage]} checkpoint")
         if self.stage == "teacher" and not 0 < self.context < self.clip:
             raise ValueError(f"context ({self.context}) must be in [1, clip={self.clip})")
 
@@ -185,10 +201,20 @@ class StageRun:
                 cfg.model, act_dim=actions.shape[-1], latent_channels=tc.latent_channels, latent_size=tc.latent_size
             )
             self.net = Teacher(self.model_cfg).to(self.dev)
-        else:
+        elif cfg.stage == "student":
             self.tok, teacher, meta = load_stage(cfg.init, "teacher", cfg.device)
             self.model_cfg = model_config(meta["model"])
             self.net = Student.from_teacher(teacher, cfg.student).to(self.dev)
+        else:  # distill: the student to few steps, a frozen copy of it with many steps the target
+            self.tok, start, meta = load_stage(cfg.init, "student", cfg.device)
+            self.model_cfg = model_config(meta["model"])
+            base = StudentConfig(**meta["student"])
+            self.student_cfg = dataclasses.replace(base, steps=cfg.distill_steps)
+            self.net = Student(self.model_cfg, self.student_cfg).to(self.dev)
+            self.net.load_state_dict(start.state_dict())
+            self.reference = Student(self.model_cfg, dataclasses.replace(base, steps=cfg.reference_steps))
+            self.reference.load_state_dict(start.state_dict())
+            self.reference.to(self.dev).eval().requires_grad_(False)
         self.tok.requires_grad_(cfg.stage == "tokenizer")
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
@@ -209,8 +235,10 @@ class StageRun:
                 latents = self.tok.encode(frames)
             if self.cfg.stage == "teacher":
                 loss = self.net.loss(latents, actions, self.cfg.context, self.gen)
-            else:
+            elif self.cfg.stage == "student":
                 loss = self.net.loss(latents, actions, self.gen)
+            else:
+                loss = distill_loss(self.net, self.reference, latents, actions, self.gen)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients_(self.params)  # (before clipping: the combined batch's gradient)
@@ -247,7 +275,9 @@ class StageRun:
         }
         tmp = fresh_dir(run_dir, "checkpoint")
         net = None if self.cfg.stage == "tokenizer" else self.net
-        save_stage(tmp, self.cfg.stage, self.tok, net, self.model_cfg, self.student_cfg, extra, meta)
+        if self.cfg.stage == "distill":
+            meta["distilled"] = {"from": str(self.cfg.init), "reference_steps": self.cfg.reference_steps}
+        save_stage(tmp, kind_stage(self.cfg.stage), self.tok, net, self.model_cfg, self.student_cfg, extra, meta)
         for k, own in enumerate(ranks[1:], start=1):
             save_state_file(tmp / f"{rank_state_name(k)}.safetensors", own)
         final = swap_in(tmp, run_dir / "checkpoint")
@@ -257,7 +287,7 @@ class StageRun:
     def restore(self, run_dir: Path) -> None:
         """Continue from ``run_dir/checkpoint``: weights, optimiser, generator, counters, history."""
         path = existing(run_dir / "checkpoint")
-        tensors, meta = ckpt.load(path, kind=f"world_model_{self.cfg.stage}")
+        tensors, meta = ckpt.load(path, kind=f"world_model_{kind_stage(self.cfg.stage)}")
         saved_world = meta.get("world_size", 1)
         if saved_world != self.world_size:
             raise ckpt.CheckpointError(

@@ -1,6 +1,7 @@
 """The world-model trainer's three stages, tiny: each runs, saves a checkpoint the next stage
 starts from, and a resumed run continues where it stopped."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -84,6 +85,25 @@ def test_three_stages_chain_and_a_resumed_run_continues(tmp_path) -> None:
     frames = torch.randint(0, 255, (1, 2, 2, 3, 16, 16), dtype=torch.uint8)
     out = model.rollout(tok.encode(frames), torch.zeros(1, 6, 2, 3))
     assert tok.decode(out).shape == (1, 6, 2, 3, 16, 16)
+
+    # The distill stage writes a student (what DreamEnv reads) that samples in its own few steps.
+    distilled = tmp_path / "distilled"
+    cfg = TrainConfig(
+        stage="distill",
+        recordings=(rec,),
+        steps=2,
+        run_dir=distilled,
+        init=student / "checkpoint",
+        distill_steps=1,
+        **TINY,
+    )
+    train(cfg)
+    _, fast, meta = load_stage(distilled / "checkpoint", "student")
+    assert fast.scfg.steps == 1 and model.scfg.steps == 2 and meta["distilled"]["reference_steps"] == 16
+    pairs = zip(fast.state_dict().values(), model.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
+    train(dataclasses.replace(cfg, steps=3, resume=True))
+    assert json.loads((distilled / "checkpoint" / "policy.json").read_text())["step"] == 3
 
 
 def test_later_stages_need_the_previous_checkpoint() -> None:
