@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ class RecordConfig:
     """Worlds recorded at once."""
     cameras: tuple[str, ...] = ()
     """Cameras to render and record: soccer ``rgb``, ``depth``, ``segmentation``; EgoPush ``depth_layers``, ``rgb``."""
+    env_overrides: str = "{}"
+    """JSON object of env config fields, e.g. ``'{"camera_resolution": [32, 32]}'`` (saved in the manifest's config)."""
     obs_groups: tuple[str, ...] | None = None
     """Groups to record (default: ``privileged``, ``proprio`` and the cameras')."""
     action_noise: float = 0.0
@@ -92,7 +95,13 @@ def record_rollouts(cfg: RecordConfig) -> Path:
     if cfg.env not in envs.registered():
         raise ValueError(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     camera_groups = {"rgb": "camera", "depth": "depth", "segmentation": "segmentation", "depth_layers": "depth_layers"}
-    over = {"cameras": tuple(cfg.cameras)} if cfg.cameras else {}
+    try:
+        extra = json.loads(cfg.env_overrides)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--env-overrides is not JSON ({err}): {cfg.env_overrides!r}") from None
+    if not isinstance(extra, dict):
+        raise ValueError(f"--env-overrides must be a JSON object, got {cfg.env_overrides!r}")
+    over = {**extra, **({"cameras": tuple(cfg.cameras)} if cfg.cameras else {})}
     env = envs.make(cfg.env, num_envs=min(cfg.num_envs, cfg.episodes), backend=cfg.backend, device=cfg.device, **over)
     # By default the state groups the env has (a peer PettingZoo env has no ``proprio``).
     default = [g for g in ("privileged", "proprio") if g in env.observation_spaces]

@@ -1,5 +1,6 @@
 """Recorded rollouts: exact round trips, exact re-simulation, robustness, videos from them."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -205,6 +206,14 @@ def test_record_and_replay_scripts_smoke(tmp_path):
     ep = rec.episode(0)
     assert ep.data["obs/depth_layers"].shape[1:] == (1, 3, 64, 64) and ep.data["obs/depth_layers"].max() > 0
     assert rec.manifest["label"] == "medium" and rec.manifest["policy"] == {"kind": "scripted"}
+    small = record.RecordConfig(
+        env="egopush-goal", episodes=1, num_envs=1, cameras=("depth_layers",), out=tmp_path / "small",
+        env_overrides='{"camera_resolution": [16, 16]}',
+    )  # fmt: skip
+    assert Recording(record.record_rollouts(small)).episode(0).data["obs/depth_layers"].shape[1:] == (1, 3, 16, 16)
+    for bad in ("[1, 2]", "{camera"):
+        with pytest.raises(ValueError, match="--env-overrides"):
+            record.record_rollouts(dataclasses.replace(small, env_overrides=bad, out=tmp_path / "bad"))
     cfg = replay.ReplayConfig(env="egopush-goal", policy="scripted", seconds=0.5, out=tmp_path / "live.gif", width=160)
     frames = iio.imread(replay.replay(cfg)[1], index=None)
     assert frames.shape[0] == 11  # 0.5 s at 20 Hz: the start and 10 steps, the last one ending it

@@ -107,6 +107,18 @@ def test_rollout_world_script_writes_video_and_metrics(student_checkpoint, tmp_p
     assert out.is_file() and out.stat().st_size > 0
 
 
+def test_rollout_world_plays_a_live_env_and_refuses_two_sources(student_checkpoint, tmp_path) -> None:
+    js = tmp_path / "live.json"
+    args = ["--checkpoint", str(student_checkpoint), "--agents", "2", "--steps", "4", "--clips", "2"]
+    live = ["--env", "soccer-1v1", "--policy", "random", "--env-overrides", '{"episode_seconds": 1.0}']
+    run_script("rollout_world.py", *args, *live, "--json", str(js))
+    result = json.loads(js.read_text())
+    assert (result["env"], result["policy"], result["recording"]) == ("soccer-1v1", "random", None)
+    assert len(result["psnr"]) == 4 and result["clips"] == 2
+    both = run_script("rollout_world.py", *args, *live, "--recording", str(tmp_path), check=False)
+    assert both.returncode == 1 and "either --recording DIR or --env NAME" in both.stderr
+
+
 def test_a_camera_and_proprio_vision_student_plays_inside_the_dream(student_checkpoint) -> None:
     # A GRU student of the shipped soccer students' kind (RGB + proprio), at the dream's image size.
     from distill.students import Student as VisionStudent
