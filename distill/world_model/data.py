@@ -84,6 +84,14 @@ class ClipDataset:
         clip = slice(s, s + self.clip)
         return torch.from_numpy(np.ascontiguousarray(frames[clip])), torch.from_numpy(np.ascontiguousarray(into[clip]))
 
+    def actions(self, indices: Sequence[int]) -> torch.Tensor:
+        """The actions-into-frames of clips ``indices``, stacked ``[B, T, A, act_dim]`` (no frames)."""
+        parts = []
+        for i in indices:
+            e, s = self.index[i]
+            parts.append(torch.from_numpy(np.ascontiguousarray(self.episodes[e][1][s : s + self.clip])))
+        return torch.stack(parts)
+
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips stacked: frames ``[B, T, A, 3, H, W]`` and actions ``[B, T, A, act_dim]``."""
         frames, actions = zip(*(self[i] for i in indices), strict=True)

@@ -61,6 +61,8 @@ from distill.world_model.tokenizer import Tokenizer, TokenizerConfig, psnr_of_ms
 from envs.io import signals_held
 
 Stage = Literal["tokenizer", "teacher", "student", "distill"]
+LATENT_BLOCK = 32
+"""Steps of an episode the frozen tokenizer encodes together, once per run (``StageRun.clip_latents``)."""
 PREVIOUS = {"teacher": "tokenizer", "student": "teacher", "distill": "student"}
 """The stage whose checkpoint each later stage starts from (``init``)."""
 
@@ -221,18 +223,38 @@ class StageRun:
         self.world_size, self.rank = distributed.world_size(), distributed.rank()
         self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.step, self.history = 0, []
+        # Latents of the frozen tokenizer, encoded once per block of LATENT_BLOCK steps of an episode.
+        self._latents: dict[tuple[int, int], torch.Tensor] = {}
+
+    def clip_latents(self, indices: list[int]) -> torch.Tensor:
+        """The frozen tokenizer's latents ``[B, T, A, C, h, w]`` of clips ``indices`` of the data.
+        Each episode is encoded in fixed blocks of ``LATENT_BLOCK`` steps, each the first time a clip
+        touches it, and kept: a frame is encoded once in a run, always in the same company (so the
+        latents, and a resumed run, do not depend on which clips came first)."""
+        T = self.data.clip
+        out = []
+        for i in indices:
+            e, s = self.data.index[i]
+            blocks = range(s // LATENT_BLOCK, (s + T - 1) // LATENT_BLOCK + 1)
+            for b in blocks:
+                if (e, b) not in self._latents:
+                    frames = self.data.episodes[e][0][b * LATENT_BLOCK : (b + 1) * LATENT_BLOCK]
+                    with torch.no_grad():
+                        self._latents[(e, b)] = self.tok.encode(torch.from_numpy(frames).to(self.dev))
+            joined = torch.cat([self._latents[(e, b)] for b in blocks])
+            first = s - blocks[0] * LATENT_BLOCK
+            out.append(joined[first : first + T])
+        return torch.stack(out)
 
     def loss(self) -> dict[str, float]:
         """One optimiser step on a random batch; its stats."""
         idx = torch.randint(len(self.data), (self.cfg.batch,), generator=self.gen).tolist()
-        frames, actions = self.data.batch(idx)
-        frames, actions = frames.to(self.dev), actions.to(self.dev)
         self.net.train()
         if self.cfg.stage == "tokenizer":
-            loss = self.tok.loss(frames)
+            loss = self.tok.loss(self.data.batch(idx)[0].to(self.dev))
         else:
-            with torch.no_grad():
-                latents = self.tok.encode(frames)
+            latents = self.clip_latents(idx)
+            actions = self.data.actions(idx).to(self.dev)
             if self.cfg.stage == "teacher":
                 loss = self.net.loss(latents, actions, self.cfg.context, self.gen)
             elif self.cfg.stage == "student":

@@ -13,7 +13,7 @@ from distill.world_model.positions import PositionConfig
 from distill.world_model.student import StudentConfig
 from distill.world_model.teacher import WorldModelConfig
 from distill.world_model.tokenizer import TokenizerConfig
-from distill.world_model.train import TrainConfig, load_stage, train
+from distill.world_model.train import StageRun, TrainConfig, load_stage, train
 from envs.recording import RecordingWriter
 
 
@@ -109,3 +109,25 @@ def test_three_stages_chain_and_a_resumed_run_continues(tmp_path) -> None:
 def test_later_stages_need_the_previous_checkpoint() -> None:
     with pytest.raises(ValueError, match="needs init: a tokenizer checkpoint"):
         TrainConfig(stage="teacher")
+
+
+def test_latents_are_encoded_once_per_block_and_equal_encoding_the_clip(tmp_path, monkeypatch) -> None:
+    import distill.world_model.train as wm_train
+
+    rec = _recording(tmp_path / "rec", T=11)
+    tok_dir = train(TrainConfig(stage="tokenizer", recordings=(rec,), steps=1, run_dir=tmp_path / "tok", **TINY))
+    monkeypatch.setattr(wm_train, "LATENT_BLOCK", 4)  # clips of 6 frames cross blocks
+    run = StageRun(TrainConfig(stage="teacher", recordings=(rec,), init=tok_dir / "checkpoint", **TINY))
+    calls = []
+    encode = run.tok.encode
+    monkeypatch.setattr(run.tok, "encode", lambda x: calls.append(x.shape[0]) or encode(x))
+    idx = list(range(len(run.data)))
+    got = run.clip_latents(idx)
+    frames, actions = run.data.batch(idx)
+    with torch.no_grad():
+        want = encode(frames)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(run.data.actions(idx), actions)
+    assert sum(calls) == 2 * 12  # each of the 12 frames of both episodes encoded once, in blocks of 4
+    run.clip_latents(idx)
+    assert sum(calls) == 24  # and never again
