@@ -35,6 +35,7 @@ class ClipDataset:
         clip: frames per clip, T.
         stride: steps between the starts of consecutive clips of an episode.
         envs: env names accepted (None: any, as long as all recordings agree on agents and sizes).
+        groups: more observation groups to keep per episode (e.g. ``privileged``), read with ``group``.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class ClipDataset:
         clip: int,
         stride: int = 1,
         envs: Sequence[str] | None = ("soccer-1v1",),
+        groups: Sequence[str] = (),
     ) -> None:
         if clip < 1 or stride < 1:
             raise ValueError(f"clip and stride must be >= 1, got {clip}, {stride}")
@@ -56,6 +58,11 @@ class ClipDataset:
         # recording keeps one shard open (re-reading and re-hashing another at every switch).
         self.episodes: list[tuple[np.ndarray, np.ndarray]] = []
         self.index: list[tuple[int, int]] = []  # (episode in self.episodes, first frame)
+        self.groups: dict[str, list[np.ndarray]] = {g: [] for g in groups}
+        for rec in self.recordings:
+            missing = [g for g in groups if g not in rec.manifest["obs_groups"]]
+            if missing:
+                raise ValueError(f"{rec.path} has no {missing} observations (groups: {rec.manifest['obs_groups']})")
         for rec in self.recordings:
             for e, summary in enumerate(rec.manifest["episodes"]):
                 if summary["length"] + 1 < clip:
@@ -67,6 +74,8 @@ class ClipDataset:
                     into = np.concatenate((np.zeros_like(acts[:1]), acts)).astype(np.float32)  # into[t]: before t
                     self.index += [(len(self.episodes), s) for s in starts]
                     self.episodes.append((ep.data[CAMERA], into))
+                    for g in groups:
+                        self.groups[g].append(ep.data[f"obs/{g}"])
 
     def _starts(self, teleported: np.ndarray) -> list[int]:
         # Frames s..s+T-1 are joined by steps s..s+T-2: none of them may teleport.
@@ -83,6 +92,14 @@ class ClipDataset:
         frames, into = self.episodes[e]
         clip = slice(s, s + self.clip)
         return torch.from_numpy(np.ascontiguousarray(frames[clip])), torch.from_numpy(np.ascontiguousarray(into[clip]))
+
+    def group(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        """Observation group ``name`` (kept with ``groups``) of clips ``indices``: ``[B, T, A, ...]``."""
+        parts = []
+        for i in indices:
+            e, s = self.index[i]
+            parts.append(torch.from_numpy(np.ascontiguousarray(self.groups[name][e][s : s + self.clip])))
+        return torch.stack(parts)
 
     def actions(self, indices: Sequence[int]) -> torch.Tensor:
         """The actions-into-frames of clips ``indices``, stacked ``[B, T, A, act_dim]`` (no frames)."""

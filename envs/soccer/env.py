@@ -129,6 +129,10 @@ class SoccerEnv(BatchedEnv):
             raise ValueError(f"scripted soccer style must be one of {tuple(players)}, got {style!r}")
         return players[style](self.cfg.team_size)
 
+    def ball_in_view(self, ego: torch.Tensor) -> torch.Tensor:
+        """Whether the ball at robot-frame points ``[..., 2]`` is (partly) in the robot's camera image."""
+        return self._in_view(ego.to(self.device), scene.BALL_RADIUS, scene.BALL_RADIUS).to(ego.device)
+
     def _in_view(self, ego: torch.Tensor, height: float, radius: float) -> torch.Tensor:
         """Whether a ball of ``radius`` centred at robot-frame points ``[..., 2]`` and ``height``
         reaches into the robot's camera frustum (so some of it is in the image): ``[...]``."""

@@ -10,6 +10,11 @@
   view; one that ignores them scores both the same;
 - ``still``: a PNG of one dreamed clip at a few horizon steps (per step shown, a row of the real
   views above a row of the generated ones; a column per player), for the README and the model card;
+- ``consistency``: inter-agent consistency (``distill.world_model.probe``). A probe is trained on
+  real frames of ``--probe-recordings`` (not the held-out ones) to read the ball's robot-frame
+  position and whether it is in view; clips of ``--recording`` are dreamed, and each player's
+  generated view is read: where it places the ball in the world (by the player's real pose), against
+  the ball and against the other players' placements; the same on the real frames is the floor;
 - ``ship``: a checkpoint without its optimiser state and generator (weights, tokenizer, configs
   and the training history only), what ``DreamEnv`` and ``rollout_world.py`` read.
 
@@ -17,6 +22,8 @@
     $P --what tokenizer --checkpoint $S --recording data/wm/s1v1-heldout
     $P --what control --checkpoint $S --recording data/wm/s1v1-heldout --agents 2
     $P --what still --checkpoint $S --recording data/wm/s2v2-heldout --agents 4 --out still.png
+    $P --what consistency --checkpoint $S --recording data/wm/s1v1-heldout --agents 2 \\
+        --probe-recordings data/wm/s1v1-scripted data/wm/s1v1-random
     $P --what ship --checkpoint $S --stage student --out checkpoints/soccer-world-model/student
 """
 
@@ -43,7 +50,7 @@ from envs.io import write_json
 class ChecksConfig:
     """Checks of a trained world model."""
 
-    what: Literal["tokenizer", "control", "still", "ship"]
+    what: Literal["tokenizer", "control", "still", "consistency", "ship"]
     """Which check (see the module docstring)."""
     checkpoint: Path
     """A world-model checkpoint (a student's for ``control`` and ``still``)."""
@@ -57,6 +64,10 @@ class ChecksConfig:
     """Clips dreamed (``control``) or frames per player scored (``tokenizer``: ``clips * 32``)."""
     player: int = 0
     """``control``: the player whose actions are swapped."""
+    probe_recordings: tuple[Path, ...] = ()
+    """``consistency``: recordings whose real frames train the ball probe (not the held-out one)."""
+    probe_steps: int = 1500
+    """``consistency``: the probe's training steps (batches of 128 frames)."""
     stage: Stage = "student"
     """``ship``: the checkpoint's stage."""
     show: tuple[int, ...] = (1, 8, 16)
@@ -179,6 +190,63 @@ def check_still(cfg: ChecksConfig) -> dict:
     return {"out": str(cfg.out), "steps": list(cfg.show)}
 
 
+def check_consistency(cfg: ChecksConfig) -> dict:
+    from distill.world_model.probe import ball_labels, consistency, train_probe
+    from envs.recording import Recording
+    from envs.resimulate import make_env
+
+    if not cfg.probe_recordings or cfg.recording is None:
+        raise SystemExit("--what consistency needs --recording (held out) and --probe-recordings (to train the probe)")
+    if cfg.recording in cfg.probe_recordings:
+        raise SystemExit("--recording is held out: it may not be one of --probe-recordings")
+    held = Recording(cfg.recording)
+    env = make_env(held, num_envs=1)  # its camera geometry: the in-view test of the labels
+    team_size = env.cfg.team_size
+    probe_data = ClipDataset(cfg.probe_recordings, 1, stride=3, envs=None, groups=("privileged",))
+    frames = probe_data.batch(range(len(probe_data)))[0][:, 0].flatten(0, 1)  # [N * A, 3, H, W]
+    priv = probe_data.group("privileged", range(len(probe_data)))[:, 0].flatten(0, 1)
+    ego, visible = ball_labels(priv, env.ball_in_view)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    probe, losses = train_probe(frames, ego, visible, cfg.probe_steps, generator=gen)
+    print(f"probe: {frames.shape[0]} frames ({float(visible.float().mean()):.2f} with the ball in view), loss {losses}")
+    tok, student, _ = load_stage(cfg.checkpoint, "student")
+    assert student is not None
+    student.eval()
+    length = student.context_frames + cfg.steps
+    data = ClipDataset([cfg.recording], length, stride=length, envs=None, groups=("privileged",))
+    if len(data) < cfg.clips:
+        raise SystemExit(f"{cfg.recording}: {len(data)} clips of {length} frames, {cfg.clips} needed")
+    idx = torch.randperm(len(data), generator=gen)[: cfg.clips].tolist()
+    real, actions = data.batch(idx)
+    if real.shape[2] != cfg.agents:
+        raise SystemExit(f"{cfg.recording} has {real.shape[2]} players, --agents is {cfg.agents}")
+    dreamed = dream_clips(student, tok, real, actions, torch.Generator().manual_seed(cfg.seed))
+    figures = consistency(
+        probe, real, dreamed, data.group("privileged", idx), env.ball_in_view, team_size, student.context_frames
+    )
+    env.close()
+    result = {
+        "checkpoint": str(cfg.checkpoint),
+        "recording": str(cfg.recording),
+        "probe_recordings": [str(r) for r in cfg.probe_recordings],
+        "probe_frames": int(frames.shape[0]),
+        "probe_steps": cfg.probe_steps,
+        "probe_losses": losses,
+        "agents": cfg.agents,
+        "clips": len(idx),
+        "steps": cfg.steps,
+        **figures,
+    }
+    print(
+        f"ball placed by a player's view, error (m): real {figures['error_real_m']:.3f}, generated "
+        f"{figures['error_generated_m']:.3f}; two players' placements apart (m): real "
+        f"{figures['agreement_real_m']:.3f}, generated {figures['agreement_generated_m']:.3f}; in-view calls "
+        f"right: real {figures['in_view_accuracy_real']:.3f}, generated {figures['in_view_accuracy_generated']:.3f} "
+        f"({figures['views']} views with the ball in view, {figures['pairs']} pairs)"
+    )
+    return result
+
+
 def ship(cfg: ChecksConfig) -> dict:
     assert cfg.out is not None
     tok, net, meta = load_stage(cfg.checkpoint, cfg.stage)
@@ -192,7 +260,8 @@ def ship(cfg: ChecksConfig) -> dict:
 
 
 def main(cfg: ChecksConfig) -> dict:
-    fn = {"tokenizer": check_tokenizer, "control": check_control, "still": check_still, "ship": ship}[cfg.what]
+    checks = {"tokenizer": check_tokenizer, "control": check_control, "still": check_still}
+    fn = {**checks, "consistency": check_consistency, "ship": ship}[cfg.what]
     result = fn(cfg)
     if cfg.json is not None:
         write_json(cfg.json, result)
