@@ -159,7 +159,8 @@ class PPO:
 
     def update(self, storage: RolloutStorage, generator: torch.Generator) -> dict[str, float]:
         cfg = self.cfg
-        sums = {"surrogate": 0.0, "value": 0.0, "entropy": 0.0, "kl": 0.0}
+        # Loss terms summed on the device (float64) and read once per update, not per minibatch.
+        sums: dict[str, torch.Tensor | float] = {"surrogate": 0.0, "value": 0.0, "entropy": 0.0, "kl": 0.0}
         n = 0
         warmup = self.updates < cfg.critic_warmup  # the critic only
         if cfg.actor_ema > 0 and not warmup and self.actor_avg is None:
@@ -177,7 +178,7 @@ class PPO:
             nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
             self.optimizer.step()
             for k, v in parts.items():
-                sums[k] += float(v)
+                sums[k] = sums[k] + v.to(torch.float64)
             n += 1
         self.updates += 1
         if self.actor_avg is not None and not warmup:
@@ -186,7 +187,7 @@ class PPO:
             self.lr = cfg.lr * max(0.0, 1 - self.updates / self.total_updates)
             for g in self.optimizer.param_groups:
                 g["lr"] = self.lr
-        out = {k: v / n for k, v in sums.items()}
+        out = {k: float(v) / n for k, v in sums.items()}
         out["lr"] = self.lr
         out["std"] = float(self.actor.log_std.detach().exp().mean())
         if not all(math.isfinite(v) for v in out.values()):

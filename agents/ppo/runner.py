@@ -94,10 +94,16 @@ class Runner:
     def rollout(self) -> dict[str, float]:
         learner, ppo = self.learner, self.ppo
         obs, critic_obs = self._obs if self._obs is not None else learner.reset(seed=self.seed)
-        term_sums: dict[str, float] = {}
-        finished_returns: list[float] = []
-        outcome: dict[str, list[float]] = {}
-        fresh_outcome: list[float] = []
+        # Statistics accumulate on the device, (sum, count) each, and are read once per iteration:
+        # no host sync per step (on a GPU every read of a value would wait for the step to finish).
+        dev = self._ep_return.device
+        acc: dict[str, torch.Tensor] = {}
+
+        def add(name: str, values: torch.Tensor, mask: torch.Tensor) -> None:
+            total = acc.setdefault(name, torch.zeros(2, dtype=torch.float64, device=dev))
+            m = mask.to(torch.float64)
+            total += torch.stack(((values.to(torch.float64) * m).sum(), m.sum()))
+
         self.storage.clear()
         for _ in range(self.cfg.steps_per_env):
             distributed.update_normaliser(self.actor.norm, obs)  # every rank's worlds: one normaliser
@@ -121,39 +127,33 @@ class Runner:
                 bootstrap=bootstrap,
             )
             info = res["info"]
+            every = torch.ones((), dtype=torch.bool, device=dev)
             for k, v in info["reward_terms"].items():
-                term_sums[k] = term_sums.get(k, 0.0) + float(v[:, learner.learners].mean())
+                add(f"reward/{k}", v[:, learner.learners].mean(), every)
             self._ep_return += res["rewards"]
             done = res["dones"] > 0
-            if done.any():
-                finished_returns += self._ep_return[done].tolist()
-                self._ep_return[done] = 0
-                world_done = done.view(-1, learner.K)[:, 0]
-                if "success" in info:
-                    outcome.setdefault("success_rate", []).extend(info["success"][world_done].float().tolist())
-                if "replayed" in info:  # failed-start replay: success over fresh starts, and the replays' share
-                    rep = info["replayed"][world_done]
-                    outcome.setdefault("replayed_share", []).extend(rep.float().tolist())
-                    fresh = info["success"][world_done][~rep].float().tolist()
-                    fresh_outcome.extend(fresh)
-                if "score" in info:
-                    sc = info["score"][world_done]
-                    outcome.setdefault("win_rate", []).extend((sc[:, 0] > sc[:, 1]).float().tolist())
-                    outcome.setdefault("loss_rate", []).extend((sc[:, 0] < sc[:, 1]).float().tolist())
-                    pool = learner.opponent
-                    if hasattr(pool, "record"):
-                        pool.record(world_done.nonzero().flatten().cpu(), sc.cpu())
+            add("episode/return", self._ep_return, done)
+            self._ep_return.masked_fill_(done, 0.0)
+            world_done = done.view(-1, learner.K)[:, 0]
+            if "success" in info:
+                add("episode/success_rate", info["success"].float(), world_done)
+            if "replayed" in info:  # failed-start replay: success over fresh starts, and the replays' share
+                rep = info["replayed"]
+                add("episode/replayed_share", rep.float(), world_done)
+                add("episode/success_rate_fresh", info["success"].float(), world_done & ~rep)
+            if "score" in info:
+                sc = info["score"]
+                add("episode/win_rate", (sc[:, 0] > sc[:, 1]).float(), world_done)
+                add("episode/loss_rate", (sc[:, 0] < sc[:, 1]).float(), world_done)
+                pool = learner.opponent
+                if hasattr(pool, "record") and world_done.any():  # self-play's pool: per-world outcomes
+                    pool.record(world_done.nonzero().flatten().cpu(), sc[world_done].cpu())
             obs, critic_obs = res["obs"], res["critic_obs"]
         self._obs = (obs, critic_obs)
         self.storage.compute_returns(ppo.value(critic_obs), self.cfg.gamma, self.cfg.lam)
-        # (sum, count) of each statistic, summed over the ranks: every rank's episodes count.
-        sums = {f"reward/{k}": (v, float(self.cfg.steps_per_env)) for k, v in term_sums.items()}
-        if finished_returns:
-            sums["episode/return"] = (sum(finished_returns), float(len(finished_returns)))
-        for k, v in outcome.items():
-            sums[f"episode/{k}"] = (sum(v), float(len(v)))
-        if fresh_outcome:
-            sums["episode/success_rate_fresh"] = (sum(fresh_outcome), float(len(fresh_outcome)))
+        # (sum, count) of each statistic, read once, summed over the ranks: every rank's episodes count.
+        read = {k: tuple(v.tolist()) for k, v in acc.items()}
+        sums = {k: (total, float(n)) for k, (total, n) in read.items() if n > 0}  # reward/: a mean per step
         sums = distributed.sum_stats(sums)
         stats = {k: s / c for k, (s, c) in sums.items()}
         not_outcomes = ("episode/return", "episode/success_rate_fresh")
