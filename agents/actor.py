@@ -163,6 +163,12 @@ def load_teacher_policy(path: Path, env: Any) -> GaussianActor:
     """A teacher's actor from its checkpoint (kind ``gaussian_mlp``), checked against ``env``."""
     actor, meta = GaussianActor.load(path)
     checkpoint.check_env(meta, path, env)
+    # A teacher trained with another observability reads the group the env keeps for it, if any
+    # (soccer with fov keeps ``privileged_global`` for opponents trained with global observations).
+    theirs = meta.get("env_config", {}).get("observability")
+    mine = getattr(getattr(env, "cfg", None), "observability", None)
+    if theirs and mine and theirs != mine and f"{actor.group}_{theirs}" in env.observation_spaces:
+        actor.group = f"{actor.group}_{theirs}"
     space = env.observation_spaces.get(actor.group)
     if space is None or space.shape != (actor.obs_dim,):
         got = None if space is None else space.shape

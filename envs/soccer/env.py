@@ -95,6 +95,8 @@ class SoccerEnv(BatchedEnv):
             "critic": box(-np.inf, np.inf, (c_dim,), np.float32),
             "proprio": box(-np.inf, np.inf, (6,), np.float32),
         }
+        if cfg.observability == "fov":  # for opponents trained with global observations (a league)
+            self.observation_spaces["privileged_global"] = box(-np.inf, np.inf, (16 + 12 * n,), np.float32)
         w, h = cfg.camera_resolution
         if "rgb" in cfg.cameras:
             self.observation_spaces["camera"] = box(0, 255, (3, h, w), np.uint8)
@@ -328,12 +330,21 @@ class SoccerEnv(BatchedEnv):
         observers = torch.arange(A, device=self.device).unsqueeze(1)  # [A, 1]
         flags: list[torch.Tensor] = []
 
+        def features(p: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [W, A, K, ...]
+            rel_yaw = y - yaw.unsqueeze(-1)
+            feats = (ego_points(p), ego_vecs(v), torch.cos(rel_yaw).unsqueeze(-1), torch.sin(rel_yaw).unsqueeze(-1))
+            return torch.cat(feats, -1).reshape(W, A, p.shape[2] * 6)
+
+        unmasked: list[torch.Tensor] = []  # fov: the other robots as global observability shows them
+
         def others(idx: torch.Tensor) -> torch.Tensor:  # idx [A, K] -> [W, A, K * 6]
             k = idx.shape[1]
             if k == 0:
+                unmasked.append(pos.new_zeros(W, A, 0))
                 return pos.new_zeros(W, A, 0)
             p, v, y = pos[:, idx], vel[:, idx], yaw[:, idx]  # [W, A, K, ...]
             if fov:
+                unmasked.append(features(p, v, y))
                 seen = self._in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01, scene.ROBOT_RADIUS)  # [W, A, K]
                 mem = torch.where(
                     seen.unsqueeze(-1), torch.cat((p, y.unsqueeze(-1)), -1), self._robot_seen[:, observers, idx]
@@ -341,19 +352,10 @@ class SoccerEnv(BatchedEnv):
                 self._robot_seen[:, observers, idx] = mem
                 p, y, v = mem[..., :2], mem[..., 2], v * seen.unsqueeze(-1)
                 flags.append(seen.float())
-            rel_yaw = y - yaw.unsqueeze(-1)
-            feats = torch.cat(
-                (
-                    ego_points(p),
-                    ego_vecs(v),
-                    torch.cos(rel_yaw).unsqueeze(-1),
-                    torch.sin(rel_yaw).unsqueeze(-1),
-                ),
-                -1,
-            )
-            return feats.reshape(W, A, k * 6)
+            return features(p, v, y)
 
         ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
+        true_ball = (ball_ego.flatten(2), ball_vel_ego.flatten(2))
         if fov:
             seen = self._in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
             self.ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self.ball_seen)
@@ -412,6 +414,9 @@ class SoccerEnv(BatchedEnv):
             "critic": critic,
             "proprio": torch.cat((own_vel, self.prev_action), -1),
         }
+        if fov:  # the same layout as a global env's privileged group
+            tail = (ego_points(landmarks).flatten(2), own_vel, self.prev_action)
+            obs["privileged_global"] = torch.cat((*true_ball, *unmasked, *tail), -1)
         if self.cfg.cameras:
             obs.update(self._cameras())
         return obs
