@@ -155,6 +155,8 @@ def consistency(
     - ``agreement_real_m`` / ``agreement_generated_m``: mean distance between two players' placements
       of the ball, where it is in both their views;
     - ``in_view_accuracy_real`` / ``_generated``: how often the probe's in-view call is right;
+    - the same with ``copy`` for the last real context frame held still (the floor of a model that
+      learnt no dynamics, as in ``metrics.horizon_metrics``);
     - ``pairs``, ``views``: how many player pairs and player-steps the means are over."""
     A = real.shape[2]
     priv = privileged[:, context:]
@@ -166,8 +168,9 @@ def consistency(
     pairs = [(i, j) for i in range(A) for j in range(i + 1, A)]
     both = torch.stack([visible[..., i] & visible[..., j] for i, j in pairs], -1)  # [B, T, P]
     out["pairs"] = int(both.sum())
-    for name, frames in (("real", real), ("generated", generated)):
-        reading, seen = read(probe, frames[:, context:])
+    copy = real[:, context - 1 : context].expand(-1, real.shape[1] - context, *real.shape[2:])
+    for name, frames in (("real", real[:, context:]), ("generated", generated[:, context:]), ("copy", copy)):
+        reading, seen = read(probe, frames)
         placed = to_world(reading, pos, yaw, flip)
         err = (placed - truth).norm(dim=-1)
         out[f"error_{name}_m"] = float(err[visible].mean()) if visible.any() else math.nan

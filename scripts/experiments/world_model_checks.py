@@ -237,13 +237,12 @@ def check_consistency(cfg: ChecksConfig) -> dict:
         "steps": cfg.steps,
         **figures,
     }
-    print(
-        f"ball placed by a player's view, error (m): real {figures['error_real_m']:.3f}, generated "
-        f"{figures['error_generated_m']:.3f}; two players' placements apart (m): real "
-        f"{figures['agreement_real_m']:.3f}, generated {figures['agreement_generated_m']:.3f}; in-view calls "
-        f"right: real {figures['in_view_accuracy_real']:.3f}, generated {figures['in_view_accuracy_generated']:.3f} "
-        f"({figures['views']} views with the ball in view, {figures['pairs']} pairs)"
-    )
+    for k in ("real", "generated", "copy"):
+        print(
+            f"{k:>9} views: ball placed {figures[f'error_{k}_m']:.3f} m from it; two players' placements "
+            f"{figures[f'agreement_{k}_m']:.3f} m apart; in-view calls right {figures[f'in_view_accuracy_{k}']:.3f}"
+        )
+    print(f"({figures['views']} player-steps with the ball in view, {figures['pairs']} pairs of players seeing it)")
     return result
 
 

@@ -63,20 +63,27 @@ def test_consistency_scores_a_blank_dream_below_the_real_views():
         privs.append(obs["privileged"])
         obs, *_ = env.step(torch.rand(2, 2, 3, generator=g) * 2 - 1)
     real, priv = torch.stack(frames, 1), torch.stack(privs, 1)  # [B=2, T=6, A=2, ...]
+    # Each real frame carries its own id in one pixel; the oracle looks the truth up by it (id 0: blank).
+    ids = torch.arange(1, real[..., 0, 0, 0].numel() + 1, dtype=torch.uint8).view(real.shape[:3])
+    real[..., 0, 0, 0] = ids
+    truth, seen = ball_labels(priv, env.ball_in_view)
+    table_ego = torch.cat((torch.zeros(1, 2), truth.reshape(-1, 2)))
+    table_seen = torch.cat((torch.zeros(1, dtype=torch.bool), seen.reshape(-1)))
 
-    class Oracle(BallProbe):  # reads the truth for the real frames, nothing from a blank one
+    class Oracle(BallProbe):  # reads a real frame perfectly, a blank one as nothing in view
         def forward(self, f):
-            blank = f.flatten(-3).amax(-1) == 0
-            ego, seen = ball_labels(self.priv, env.ball_in_view)
-            return torch.where(blank[..., None], torch.zeros_like(ego), ego), torch.where(seen & ~blank, 1.0, -1.0)
+            k = f[..., 0, 0, 0].long()
+            return table_ego[k], torch.where(table_seen[k], 1.0, -1.0)
 
     oracle = Oracle()
-    oracle.priv = priv[:, 2:].reshape(-1, priv.shape[-1])
     out_real = consistency(oracle, real, real, priv, env.ball_in_view, 1, context=2)
     assert out_real["error_real_m"] < 1e-5 and out_real["error_generated_m"] < 1e-5
     assert out_real["in_view_accuracy_generated"] == 1.0
+    assert out_real["pairs"] == 0 or out_real["agreement_generated_m"] < 1e-5
     blank = real.clone()
     blank[:, 2:] = 0
     out = consistency(oracle, real, blank, priv, env.ball_in_view, 1, context=2)
     assert out["error_generated_m"] > 0.1 and out["in_view_accuracy_generated"] < 1.0
+    # Holding the last context frame still places the ball where it was: off once it has moved.
+    assert out["error_copy_m"] == out_real["error_copy_m"] > 0.01
     env.close()
