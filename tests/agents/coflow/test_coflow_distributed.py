@@ -13,17 +13,12 @@ import torch
 from conftest import run_script
 from gloo import join, spawn
 from safetensors.torch import load_file, save_file
-from test_coflow_train import TINY
+from test_coflow_train import TINY, record_spread
 
-import envs
 from agents import distributed
 from agents.coflow.config import CoFlowConfig
 from agents.coflow.dataset import SegmentDataset
 from agents.coflow.trainer import Trainer, TrainerConfig
-from agents.rollout import record
-from envs.config import to_dict
-from envs.policies import RandomPolicy
-from envs.recording import RecordingWriter
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL = CoFlowConfig(horizon=4, width=8, dim_mults=(1, 2), emb_dim=16, groups=4, cva_heads=4, id_hidden=16)
@@ -31,13 +26,7 @@ MODEL = CoFlowConfig(horizon=4, width=8, dim_mults=(1, 2), emb_dim=16, groups=4,
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "spread-random"
-    env = envs.make("mpe-spread", num_envs=2)
-    meta = {"env": "mpe-spread", "config": to_dict(env.cfg), "policy": {"kind": "random"}}
-    record(
-        env, RandomPolicy(env.act_dim), RecordingWriter(out, meta, ["privileged"]), 4, ["privileged"], progress=False
-    )
-    return out
+    return record_spread(tmp_path_factory.mktemp("data") / "spread-random")
 
 
 def _trainer(dataset: Path, run_dir: Path, steps: int) -> Trainer:

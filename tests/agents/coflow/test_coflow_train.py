@@ -24,15 +24,19 @@ TINY = (
 )
 
 
-@pytest.fixture(scope="module")
-def spread_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "spread-random"
+def record_spread(out):
+    """Four episodes of random play in mpe-spread, recorded into ``out``."""
     env = envs.make("mpe-spread", num_envs=2)
     meta = {"env": "mpe-spread", "config": to_dict(env.cfg), "policy": {"kind": "random"}}
     record(
         env, RandomPolicy(env.act_dim), RecordingWriter(out, meta, ["privileged"]), 4, ["privileged"], progress=False
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def spread_dataset(tmp_path_factory):
+    return record_spread(tmp_path_factory.mktemp("data") / "spread-random")
 
 
 def train(dataset, run_dir, steps, *flags, check=True):
