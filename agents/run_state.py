@@ -334,6 +334,14 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def differing_settings(run_dir: Path, differ: list[str]) -> str:
+    """The message refusing to resume ``run_dir`` with the settings ``differ`` changed (from
+    ``resume_differences``), with a word on ``world_size`` when the number of processes changed."""
+    torchrun = any(d.startswith("world_size:") for d in differ)
+    why = " (world_size: the processes torchrun starts)" if torchrun else ""
+    return f"{run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
+
+
 def resume_differences(saved: dict[str, Any], now: dict[str, Any], free: tuple[str, ...] = ()) -> list[str]:
     """The settings in which a run resumed with ``now`` would differ from its saved config ``saved``
     (both plain JSON-like dicts, nested allowed), as ``"name: saved -> now"``; ``free`` names the

@@ -34,7 +34,7 @@ from agents import distributed
 from agents.coflow.config import MODEL_PRESETS, Algo, CoFlowConfig, preset_config
 from agents.coflow.dataset import SegmentDataset
 from agents.coflow.trainer import TRAIN_PRESETS, Trainer, TrainerConfig
-from agents.run_state import interrupted_note, resume_differences
+from agents.run_state import differing_settings, interrupted_note, resume_differences
 from envs.recording import RecordingError
 
 
@@ -92,14 +92,7 @@ def _main(cfg: TrainCoFlow, ranks: distributed.Ranks) -> Path:
         differ = resume_differences(saved, config, ("resume", "threads"))
         differ = [d for d in differ if not d.startswith("train.steps:")]
         if differ:
-            why = (
-                " (world_size: the processes torchrun starts)"
-                if any(d.startswith("world_size:") for d in differ)
-                else ""
-            )
-            raise SystemExit(
-                f"--resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
-            )
+            raise SystemExit("--resume: " + differing_settings(run_dir, differ))
     elif (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     trainer = Trainer(ds, model_cfg, cfg.train, run_dir)

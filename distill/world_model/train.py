@@ -39,6 +39,7 @@ from tqdm import tqdm
 from agents import checkpoint as ckpt
 from agents import distributed
 from agents.run_state import (
+    differing_settings,
     existing,
     fresh_dir,
     load_optimizer,
@@ -354,14 +355,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
             raise ValueError(f"resume: {run_dir} is a {saved['stage']} run of seed {saved['seed']}")
         differ = resume_differences(saved, config, ("resume", "steps", "run_dir", "save_every"))
         if differ:
-            why = (
-                " (world_size: the processes torchrun starts)"
-                if any(d.startswith("world_size:") for d in differ)
-                else ""
-            )
-            raise ValueError(
-                f"resume: {run_dir} was trained with other settings; differing: " + "; ".join(differ) + why
-            )
+            raise ValueError("resume: " + differing_settings(run_dir, differ))
     elif (run_dir / "checkpoint").exists():
         raise ValueError(f"{run_dir} already holds a run: resume it, or choose another run_dir")
     run = StageRun(dataclasses.replace(cfg, device=distributed.local_device(cfg.device, ranks) or "cpu"))
