@@ -27,7 +27,6 @@ over the ranks every update, and rank 0 logs and writes the checkpoint (``agents
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -57,6 +56,7 @@ from agents.run_state import (
     swap_in,
     write_metrics,
 )
+from distill import warm_start
 from distill.buffer import SequenceBuffer
 from distill.dagger_config import DaggerConfig
 from distill.finetune import FinetuneConfig
@@ -134,10 +134,10 @@ class Distiller:
             self.student.log_std.copy_(self.teacher.log_std)
         self.init_from = None if init_from is None else str(init_from)
         if init_from is not None:
-            self._init_student(Path(init_from), student_cfg)
+            warm_start.whole_student(self.student, Path(init_from), student_cfg, self.env.name)
         self.init_encoder_from = None if init_encoder_from is None else str(init_encoder_from)
         if init_encoder_from is not None:
-            self._init_encoder(Path(init_encoder_from))
+            warm_start.encoder_only(self.student, Path(init_encoder_from), self.env.name)
         if student_cfg.head == "teacher":  # (after init_from: the head is always this run's teacher)
             if cfg.aux_coef <= 0:
                 raise ValueError(
@@ -198,61 +198,6 @@ class Distiller:
             **self._stored,
         }
         return SequenceBuffer(self.cfg.buffer_steps, self.slots, shapes, self.env.device)
-
-    def _init_student(self, path: Path, student_cfg: StudentConfig) -> None:
-        try:
-            start, meta = Student.load(path)
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"init_from: {err}") from None
-        if meta["env"] != self.env.name:
-            raise ValueError(f"init_from: {path} is a student of {meta['env']!r}, not of {self.env.name!r}")
-        want, have = dataclasses.asdict(student_cfg), dataclasses.asdict(start.cfg)  # older: defaults filled
-        # An RGB student may gain the segmentation channels: their input weights start at zero,
-        # so the new student acts exactly as the old one until training gives them weight.
-        add_seg = want["segmentation"] and not have.get("segmentation", False)
-        if add_seg:
-            have["segmentation"] = True
-        differ = sorted(k for k in want if want[k] != have.get(k))
-        if differ:
-            got = ", ".join(f"{k} {have.get(k)!r} (asked {want[k]!r})" for k in differ)
-            raise ValueError(f"init_from: {path} has another student network: {got}")
-        if tuple(meta["image_shape"]) != tuple(self.student.image_shape) or meta["image_group"] != self.image_group:
-            raise ValueError(
-                f"init_from: {path} reads {meta['image_group']} {meta['image_shape']}, "
-                f"this env renders {self.image_group} {list(self.student.image_shape)}"
-            )
-        state = start.state_dict()
-        if add_seg:
-            key = "encoder.conv.0.weight"
-            w = torch.zeros_like(self.student.state_dict()[key])
-            w[:, : state[key].shape[1]] = state[key]
-            state[key] = w
-        self.student.load_state_dict(state)
-
-    def _init_encoder(self, path: Path) -> None:
-        """The image encoder and proprio normaliser of the student at ``path`` (same env, image and
-        embedding size; any memory and head), copied into this student."""
-        try:
-            start, meta = Student.load(path)
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"init_encoder_from: {err}") from None
-        if meta["env"] != self.env.name:
-            raise ValueError(f"init_encoder_from: {path} is a student of {meta['env']!r}, not of {self.env.name!r}")
-        mine = self.student.state_dict()
-        parts = {k: v for k, v in start.state_dict().items() if k.startswith(("encoder.", "proprio_norm."))}
-        wrong = sorted(k for k, v in parts.items() if k not in mine or mine[k].shape != v.shape)
-        if (
-            meta["image_group"] != self.image_group
-            or wrong
-            or set(parts) != {k for k in mine if k.startswith(("encoder.", "proprio_norm."))}
-        ):
-            raise ValueError(
-                f"init_encoder_from: {path}'s encoder ({meta['image_group']} {meta['image_shape']}, embed "
-                f"{start.cfg.embed}, segmentation {start.cfg.segmentation}) does not fit this student's "
-                f"({self.image_group} {list(self.student.image_shape)}, embed {self.student.cfg.embed}, "
-                f"segmentation {self.student.cfg.segmentation})"
-            )
-        self.student.load_state_dict(parts, strict=False)
 
     def _trained_parameters(self) -> list[torch.nn.Parameter]:
         aux = list(self.aux_head.parameters()) if self.aux_head is not None else []
