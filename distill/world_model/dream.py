@@ -52,6 +52,9 @@ class DreamEnv:
         proprio_scale: ``(max_speed, max_speed, max_turn)`` of the recorded robots, to give ``proprio``
             (see the module docstring); default from the first recording's config when it has them
             (soccer), else no ``proprio``.
+        name: the env the dream stands in for, which a policy checkpoint is checked against
+            (``make_policy(checkpoint, dream)`` loads a vision student of that env); default the
+            first recording's env, else ``"dream"``.
     """
 
     competitive = False
@@ -68,6 +71,7 @@ class DreamEnv:
         device: str = "cpu",
         seed: int = 0,
         proprio_scale: tuple[float, float, float] | None = None,
+        name: str | None = None,
     ) -> None:
         tok, student, meta = load_stage(Path(checkpoint), "student", device)
         assert student is not None
@@ -84,6 +88,9 @@ class DreamEnv:
         self.observation_spaces = {"camera": gym.spaces.Box(0, 255, (3, size, size), dtype=np.uint8)}
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.data = ClipDataset(recordings, self.context, envs=envs) if recordings else None
+        if name is None:
+            name = self.data.recordings[0].env if self.data is not None else "dream"
+        self.name = name
         if proprio_scale is None and self.data is not None:
             config = self.data.recordings[0].config
             if "max_speed" in config and "max_turn" in config:

@@ -15,6 +15,13 @@
   position and whether it is in view; clips of ``--recording`` are dreamed, and each player's
   generated view is read: where it places the ball in the world (by the player's real pose), against
   the ball and against the other players' placements; the same on the real frames is the floor;
+- ``policy``: can a vision policy act in the dream as it acts in the match? Clips of ``--recording``
+  are dreamed from their real context with their recorded actions (open loop), and the vision
+  student ``--policy`` (a soccer student checkpoint, e.g. ``checkpoints/soccer-1v1-student``) is run
+  over every player's real frames, over its dreamed frames, and over the last context frame held
+  still, each with the recorded ``proprio`` and its own memory from the clip's first frame. Per
+  horizon step: the mean absolute difference of its actions on the dreamed (and still) frames from
+  its actions on the real ones, beside the difference between two clips' real frames (chance);
 - ``ship``: a checkpoint without its optimiser state and generator (weights, tokenizer, configs
   and the training history only), what ``DreamEnv`` and ``rollout_world.py`` read.
 
@@ -24,6 +31,8 @@
     $P --what still --checkpoint $S --recording data/wm/s2v2-heldout --agents 4 --out still.png
     $P --what consistency --checkpoint $S --recording data/wm/s1v1-heldout --agents 2 \\
         --probe-recordings data/wm/s1v1-scripted data/wm/s1v1-random
+    $P --what policy --checkpoint $S --recording data/wm/s1v1-heldout --agents 2 \\
+        --policy checkpoints/soccer-1v1-student --clips 16 --steps 16
     $P --what ship --checkpoint $S --stage student --out checkpoints/soccer-world-model/student
 """
 
@@ -50,7 +59,7 @@ from envs.io import write_json
 class ChecksConfig:
     """Checks of a trained world model."""
 
-    what: Literal["tokenizer", "control", "still", "consistency", "ship"]
+    what: Literal["tokenizer", "control", "still", "consistency", "policy", "ship"]
     """Which check (see the module docstring)."""
     checkpoint: Path
     """A world-model checkpoint (a student's for ``control`` and ``still``)."""
@@ -68,6 +77,8 @@ class ChecksConfig:
     """``consistency``: recordings whose real frames train the ball probe (not the held-out one)."""
     probe_steps: int = 1500
     """``consistency``: the probe's training steps (batches of 128 frames)."""
+    policy: Path | None = None
+    """``policy``: a vision student checkpoint of the recording's env (camera + proprio)."""
     stage: Stage = "student"
     """``ship``: the checkpoint's stage."""
     show: tuple[int, ...] = (1, 8, 16)
@@ -246,6 +257,77 @@ def check_consistency(cfg: ChecksConfig) -> dict:
     return result
 
 
+def student_actions(policy: torch.nn.Module, frames: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    """A vision student's actions ``[B, T, A, act]`` (clamped to the env's [-1, 1]) over clips of
+    every player's frames ``[B, T, A, 3, H, W]`` and ``proprio`` ``[B, T, A, P]``, one memory per
+    clip and player, from the clip's first frame."""
+    B, T, A = frames.shape[:3]
+    state = policy.init_state(B * A)
+    first = torch.ones(B * A, dtype=torch.bool)
+    out = []
+    for t in range(T):
+        mean, state = policy.step(frames[:, t].flatten(0, 1), proprio[:, t].flatten(0, 1).float(), state, first)
+        first = torch.zeros_like(first)
+        out.append(mean.clamp(-1, 1).view(B, A, -1))
+    return torch.stack(out, 1)
+
+
+def check_policy(cfg: ChecksConfig) -> dict:
+    from distill.students import Student
+
+    if cfg.policy is None or cfg.recording is None:
+        raise SystemExit("--what policy needs --policy (a vision student) and --recording (held out)")
+    policy, meta = Student.load(cfg.policy)
+    policy.eval()
+    if policy.image_groups != ("camera",):
+        raise SystemExit(f"--policy {cfg.policy} reads {policy.image_groups}; the dream gives 'camera' alone")
+    tok, student, _ = load_stage(cfg.checkpoint, "student")
+    assert student is not None
+    student.eval()
+    c, length = student.context_frames, student.context_frames + cfg.steps
+    data = ClipDataset([cfg.recording], length, stride=length, envs=[meta["env"]], groups=("proprio",))
+    if len(data) < max(cfg.clips, 2):
+        raise SystemExit(f"{cfg.recording}: {len(data)} clips of {length} frames, {max(cfg.clips, 2)} needed")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    idx = torch.randperm(len(data), generator=gen)[: cfg.clips].tolist()
+    real, actions = data.batch(idx)
+    proprio = data.group("proprio", idx)
+    if real.shape[2] != cfg.agents:
+        raise SystemExit(f"{cfg.recording} has {real.shape[2]} players, --agents is {cfg.agents}")
+    if tuple(real.shape[-3:]) != tuple(policy.image_shape):
+        raise SystemExit(
+            f"--policy reads {tuple(policy.image_shape)} images; the recording's are {tuple(real.shape[-3:])}"
+        )
+    with torch.no_grad():
+        dreamed = dream_clips(student, tok, real, actions, torch.Generator().manual_seed(cfg.seed))
+        still = torch.cat((real[:, :c], real[:, c - 1 : c].expand_as(real[:, c:])), 1)
+        on_real = student_actions(policy, real, proprio)[:, c:]
+        gaps = {
+            "dreamed": (student_actions(policy, dreamed, proprio)[:, c:] - on_real).abs().mean((0, 2, 3)),
+            "still": (student_actions(policy, still, proprio)[:, c:] - on_real).abs().mean((0, 2, 3)),
+            "other_clip": (on_real.roll(1, 0) - on_real).abs().mean((0, 2, 3)),
+        }
+    per_step = {k: [round(float(x), 4) for x in v] for k, v in gaps.items()}
+    means = {k: float(v.mean()) for k, v in gaps.items()}
+    print(f"{cfg.policy} over {len(idx)} clips x {cfg.agents} players, {cfg.steps} generated steps each:")
+    for k, v in means.items():
+        print(
+            f"  |action on {k} frames - action on real frames|: {v:.3f} (steps 1, 8, last: "
+            f"{per_step[k][0]:.3f}, {per_step[k][min(7, cfg.steps - 1)]:.3f}, {per_step[k][-1]:.3f})"
+        )
+    return {
+        "checkpoint": str(cfg.checkpoint),
+        "recording": str(cfg.recording),
+        "policy": str(cfg.policy),
+        "agents": cfg.agents,
+        "clips": len(idx),
+        "steps": cfg.steps,
+        "context_frames": c,
+        "mean_abs_action_gap": means,
+        "per_step": per_step,
+    }
+
+
 def ship(cfg: ChecksConfig) -> dict:
     assert cfg.out is not None
     tok, net, meta = load_stage(cfg.checkpoint, cfg.stage)
@@ -260,7 +342,7 @@ def ship(cfg: ChecksConfig) -> dict:
 
 def main(cfg: ChecksConfig) -> dict:
     checks = {"tokenizer": check_tokenizer, "control": check_control, "still": check_still}
-    fn = {**checks, "consistency": check_consistency, "ship": ship}[cfg.what]
+    fn = {**checks, "consistency": check_consistency, "policy": check_policy, "ship": ship}[cfg.what]
     result = fn(cfg)
     if cfg.json is not None:
         write_json(cfg.json, result)

@@ -140,3 +140,79 @@ def test_a_camera_and_proprio_vision_student_plays_inside_the_dream(student_chec
     torch.testing.assert_close(obs["proprio"][..., 3:], torch.full((2, 2, 3), 0.5))  # restarted: the start's
     with pytest.raises(ValueError, match="one speed per action dim"):
         DreamEnv(student_checkpoint, num_envs=1, num_agents=2, proprio_scale=(1.0, 2.0))
+
+
+def test_a_student_checkpoint_loads_into_the_dream_of_its_env_only(student_checkpoint, tmp_path) -> None:
+    from agents.checkpoint import CheckpointError
+    from agents.policies import make_policy
+    from distill.students import Student as VisionStudent
+    from distill.students import StudentConfig as VisionConfig
+
+    torch.manual_seed(1)
+    student = VisionStudent("camera", (3, 16, 16), 6, 3, VisionConfig(memory="gru", hidden=8, embed=8))
+    path = student.save(tmp_path / "vision", "soccer-1v1", {})
+    dream = DreamEnv(student_checkpoint, num_envs=2, num_agents=2, proprio_scale=(1.5, 1.5, 4.0), name="soccer-1v1")
+    policy = make_policy(path, dream)
+    obs = dream.reset(frames=torch.randint(0, 256, (2, 2, 2, 3, 16, 16), dtype=torch.uint8))
+    act = policy(obs)
+    assert act.shape == (2, 2, 3) and torch.isfinite(act).all()
+    # The loaded student is the saved one: the same actions as the network itself on that frame.
+    mean, _ = student.eval().step(
+        obs["camera"].flatten(0, 1),
+        obs["proprio"].flatten(0, 1),
+        student.init_state(4),
+        torch.ones(4, dtype=torch.bool),
+    )
+    torch.testing.assert_close(act, mean.view(2, 2, 3))
+    unnamed = DreamEnv(student_checkpoint, num_envs=2, num_agents=2, proprio_scale=(1.5, 1.5, 4.0))
+    assert unnamed.name == "dream"
+    with pytest.raises(CheckpointError, match="trained on 'soccer-1v1', not 'dream'"):
+        make_policy(path, unnamed)
+
+
+def test_the_policy_check_scores_a_student_on_dreamed_against_real_frames(student_checkpoint, tmp_path) -> None:
+    # A recording with every frame different, and proprio; two students of its env: one that reads
+    # its camera, and one whose image encoder is zeroed (blind), which must act the same on any frames.
+    from distill.students import Student as VisionStudent
+    from distill.students import StudentConfig as VisionConfig
+
+    rng = np.random.default_rng(0)
+    T, A = 12, 2
+    w = RecordingWriter(
+        tmp_path / "rec",
+        {"env": "soccer-1v1", "config": {}, "policy": {"kind": "random"}},
+        ["camera", "proprio"],
+        4,
+        False,
+    )
+    for _ in range(2):
+        w.add(
+            {
+                "actions": rng.uniform(-1, 1, (T, A, 3)).astype(np.float32),
+                "rewards": np.zeros((T, A), np.float32),
+                "terminated": np.zeros(T, bool),
+                "truncated": np.zeros(T, bool),
+                "teleported": np.zeros(T, bool),
+                "obs/camera": rng.integers(0, 256, (T + 1, A, 3, 16, 16), dtype=np.uint8),
+                "obs/proprio": rng.normal(size=(T + 1, A, 6)).astype(np.float32),
+            },
+            {"return": [0.0] * A},
+        )
+    w.close()
+    figures = {}
+    for blind in (False, True):
+        torch.manual_seed(2)
+        student = VisionStudent("camera", (3, 16, 16), 6, 3, VisionConfig(memory="gru", hidden=8, embed=8))
+        if blind:
+            for p in student.encoder.parameters():
+                p.data.zero_()
+        path = student.save(tmp_path / f"vision-{blind}", "soccer-1v1", {})
+        js = tmp_path / f"policy-{blind}.json"
+        args = ["--what", "policy", "--checkpoint", str(student_checkpoint), "--recording", str(tmp_path / "rec")]
+        args += ["--agents", "2", "--policy", str(path), "--clips", "2", "--steps", "4", "--json", str(js)]
+        run_script("experiments/world_model_checks.py", *args)
+        figures[blind] = json.loads(js.read_text())
+    seeing, blind = figures[False]["mean_abs_action_gap"], figures[True]["mean_abs_action_gap"]
+    assert len(figures[False]["per_step"]["dreamed"]) == 4
+    assert seeing["dreamed"] > 1e-4 and seeing["still"] > 1e-4
+    assert blind["dreamed"] == 0.0 and blind["still"] == 0.0 and blind["other_clip"] > 1e-4  # proprio differs
