@@ -232,6 +232,9 @@ class Distiller:
         if self._obs is None:
             self._obs = env.reset(seed=self.seed)
             self._state = self.student.init_state(self.slots, dev)
+            if self.cfg.stagger_starts:  # each world's first episode cut short at a random step
+                clock = torch.randint(env.max_episode_steps, (env.num_envs,), generator=self.generator)
+                env.episode_length.copy_(clock.to(env.episode_length.device))
         obs, beta = self._obs, self.beta()
         outcome: dict[str, list[float]] = {}
         gap = 0.0

@@ -47,6 +47,13 @@ class DaggerConfig:
     aux_coef: float = 0.0
     """Weight of the privileged-prediction loss: a linear head on the student's features predicts
     the teacher's normalised observation (MSE, clipped to +-5 standard deviations; 0: off)."""
+    stagger_starts: bool = False
+    """Cut each world's first episode short at a random step (its episode clock starts at a random
+    point in ``[0, max_episode_steps)``), so that the worlds' episodes do not end together and the
+    buffer holds every phase of an episode at once, not the same phase of every world. Worlds that
+    start together and time out together (EgoPush's 60-s episodes) otherwise fill the buffer with
+    the start of an episode, then its middle, then its end. Those cut episodes count as failures in
+    the training success."""
     teacher_head_lr: float = 0.0
     """``head=teacher``: the student's copy of the teacher's network trains too, at this fraction of
     the learning rate (0: frozen, the teacher's weights as they are). The action loss then also

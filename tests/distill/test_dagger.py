@@ -100,6 +100,22 @@ def test_beta_one_lets_the_teacher_drive(tmp_path: Path) -> None:
     ref.close()
 
 
+def test_staggered_starts_end_the_worlds_first_episodes_at_different_steps(tmp_path: Path) -> None:
+    W, steps = 6, 10
+    ends = {}
+    for stagger in (False, True):
+        env = make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(16, 16), episode_seconds=0.5)
+        assert env.max_episode_steps == 10
+        cfg = DaggerConfig(steps_per_iter=steps, buffer_steps=steps, stagger_starts=stagger)
+        d = Distiller(env, GOAL_TEACHER, StudentConfig(embed=8, hidden=16), cfg, 10**6, 0, tmp_path / str(stagger))
+        d.collect()
+        # A world's clock now counts the steps since its first episode ended (its whole run if none did).
+        ends[stagger] = sorted(set(env.episode_length.tolist()))
+        env.close()
+    assert ends[False] == [0]  # every world timed out at step 10, together
+    assert len(ends[True]) >= 3  # cut at different steps: the worlds' episodes no longer end together
+
+
 def test_gru_distiller_stores_the_memory_state_each_step_started_from(tmp_path: Path) -> None:
     W, steps = 4, 6
     env = make_distill_env(GOAL_TEACHER, num_envs=W, camera_resolution=(32, 32))
