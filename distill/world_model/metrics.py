@@ -43,12 +43,18 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 7) -> torch.Tenso
     return s.flatten(1).mean(1).view(lead)
 
 
+def held_still(real: torch.Tensor, context: int) -> torch.Tensor:
+    """The last context frame of clips ``real`` ``[B, T, A, ...]`` held over every later step:
+    ``[B, T - context, A, ...]``, the floor a model that learnt no dynamics already reaches."""
+    return real[:, context - 1 : context].expand(-1, real.shape[1] - context, *real.shape[2:])
+
+
 def horizon_metrics(real: torch.Tensor, generated: torch.Tensor, context: int) -> dict[str, list[float]]:
     """PSNR (dB) and SSIM per step after ``context`` of ``generated`` against ``real`` frames
     ``[B, T, A, 3, H, W]``, averaged over clips and players; and both for copying the last context
     frame (``copy_psnr``, ``copy_ssim``)."""
     real_h, gen_h = real[:, context:], generated[:, context:]
-    copy = real[:, context - 1 : context].expand_as(real_h)
+    copy = held_still(real, context)
     out = {}
     for name, fn in (("psnr", psnr), ("ssim", ssim)):
         out[name] = fn(gen_h, real_h).mean((0, 2)).tolist()

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from distill.world_model.metrics import held_still
+
 BALL_SCALE = 4.0
 """Metres the probe's position outputs are scaled by (the field is about 4.5 x 3 m)."""
 LANDMARKS = 12
@@ -168,7 +170,7 @@ def consistency(
     pairs = [(i, j) for i in range(A) for j in range(i + 1, A)]
     both = torch.stack([visible[..., i] & visible[..., j] for i, j in pairs], -1)  # [B, T, P]
     out["pairs"] = int(both.sum())
-    copy = real[:, context - 1 : context].expand(-1, real.shape[1] - context, *real.shape[2:])
+    copy = held_still(real, context)
     for name, frames in (("real", real[:, context:]), ("generated", generated[:, context:]), ("copy", copy)):
         reading, seen = read(probe, frames)
         placed = to_world(reading, pos, yaw, flip)

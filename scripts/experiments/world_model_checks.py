@@ -48,7 +48,7 @@ import tyro
 
 from agents import checkpoint as ckpt
 from distill.world_model.data import ClipDataset
-from distill.world_model.metrics import dream_clips, horizon_metrics, ssim
+from distill.world_model.metrics import dream_clips, held_still, horizon_metrics, ssim
 from distill.world_model.student import StudentConfig
 from distill.world_model.tokenizer import psnr
 from distill.world_model.train import Stage, load_stage, model_config, save_stage
@@ -261,15 +261,11 @@ def student_actions(policy: torch.nn.Module, frames: torch.Tensor, proprio: torc
     """A vision student's actions ``[B, T, A, act]`` (clamped to the env's [-1, 1]) over clips of
     every player's frames ``[B, T, A, 3, H, W]`` and ``proprio`` ``[B, T, A, P]``, one memory per
     clip and player, from the clip's first frame."""
-    B, T, A = frames.shape[:3]
-    state = policy.init_state(B * A)
-    first = torch.ones(B * A, dtype=torch.bool)
-    out = []
-    for t in range(T):
-        mean, state = policy.step(frames[:, t].flatten(0, 1), proprio[:, t].flatten(0, 1).float(), state, first)
-        first = torch.zeros_like(first)
-        out.append(mean.clamp(-1, 1).view(B, A, -1))
-    return torch.stack(out, 1)
+    from distill.students import StudentPolicy
+
+    acting = StudentPolicy(policy)  # a fresh memory: every stream starts at the clip's first frame
+    steps = [acting({"camera": frames[:, t], "proprio": proprio[:, t].float()}) for t in range(frames.shape[1])]
+    return torch.stack(steps, 1).clamp(-1, 1)
 
 
 def check_policy(cfg: ChecksConfig) -> dict:
@@ -300,7 +296,7 @@ def check_policy(cfg: ChecksConfig) -> dict:
         )
     with torch.no_grad():
         dreamed = dream_clips(student, tok, real, actions, torch.Generator().manual_seed(cfg.seed))
-        still = torch.cat((real[:, :c], real[:, c - 1 : c].expand_as(real[:, c:])), 1)
+        still = torch.cat((real[:, :c], held_still(real, c)), 1)
         on_real = student_actions(policy, real, proprio)[:, c:]
         gaps = {
             "dreamed": (student_actions(policy, dreamed, proprio)[:, c:] - on_real).abs().mean((0, 2, 3)),
