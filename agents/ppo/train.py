@@ -23,8 +23,20 @@ from agents.ppo.runner import Runner
 from agents.run_state import episode_rate, interrupted_note, no_episode_note, resume_differences
 from envs.config import parse_overrides, to_dict
 
-RESUME_FREE = ("resume", "total_steps", "eval_episodes", "eval_seed", "save_every", "run_dir", "device")
-"""What a ``--resume`` may change of a run's settings; anything else differing is refused by name."""
+RESUME_FREE = (
+    "resume",
+    "total_steps",
+    "eval_episodes",
+    "eval_seed",
+    "save_every",
+    "run_dir",
+    "device",
+    "init_from",
+    "init_std",
+)
+"""What a ``--resume`` may change of a run's settings; anything else differing is refused by name. Where a run
+started from (``--init-from``, ``--init-std``) is its history: a resume continues from the run's own checkpoint,
+with or without those flags repeated."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +252,6 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
     tag = f"-{cfg.observability}" if cfg.observability else ""
     run_dir = cfg.run_dir or Path("runs") / f"{cfg.env}{tag}-s{cfg.seed}"
     config_file = run_dir / "config.json"
-    if cfg.resume and cfg.init_from is not None:
-        raise ValueError("--resume continues a run from its own checkpoint; --init-from starts a new one: pass one")
     if cfg.init_std is not None and (cfg.init_from is None or cfg.init_std <= 0):
         raise ValueError(f"--init-std {cfg.init_std}: needs --init-from and a value > 0")
     if cfg.resume:
@@ -322,6 +332,8 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks) -> Path:
     if cfg.resume:
         runner.load()
         say(f"resuming {run_dir} at {runner.env_steps:,} env-steps")
+        if cfg.init_from is not None:
+            say(f"note: --init-from {cfg.init_from} ignored: a resumed run goes on from its own checkpoint")
     else:
         if cfg.init_from is not None:
             try:

@@ -116,8 +116,13 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     assert torch.allclose(runner.actor.log_std.exp(), torch.full((2,), 0.3))
     assert torch.equal(runner.actor.state_dict()["net.0.weight"], theirs["net.0.weight"])
     train_teacher.train(warm)
-    with pytest.raises(ValueError, match="pass one"):
-        train_teacher.train(dataclasses.replace(warm, resume=True))
+    # A run started from another one resumes from its own checkpoint, with the start flags repeated or not.
+    steps = lambda: json.loads((warm.run_dir / "checkpoint" / "train_state.json").read_text())["env_steps"]  # noqa: E731
+    first = steps()
+    train_teacher.train(dataclasses.replace(warm, resume=True, total_steps=2 * first))
+    assert steps() == 2 * first
+    train_teacher.train(dataclasses.replace(warm, resume=True, init_from=None, total_steps=3 * first))
+    assert steps() == 3 * first
     with pytest.raises(ValueError, match="init-std"):
         train_teacher.train(dataclasses.replace(base, run_dir=tmp_path / "std", init_std=0.3))
     other = dataclasses.replace(warm, run_dir=tmp_path / "bad", ppo=PPOConfig(steps_per_env=16, hidden=(8,)))
