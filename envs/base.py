@@ -85,6 +85,9 @@ class BatchedEnv(abc.ABC):
         action_space: per-agent ``Box(-1, 1, (act_dim,))``; actions outside are clipped.
         mj_model: the MjModel.  n_substeps: physics steps per control step.
         num_diverged: worlds reset so far because their physics failed.
+        masked_resets: reset finished worlds by mask, with no host sync in ``step`` (default on
+            ``warp``); otherwise by index, only when a world finished (default on ``cpu``, where
+            reading a flag costs nothing). Both give the same episodes (tested).
         divergences: ``[W]`` long, how many times each world was.
         draw_count: ``[W]`` long, how many starts each world has drawn since ``reset(seed)``; its
             ``n``-th is keyed by ``(seed, world, n)`` (``draws``, ``envs.streams``).
@@ -121,7 +124,8 @@ class BatchedEnv(abc.ABC):
             per_world_fields=per_world_fields,
         )
         self.device = self.sim.device
-        self.num_diverged = 0
+        # Resets by mask (``step``): no host sync per step. The default where a sync costs (``warp``).
+        self.masked_resets = self.sim.backend != "cpu"
         # Every start a world draws comes from a stream of its own (``draws``), so that nothing
         # one world does changes another's draws. ``generator`` is for what is drawn for every
         # world at every step (sensor noise) and for curricula the worlds share by design.
@@ -141,6 +145,11 @@ class BatchedEnv(abc.ABC):
     @property
     def num_agents(self) -> int:
         return len(self.agents)
+
+    @property
+    def num_diverged(self) -> int:
+        """Worlds reset so far because their physics failed (reads ``divergences``: a host sync)."""
+        return int(self.divergences.sum())
 
     @property
     def control_dt(self) -> float:
@@ -195,7 +204,11 @@ class BatchedEnv(abc.ABC):
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions must have shape [W, A, act_dim] = {list(expected)}, got {list(actions.shape)}")
         actions = actions.to(device=self.device, dtype=torch.float32)
-        if not torch.isfinite(actions).all():
+        finite = torch.isfinite(actions).all()
+        if actions.device.type == "cuda":
+            # Checked on the device without waiting for it: NaN or inf stops the process at the next sync.
+            torch._assert_async(finite, "actions contain NaN or inf")
+        elif not finite:
             bad = (~torch.isfinite(actions)).any(-1).any(-1).nonzero().flatten().tolist()
             raise ValueError(f"actions contain NaN or inf (worlds {bad[:10]})")
         return actions.clamp(-1.0, 1.0)
@@ -223,7 +236,7 @@ class BatchedEnv(abc.ABC):
     def _step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         self._held_names()
         self._apply_actions(actions)
-        failed = self.sim.step()
+        diverged = self.sim.step().to(self.device)
         self.episode_length += 1
         terms, terminated, info = self._evaluate()
         if self._scales is None:
@@ -231,33 +244,67 @@ class BatchedEnv(abc.ABC):
         scales = self._scales
         scaled = {k: v * scales[k] for k, v in terms.items()}
         reward = torch.stack(list(scaled.values())).sum(0)
-        truncated = self.episode_length >= self.max_episode_steps
-        diverged = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        if len(failed):
-            fid = torch.as_tensor(failed, device=self.device)
-            diverged[fid] = True
-            self.num_diverged += len(failed)
-            # A failed world's state means nothing: no reward from it, end its episode.
-            reward[fid] = 0.0
-            terminated[fid] = False
-            truncated[fid] = True
+        # A failed world's state means nothing: no reward from it, end its episode.
+        reward = reward.masked_fill(diverged[:, None], 0.0)
+        terminated = terminated & ~diverged
+        truncated = (self.episode_length >= self.max_episode_steps) | diverged
+        self.divergences += diverged
         info["reward_terms"] = scaled
         info["diverged"] = diverged
-        info["num_diverged"] = self.num_diverged
+        info["num_diverged"] = self.divergences.sum()
         obs = self._observe()
         done = terminated | truncated
         info.setdefault("teleported", torch.zeros(self.num_envs, dtype=torch.bool, device=self.device))
-        if done.any():
+        if self.masked_resets:
+            info["final_obs"] = obs
+            info["final_state"] = self.sim.get_state()
+            info["episode_length"] = self.episode_length.clone()
+            self.reset_where(done, self._reset_worlds)
+            self.episode_length.masked_fill_(done, 0)
+            fresh = self._observe()
+            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), v, obs[k]) for k, v in fresh.items()}
+        elif done.any():
             info["final_obs"] = obs
             info["final_state"] = self.sim.get_state()
             info["episode_length"] = self.episode_length.clone()
             ids = done.nonzero().flatten()
-            if len(failed):
-                self.divergences[diverged] += 1
             self._reset_worlds(ids)
             self.episode_length[ids] = 0
             obs = self._observe()
         return obs, reward, terminated, truncated, info
+
+    def reset_where(self, mask: torch.Tensor, start: Any) -> None:
+        """``start(ids)`` (a reset or a kick-off) for the worlds where ``mask`` (``[W]`` bool) holds,
+        with no host sync: ``start`` runs for every world, then every per-world tensor (the sim's state
+        and fields, the task's and its parts') keeps its old value where ``mask`` is False. A world's
+        draws are keyed by its own count (``draws``), so the worlds that start draw what they would
+        have drawn alone. ``start`` must leave the shared ``generator`` alone."""
+        before = {k: v.clone() for k, v in self._world_state().items()}
+        start(torch.arange(self.num_envs, device=self.device))
+        after = self._world_state()
+        for key, old in before.items():
+            new = after[key]
+            merged = torch.where(mask.view(-1, *[1] * (old.dim() - 1)), new, old)
+            group, _, name = key.partition("/")
+            if group in ("sim", "field"):
+                new.copy_(merged)
+            elif group == "task":
+                setattr(self, name, merged)
+            else:
+                part, _, attr = name.partition(".")
+                setattr(getattr(self, part), attr, merged)
+
+    def _world_state(self) -> dict[str, torch.Tensor]:
+        """Every per-world tensor the env's future depends on, live (not copies), ``[W, ...]``:
+        ``sim/`` the integration state, ``field/`` per-world model fields, ``task/`` and ``part/``."""
+        out = {f"sim/{k}": v for k, v in self.sim.state_views().items()}
+        out.update({f"field/{n}": self.sim.field(n) for n in self.per_world_fields})
+        out.update({f"task/{k}": v for k, v in self._world_tensors().items()})
+        for name, value in vars(self).items():
+            if isinstance(value, EnvPart):
+                W = self.num_envs
+                out.update({f"part/{name}.{k}": v for k, v in value.state().items() if v.shape[0] == W})
+        return out
 
     max_episode_steps: int
 

@@ -97,8 +97,9 @@ class Sim:
         self.device = torch.device("cpu")
         self._batch = Batch(self.model, self.num_worlds, nthread=nthread)
         self._batch.reset()
-        self.qpos = torch.from_numpy(self._batch.bind("qpos"))
-        self.qvel = torch.from_numpy(self._batch.bind("qvel"))
+        self._qpos_np, self._qvel_np = self._batch.bind("qpos"), self._batch.bind("qvel")
+        self.qpos = torch.from_numpy(self._qpos_np)
+        self.qvel = torch.from_numpy(self._qvel_np)
         self.ctrl = torch.from_numpy(self._batch.bind("ctrl"))
         # MuJoCo resets a world whose state goes bad (with a warning) inside mj_step; its clock
         # going back is how such a world is recognised afterwards.
@@ -132,12 +133,13 @@ class Sim:
         self._static = torch.as_tensor(static_geoms(self.model), device=self.device)
 
     # -- stepping -----------------------------------------------------------------------------
-    def step(self) -> np.ndarray:
+    def step(self) -> torch.Tensor:
         """Advance every world by ``n_substeps`` physics steps.
 
         Returns:
-            Ids of worlds whose physics failed (MuJoCo error or non-finite state), possibly
-            empty. Their state is left as it is; the caller resets them.
+            ``[W]`` bool on the sim's device: the worlds whose physics failed (MuJoCo error or
+            non-finite state). Their state is left as it is; the caller resets them. On ``warp``
+            the check stays on the device (no host sync); on ``cpu`` it is numpy over the live rows.
         """
         self.version += 1
         if self.backend == "cpu":
@@ -146,20 +148,19 @@ class Sim:
             t0 = self._time.copy()
             try:
                 self._batch.step(nstep=self.n_substeps)
-                failed = np.zeros(0, dtype=np.int64)
+                ids = None
             except SimulationError as err:
-                failed = np.asarray(err.ids, dtype=np.int64)
-                # The failed worlds kept their state; the rest ran to completion.
-            expected = t0 + 0.5 * self.n_substeps * self.model.opt.timestep
-            failed = np.union1d(failed, np.flatnonzero(self._time < expected))
-        else:
-            self._step_warp()
-            failed = np.zeros(0, dtype=np.int64)
-        bad = ~(torch.isfinite(self.qpos).all(1) & torch.isfinite(self.qvel).all(1))
-        bad |= self.qvel.abs().amax(1) > 1e4
-        if bad.any():
-            failed = np.union1d(failed, bad.nonzero().flatten().cpu().numpy())
-        return failed
+                ids = np.asarray(err.ids, dtype=np.int64)  # the failed worlds kept their state
+            failed = self._time < t0 + 0.5 * self.n_substeps * self.model.opt.timestep
+            if ids is not None:
+                failed[ids] = True
+            qpos, qvel = self._qpos_np, self._qvel_np
+            # One pass over the state in the usual case: a sum is finite and small only if every term is.
+            if not (np.isfinite(qpos.sum()) and np.abs(qvel).max() <= 1e4):
+                failed |= ~(np.isfinite(qpos).all(1) & np.isfinite(qvel).all(1)) | ~(np.abs(qvel).max(1) <= 1e4)
+            return torch.from_numpy(failed)
+        self._step_warp()
+        return ~(torch.isfinite(self.qpos).all(1) & (self.qvel.abs().amax(1) <= 1e4))
 
     def _step_warp(self) -> None:
         wp, mjw = self._wp, self._mjw
@@ -216,6 +217,11 @@ class Sim:
     def get_state(self) -> dict[str, torch.Tensor]:
         """A copy of every world's integration state: ``STATE_FIELDS`` -> ``[W, n]`` (time ``[W, 1]``)."""
         return {f: t.reshape(self.num_worlds, -1).clone() for f, t in self._state.items()}
+
+    def state_views(self) -> dict[str, torch.Tensor]:
+        """Live views ``[W, n]`` of every world's integration state (``STATE_FIELDS``): writing them
+        writes the worlds."""
+        return {f: t.view(self.num_worlds, -1) for f, t in self._state.items()}
 
     def set_state(self, ids: torch.Tensor | Sequence[int] | np.ndarray | None, state: dict[str, torch.Tensor]) -> None:
         """Write integration state rows ``[len(ids), n]`` (as from ``get_state``) into worlds ``ids``."""

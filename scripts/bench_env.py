@@ -54,6 +54,11 @@ class BenchConfig:
     """Numbers of worlds W to measure."""
     seconds: float = 3.0
     """Measuring time per configuration (after warm-up)."""
+    episodes: float = 2.0
+    """The state-only figure and its ceiling time at least this many episodes of every world, so that
+    every world's resets fall inside the window (soccer-2v2: 500 steps an episode, egopush-line 1200);
+    the two are stepped in alternate blocks of 50 steps, so that a change in the machine's load hits
+    both alike. 0: ``seconds`` alone, one after the other (``--quick``)."""
     async_workers: int | None = None
     """Processes of the AsyncVectorEnv baseline, one plain single-world env each (default: one per core)."""
     backend: Literal["cpu", "warp"] = "cpu"
@@ -88,9 +93,9 @@ def _actions(env, W: int) -> list[torch.Tensor]:  # noqa: ANN001
     return [(torch.rand(W, env.num_agents, env.act_dim, generator=g) * 2 - 1).to(env.device) for _ in range(8)]
 
 
-def bench_ceiling(name: str, W: int, seconds: float) -> float:
-    # The env's own worlds (start states, per-world fields) under the same action sequence,
-    # stepped raw: only the controls are written, no observation, reward or reset work.
+def _raw_stepper(name: str, W: int):  # noqa: ANN202
+    """(env, step): the env's own worlds (start states, per-world fields) under the same action
+    sequence, stepped raw: only the controls are written, no observation, reward or reset work."""
     env = envs.make(name, num_envs=W)
     env.reset(seed=0)
     ctrls = []
@@ -106,9 +111,52 @@ def bench_ceiling(name: str, W: int, seconds: float) -> float:
         batch.step(nstep=env.n_substeps)
         k[0] += 1
 
+    return env, step
+
+
+def bench_ceiling(name: str, W: int, seconds: float) -> float:
+    env, step = _raw_stepper(name, W)
     rate = _rate(step, W, seconds)
     env.close()
     return rate
+
+
+def bench_interleaved(name: str, W: int, seconds: float, episodes: float) -> tuple[float, float, int, int]:
+    """(ceiling, state-only env-steps/s, steps timed, episode ends in the window): the raw stepper and
+    the env stepped in alternate blocks of 50 steps over at least ``episodes`` episodes of every world."""
+    raw, raw_step = _raw_stepper(name, W)
+    env = envs.make(name, num_envs=W)
+    env.reset(seed=0)
+    actions = _actions(env, W)
+    ends = [0]
+
+    def env_step() -> None:
+        _, _, term, trunc, _ = env.step(actions[env_step.k % 8])
+        ends[0] += int((term | trunc).sum())
+        env_step.k += 1
+
+    env_step.k = 0
+    for _ in range(3):  # warm-up
+        raw_step()
+        env_step()
+    ends[0] = 0
+    need = max(3, int(np.ceil(episodes * env.max_episode_steps)))
+    t_raw = t_env = 0.0
+    steps = 0
+    while steps < need or t_raw + t_env < seconds:
+        for fn, is_env in ((raw_step, False), (env_step, True)):
+            start = time.perf_counter()
+            for _ in range(50):
+                fn()
+            took = time.perf_counter() - start
+            if is_env:
+                t_env += took
+            else:
+                t_raw += took
+        steps += 50
+    raw.close()
+    env.close()
+    return steps * W / t_raw, steps * W / t_env, steps, ends[0]
 
 
 def bench_env(name: str, W: int, seconds: float, backend: str, device: str | None, cameras: bool) -> float:
@@ -170,14 +218,21 @@ def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: flo
         f"{name}: AsyncVectorEnv x {workers} plain single-world MuJoCo envs: {async_rate:,.0f} env-steps/s", flush=True
     )
     for W in worlds:
-        ceiling = bench_ceiling(name, W, seconds) if cfg.baselines else float("nan")
-        state = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=False)
+        episodes = 0.0 if cfg.quick else cfg.episodes
+        timed: dict = {}
+        if cfg.baselines and cfg.backend == "cpu" and episodes > 0:
+            ceiling, state, steps, ends = bench_interleaved(name, W, seconds, episodes)
+            timed = {"steps_timed": steps, "episode_ends_timed": ends, "interleaved": True}
+        else:
+            ceiling = bench_ceiling(name, W, seconds) if cfg.baselines else float("nan")
+            state = bench_env(name, W, seconds, cfg.backend, cfg.device, cameras=False)
         row = {
             "worlds": W,
             "ceiling_steps_per_s": ceiling,
             "steps_per_s": state,
             "ratio_to_ceiling": state / ceiling,
             "speedup_vs_async": state / async_rate,
+            **timed,
         }
         out["rows"].append(row)
         save(out)
@@ -191,9 +246,10 @@ def bench_one(name: str, cfg: BenchConfig, worlds: tuple[int, ...], seconds: flo
         out.update({k: row.get(k) for k in ("steps_per_s", "ratio_to_ceiling", "speedup_vs_async", "camera_fps")})
         out["worlds"] = W
         save(out)
+        window = f" over {timed['steps_timed']} steps, {timed['episode_ends_timed']} episode ends" if timed else ""
         print(
             f"{name} W={W:5d}: ceiling {ceiling:,.0f}  state {state:,.0f} steps/s "
-            f"({row['ratio_to_ceiling']:.0%} of ceiling, {row['speedup_vs_async']:.1f}x async){cam_txt}",
+            f"({row['ratio_to_ceiling']:.0%} of ceiling, {row['speedup_vs_async']:.1f}x async){cam_txt}{window}",
             flush=True,
         )
     return out

@@ -28,6 +28,11 @@ from envs.egopush.tasks import target_offsets
 from envs.egopush.view import CameraView, KeypointMemory
 
 
+def _row(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """``x[w, i[w]]`` for every world ``w``: ``x`` ``[W, N, D]``, ``i`` long ``[W]`` -> ``[W, D]``."""
+    return x.gather(1, i.view(-1, 1, 1).expand(-1, 1, x.shape[2])).squeeze(1)
+
+
 def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Rotate ``[..., 2]`` vectors by the angle with cosine ``c`` and sine ``s`` (broadcast)."""
     return torch.stack((c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]), -1)
@@ -132,6 +137,7 @@ class EgoPushEnv(BatchedEnv):
         jv = lambda n: int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])  # noqa: E731
         self.robot_qadr, self.robot_vadr = jq("robot_x"), jv("robot_x")
         self.box_qadr = torch.tensor([jq(f"box{i}_x") for i in range(B)], device=self.device)
+        self._box_q_idx = (self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)).flatten()  # [3B]
         self.region_geom = m.geom("goal_region").id
         act = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n)  # noqa: E731
         self._ctrl_idx = torch.tensor([act("robot_fwd"), act("robot_turn")], device=self.device)
@@ -213,8 +219,7 @@ class EgoPushEnv(BatchedEnv):
     def _raw_state(self) -> dict[str, torch.Tensor]:
         q, v = self.sim.qpos, self.sim.qvel
         r = self.robot_qadr
-        bq = self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)  # [B, 3]
-        boxes = q[:, bq].float()  # [W, B, 3]
+        boxes = q.index_select(1, self._box_q_idx).float().view(self.num_envs, -1, 3)  # [W, B, 3]
         rv = v[:, self.robot_vadr : self.robot_vadr + 3].float()
         yaw = q[:, r + 2].float()
         c, s = torch.cos(yaw), torch.sin(yaw)
@@ -267,7 +272,9 @@ class EgoPushEnv(BatchedEnv):
     # -- resets -----------------------------------------------------------------------------------
     def replay_failed_starts(self, probability: float) -> None:
         """Train with failed-start replay (``envs.egopush.start_replay``): from the next reset on,
-        timed-out starts come round again with ``probability``; ``info["replayed"]`` marks them."""
+        timed-out starts come round again with ``probability``; ``info["replayed"]`` marks them. Its
+        draws come from the shared generator, so resets go by index from then on (``masked_resets``)."""
+        self.masked_resets = False
         self.start_replay = FailedStartReplay(probability, self.num_envs, self.mj_model.nq, self.device)
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
@@ -301,9 +308,8 @@ class EgoPushEnv(BatchedEnv):
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[W, 2]``: pusher to active box, active box to its target (0 when all are placed)."""
-        w = self._w
-        box = s["box_pos"][w, s["active"]]
-        tgt = s["targets"][w, s["kc"]]
+        box = _row(s["box_pos"], s["active"])
+        tgt = _row(s["targets"], s["kc"])
         return torch.stack(((self.pusher(s) - box).norm(dim=-1), (box - tgt).norm(dim=-1)), -1)
 
     # -- step ----------------------------------------------------------------------------------------
@@ -315,7 +321,7 @@ class EgoPushEnv(BatchedEnv):
         self._placed_before = s["placed"].clone()
         self.prev_action = actions
         ctrl = (actions[:, 0] * self._act_scale).to(self.sim.ctrl)
-        self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl
+        self.sim.ctrl.index_copy_(1, self._ctrl_idx, ctrl)
 
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
         cfg = self.cfg

@@ -79,8 +79,14 @@ class SoccerEnv(BatchedEnv):
         opps = [[j for j in range(A) if j // n != a // n] for a in range(A)]
         self._mates = torch.tensor(mates, dtype=torch.long, device=dev).view(A, n - 1)
         self._opps = torch.tensor(opps, dtype=torch.long, device=dev)
+        self._others = torch.cat((self._mates, self._opps), 1)  # [A, A - 1]: teammates, then opponents
+        self._order = torch.cat((torch.arange(A, device=dev).unsqueeze(1), self._others), 1)  # own robot first
+        self._observers = torch.arange(A, device=dev).unsqueeze(1)
+        # Landmarks in the team frame: opponent goal, own goal, 4 corners, as multiples of (hl, hw).
+        self._landmark_sign = torch.tensor([[1, 0], [-1, 0], [1, 1], [1, -1], [-1, 1], [-1, -1]], device=dev).float()
         # Team frame: team 1 sees the world turned by 180 degrees.
         self._flip = torch.tensor([1.0] * n + [-1.0] * n, device=dev)
+        self._turn = (self._flip < 0).float() * math.pi  # added to a yaw in team 1's frame
         p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", {"observability": "global"}), 14 * n + 7
         # ``fov`` memory: per observer, each object's world pose when last seen (ball: x, y; robots:
         # x, y, yaw) and whether it is in view now.
@@ -138,10 +144,14 @@ class SoccerEnv(BatchedEnv):
     def _in_view(self, ego: torch.Tensor, height: float, radius: float) -> torch.Tensor:
         """Whether a ball of ``radius`` centred at robot-frame points ``[..., 2]`` and ``height``
         reaches into the robot's camera frustum (so some of it is in the image): ``[...]``."""
+        return self._in_view_xy(ego[..., 0], ego[..., 1], height, radius)
+
+    def _in_view_xy(self, x: torch.Tensor, y: torch.Tensor, height: float, radius: float) -> torch.Tensor:
+        """``_in_view`` of robot-frame points given as their x and y."""
         cam_x, cam_z, tan_half, cos_half = self._cam_geom
-        depth = ego[..., 0] - cam_x
+        depth = x - cam_x
         reach = depth * tan_half + radius / cos_half  # the side planes moved out by the radius
-        return (depth + radius > 0.02) & (ego[..., 1].abs() <= reach) & (abs(height - cam_z) <= reach)
+        return (depth + radius > 0.02) & (y.abs() <= reach) & (abs(height - cam_z) <= reach)
 
     # -- model bookkeeping ------------------------------------------------------------------------
     def _init_indices(self) -> None:
@@ -151,6 +161,8 @@ class SoccerEnv(BatchedEnv):
         self.ball_vadr = int(m.jnt_dofadr[jid("ball")])
         self.robot_qadr = torch.tensor([int(m.jnt_qposadr[jid(f"{a}_x")]) for a in self.agents])
         self.robot_vadr = torch.tensor([int(m.jnt_dofadr[jid(f"{a}_x")]) for a in self.agents])
+        self._robot_q_idx = (self.robot_qadr.unsqueeze(1) + torch.arange(3)).to(self.device)  # [A, 3]
+        self._robot_v_idx = (self.robot_vadr.unsqueeze(1) + torch.arange(3)).to(self.device)
         # Wall geoms move with the pitch: x shifts by sign_x * (hl_max - hl), y likewise.
         sx = torch.zeros(m.ngeom)
         sy = torch.zeros(m.ngeom)
@@ -203,10 +215,8 @@ class SoccerEnv(BatchedEnv):
         """Float32 world-frame state: robots ``pos [W, A, 2]``, ``yaw``, ``vel``, ``wz``; ball."""
         q = self.sim.qpos
         v = self.sim.qvel
-        rq = self.robot_qadr.to(q.device)
-        rv = self.robot_vadr.to(q.device)
-        robots_q = q[:, rq.unsqueeze(1) + torch.arange(3, device=q.device)].float()
-        robots_v = v[:, rv.unsqueeze(1) + torch.arange(3, device=q.device)].float()
+        robots_q = q[:, self._robot_q_idx].float()  # [W, A, 3]: x, y, yaw
+        robots_v = v[:, self._robot_v_idx].float()  # vx, vy, wz
         b = self.ball_qadr
         bv = self.ball_vadr
         return {
@@ -216,6 +226,8 @@ class SoccerEnv(BatchedEnv):
             "wz": robots_v[..., 2],
             "ball": q[:, b : b + 3].float(),
             "ball_vel": v[:, bv : bv + 3].float(),
+            "robots_q": robots_q,
+            "robots_v": robots_v,
         }
 
     # -- resets -------------------------------------------------------------------------------
@@ -271,11 +283,21 @@ class SoccerEnv(BatchedEnv):
     def _apply_actions(self, actions: torch.Tensor) -> None:
         self.prev_action = actions
         ctrl = (actions * self._act_scale).reshape(self.num_envs, -1)
-        self.sim.ctrl[:, self._ctrl_idx.to(self.sim.ctrl.device)] = ctrl.to(self.sim.ctrl)
+        self.sim.ctrl.index_copy_(1, self._ctrl_idx, ctrl.to(self.sim.ctrl))
+
+    def _state_t(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The state with the worlds on the last axis, float32: robots' ``(x, y, yaw)`` and ``(vx, vy,
+        wz)`` ``[A, 3, W]``, the ball's ``(x, y)`` and ``(vx, vy)`` ``[2, W]``."""
+        A, W = self.num_agents, self.num_envs
+        q, v = self.sim.qpos.T, self.sim.qvel.T  # [nq, W]
+        rq = q.index_select(0, self._robot_q_idx.flatten()).float().view(A, 3, W)
+        rv = v.index_select(0, self._robot_v_idx.flatten()).float().view(A, 3, W)
+        b, bv = self.ball_qadr, self.ball_vadr
+        return rq, rv, q[b : b + 2].float(), v[bv : bv + 2].float()
 
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
-        s = self.task_state()
-        bx, by = s["ball"][:, 0], s["ball"][:, 1]
+        rq, rv, ball, ball_vel = self._state_t()  # worlds last, as in _observe
+        bx, by = ball[0], ball[1]
         in_mouth = by.abs() < self.cfg.goal_width / 2
         over = self.half_length + scene.BALL_RADIUS
         blue_scores = in_mouth & (bx > over)
@@ -283,17 +305,17 @@ class SoccerEnv(BatchedEnv):
         goal = blue_scores | red_scores
         sign = blue_scores.float() - red_scores.float()  # +1 blue scored, -1 red scored
         goal_term = sign.unsqueeze(1) * self._flip  # [W, A]
-        self.score[:, 0] += blue_scores.long()
-        self.score[:, 1] += red_scores.long()
+        self.score += torch.stack((blue_scores, red_scores), 1)
         # Shaping: the player's speed toward the ball, the ball's speed toward the opponent goal.
-        to_ball = s["ball"][:, None, :2] - s["pos"]
-        dist = to_ball.norm(dim=-1).clamp_min(1e-6)
-        vel_to_ball = (s["vel"] * to_ball).sum(-1) / dist
-        target = torch.stack((self.half_length, torch.zeros_like(self.half_length)), -1)  # blue's target
-        tgt = target[:, None, :] * self._flip[None, :, None]  # [W, A, 2]
-        to_goal = tgt - s["ball"][:, None, :2]
-        ball_vel_to_goal = (s["ball_vel"][:, None, :2] * to_goal).sum(-1) / to_goal.norm(dim=-1).clamp_min(1e-6)
-        terms = {"goal": goal_term, "vel_to_ball": vel_to_ball, "ball_vel_to_goal": ball_vel_to_goal}
+        tx, ty = bx - rq[:, 0], by - rq[:, 1]  # [A, W]
+        dist = torch.stack((tx, ty), -1).norm(dim=-1).clamp_min(1e-6)
+        vel_to_ball = (rv[:, 0] * tx + rv[:, 1] * ty) / dist
+        gx = self.half_length * self._flip.unsqueeze(1) - bx  # to the goal the player attacks
+        gy = (0.0 * self._flip).unsqueeze(1) - by
+        ball_vel_to_goal = (ball_vel[0] * gx + ball_vel[1] * gy) / torch.stack((gx, gy), -1).norm(dim=-1).clamp_min(
+            1e-6
+        )
+        terms = {"goal": goal_term, "vel_to_ball": vel_to_ball.T, "ball_vel_to_goal": ball_vel_to_goal.T}
         info: dict[str, Any] = {
             "goal": torch.where(goal, torch.where(blue_scores, 0, 1), -1),
             "score": self.score.clone(),
@@ -303,120 +325,104 @@ class SoccerEnv(BatchedEnv):
         else:
             terminated = torch.zeros_like(goal)
             info["teleported"] = goal.clone()
-            if goal.any():
+            if self.masked_resets:
+                self.reset_where(goal, self._kickoff)
+            elif goal.any():
                 self._kickoff(goal.nonzero().flatten())
         return terms, terminated, info
 
     def _observe(self) -> Obs:
-        s = self.task_state()
-        n = self.cfg.team_size
-        W, A = self.num_envs, 2 * n
-        pos, yaw, vel, wz = s["pos"], s["yaw"], s["vel"], s["wz"]
-        c, si = torch.cos(yaw), torch.sin(yaw)  # [W, A]
-        cc, ss = c.unsqueeze(-1), si.unsqueeze(-1)
-
-        def ego_points(p: torch.Tensor) -> torch.Tensor:  # p [W, A, K, 2] world -> ego [W, A, K, 2]
-            d = p - pos.unsqueeze(2)
-            return _rot(d[..., 0], d[..., 1], cc, ss)
-
-        def ego_vecs(v: torch.Tensor) -> torch.Tensor:
-            return _rot(v[..., 0], v[..., 1], cc, ss)
-
-        ball = s["ball"][:, None, None, :2].expand(W, A, 1, 2)
-        ball_vel = s["ball_vel"][:, None, None, :2].expand(W, A, 1, 2)
-        own_vel = torch.cat((ego_vecs(vel.unsqueeze(2)).squeeze(2), wz.unsqueeze(-1)), -1)  # [W, A, 3]
-
-        fov = self.cfg.observability == "fov"
-        observers = torch.arange(A, device=self.device).unsqueeze(1)  # [A, 1]
-        flags: list[torch.Tensor] = []
-
-        def features(p: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [W, A, K, ...]
-            rel_yaw = y - yaw.unsqueeze(-1)
-            feats = (ego_points(p), ego_vecs(v), torch.cos(rel_yaw).unsqueeze(-1), torch.sin(rel_yaw).unsqueeze(-1))
-            return torch.cat(feats, -1).reshape(W, A, p.shape[2] * 6)
-
-        unmasked: list[torch.Tensor] = []  # fov: the other robots as global observability shows them
-
-        def others(idx: torch.Tensor) -> torch.Tensor:  # idx [A, K] -> [W, A, K * 6]
-            k = idx.shape[1]
-            if k == 0:
-                unmasked.append(pos.new_zeros(W, A, 0))
-                return pos.new_zeros(W, A, 0)
-            p, v, y = pos[:, idx], vel[:, idx], yaw[:, idx]  # [W, A, K, ...]
-            if fov:
-                unmasked.append(features(p, v, y))
-                seen = self._in_view(ego_points(p), scene.ROBOT_HEIGHT / 2 + 0.01, scene.ROBOT_RADIUS)  # [W, A, K]
-                mem = torch.where(
-                    seen.unsqueeze(-1), torch.cat((p, y.unsqueeze(-1)), -1), self._robot_seen[:, observers, idx]
-                )
-                self._robot_seen[:, observers, idx] = mem
-                p, y, v = mem[..., :2], mem[..., 2], v * seen.unsqueeze(-1)
-                flags.append(seen.float())
-            return features(p, v, y)
-
-        ball_ego, ball_vel_ego = ego_points(ball), ego_vecs(ball_vel)  # [W, A, 1, 2]
-        true_ball = (ball_ego.flatten(2), ball_vel_ego.flatten(2))
-        if fov:
-            seen = self._in_view(ball_ego[:, :, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [W, A]
-            self.ball_seen = torch.where(seen.unsqueeze(-1), ball[:, :, 0], self.ball_seen)
-            ball_ego = ego_points(self.ball_seen.unsqueeze(2))
-            ball_vel_ego = ball_vel_ego * seen[:, :, None, None]
-            flags.append(seen.float().unsqueeze(-1))
-        mates, opps = others(self._mates), others(self._opps)
-
-        hl = self.half_length[:, None, None]
-        hw = self.half_width[:, None, None]
-        f = self._flip[None, :, None]
-        zero = torch.zeros_like(hl).expand(W, A, 1)
-        # Landmarks in the team frame, then to the world: opponent goal, own goal, 4 corners.
-        lx = torch.cat(
-            (
-                hl.expand(W, A, 1),
-                -hl.expand(W, A, 1),
-                hl.expand(W, A, 1),
-                hl.expand(W, A, 1),
-                -hl.expand(W, A, 1),
-                -hl.expand(W, A, 1),
-            ),
-            -1,
-        )
-        ly = torch.cat(
-            (zero, zero, hw.expand(W, A, 1), -hw.expand(W, A, 1), hw.expand(W, A, 1), -hw.expand(W, A, 1)), -1
-        )
-        landmarks = torch.stack((lx * f, ly * f), -1)  # [W, A, 6, 2]
-        privileged = torch.cat(
-            (
-                ball_ego.flatten(2),
-                ball_vel_ego.flatten(2),
-                mates,
-                opps,
-                ego_points(landmarks).flatten(2),
-                own_vel,
-                self.prev_action,
-                *flags,  # fov: ball, mates, opponents in view
-            ),
-            -1,
-        )
+        # Computed with the worlds on the last axis (``[..., W]``): every op then runs over W contiguous
+        # numbers, where ``[W, A, K, 2]`` tensors made torch loop over pairs (4x slower on the CPU).
+        # Each number is the same expression of the same inputs as in the per-world layout (bit for bit).
+        W, A, K = self.num_envs, self.num_agents, self.num_agents - 1
+        rq, rv, ball, ball_vel = self._state_t()
+        x, y, yaw = rq[:, 0], rq[:, 1], rq[:, 2]  # [A, W]
+        c, si = torch.cos(yaw).unsqueeze(1), torch.sin(yaw).unsqueeze(1)  # [A, 1, W]
+        oq = rq.index_select(0, self._others.flatten()).view(A, K, 3, W)  # teammates, then opponents
+        ov = rv.index_select(0, self._others.flatten()).view(A, K, 3, W)
+        f = self._flip.view(A, 1, 1)
+        hl, hw = self.half_length, self.half_width  # [W]
+        sign = self._landmark_sign
+        lx, ly = hl * sign[:, :1] * f, hw * sign[:, 1:] * f  # [A, 6, W]: team-frame landmarks in the world
+        ball_x, ball_y = ball[0].expand(A, 1, W), ball[1].expand(A, 1, W)
+        # Points (ball, other robots, landmarks) and vectors (ball, own, other robots' velocities).
+        px = torch.cat((ball_x, oq[:, :, 0], lx), 1) - x.unsqueeze(1)  # [A, 1 + K + 6, W]
+        py = torch.cat((ball_y, oq[:, :, 1], ly), 1) - y.unsqueeze(1)
+        ex, ey = c * px + si * py, -si * px + c * py
+        vx = torch.cat((ball_vel[0].expand(A, 1, W), rv[:, :1, :], ov[:, :, 0]), 1)  # [A, 2 + K, W]
+        vy = torch.cat((ball_vel[1].expand(A, 1, W), rv[:, 1:2, :], ov[:, :, 1]), 1)
+        evx, evy = c * vx + si * vy, -si * vx + c * vy
+        own_vel = torch.stack((evx[:, 1], evy[:, 1], rv[:, 2]), 1)  # [A, 3, W]
+        rel_yaw = oq[:, :, 2] - yaw.unsqueeze(1)
+        others = (ex[:, 1 : 1 + K], ey[:, 1 : 1 + K], evx[:, 2:], evy[:, 2:], torch.cos(rel_yaw), torch.sin(rel_yaw))
+        robots = torch.stack(others, 2).reshape(A, 6 * K, W)
+        ball_ego = torch.stack((ex[:, 0], ey[:, 0]), 1)  # [A, 2, W]
+        ball_vel_ego = torch.stack((evx[:, 0], evy[:, 0]), 1)
+        marks = torch.stack((ex[:, 1 + K :], ey[:, 1 + K :]), 2).reshape(A, 12, W)
+        prev = self.prev_action.permute(1, 2, 0)  # [A, 3, W]
+        true = (ball_ego, ball_vel_ego, robots)
+        flags: tuple[torch.Tensor, ...] = ()
+        if self.cfg.observability == "fov":
+            # What is in the camera's frustum now; the rest from each observer's memory of where it was.
+            seen = self._in_view_xy(ex[:, 0], ey[:, 0], scene.BALL_RADIUS, scene.BALL_RADIUS)  # [A, W]
+            mem_ball = torch.where(seen.unsqueeze(1), ball.unsqueeze(0), self.ball_seen.permute(1, 2, 0))
+            self.ball_seen = mem_ball.permute(2, 0, 1).contiguous()
+            dx, dy = mem_ball[:, 0] - x, mem_ball[:, 1] - y
+            c2, s2 = c.squeeze(1), si.squeeze(1)
+            ball_ego = torch.stack((c2 * dx + s2 * dy, -s2 * dx + c2 * dy), 1)
+            ball_vel_ego = ball_vel_ego * seen.unsqueeze(1)
+            height = scene.ROBOT_HEIGHT / 2 + 0.01
+            seen_r = self._in_view_xy(ex[:, 1 : 1 + K], ey[:, 1 : 1 + K], height, scene.ROBOT_RADIUS)  # [A, K, W]
+            remembered = self._robot_seen[:, self._observers, self._others].permute(1, 2, 3, 0)  # [A, K, 3, W]
+            mem = torch.where(seen_r.unsqueeze(2), oq, remembered)
+            self._robot_seen[:, self._observers, self._others] = mem.permute(3, 0, 1, 2)
+            dx, dy = mem[:, :, 0] - x.unsqueeze(1), mem[:, :, 1] - y.unsqueeze(1)
+            mvx, mvy = ov[:, :, 0] * seen_r, ov[:, :, 1] * seen_r
+            rel_yaw = mem[:, :, 2] - yaw.unsqueeze(1)
+            others = (
+                c * dx + si * dy,
+                -si * dx + c * dy,
+                c * mvx + si * mvy,
+                -si * mvx + c * mvy,
+                torch.cos(rel_yaw),
+                torch.sin(rel_yaw),
+            )
+            robots = torch.stack(others, 2).reshape(A, 6 * K, W)
+            flags = (seen.float().unsqueeze(1), seen_r.float())  # ball, teammates, opponents in view
+        privileged = torch.cat((ball_ego, ball_vel_ego, robots, marks, own_vel, prev, *flags), 1)
         # Critic: global state in the team frame, own robot first.
-        order = torch.cat((torch.arange(A, device=self.device).unsqueeze(1), self._mates, self._opps), 1)  # [A, A]
-        tp = pos[:, order] * f.unsqueeze(-1)  # [W, A, A, 2]
-        tv = vel[:, order] * f.unsqueeze(-1)
-        tyaw = yaw[:, order] + (f.squeeze(-1) < 0).float().unsqueeze(-1) * math.pi
-        robots = torch.cat(
-            (tp, torch.cos(tyaw).unsqueeze(-1), torch.sin(tyaw).unsqueeze(-1), tv, wz[:, order].unsqueeze(-1)), -1
+        oq = rq.index_select(0, self._order.flatten()).view(A, A, 3, W)
+        ov = rv.index_select(0, self._order.flatten()).view(A, A, 3, W)
+        tyaw = oq[:, :, 2] + self._turn.view(A, 1, 1)
+        team = (
+            oq[:, :, 0] * f,
+            oq[:, :, 1] * f,
+            torch.cos(tyaw),
+            torch.sin(tyaw),
+            ov[:, :, 0] * f,
+            ov[:, :, 1] * f,
+            ov[:, :, 2],
         )
-        tb = s["ball"][:, None, :2] * f
-        tbv = s["ball_vel"][:, None, :2] * f
-        time_left = (1 - self.episode_length.float() / self.max_episode_steps)[:, None, None].expand(W, A, 1)
-        critic = torch.cat((robots.flatten(2), tb, tbv, hl.expand(W, A, 1), hw.expand(W, A, 1), time_left), -1)
+        f2 = self._flip.view(A, 1)
+        time_left = (1 - self.episode_length.float() / self.max_episode_steps).expand(A, 1, W)
+        critic = torch.cat(
+            (
+                torch.stack(team, 2).reshape(A, 7 * A, W),
+                torch.stack((ball[0] * f2, ball[1] * f2, ball_vel[0] * f2, ball_vel[1] * f2), 1),
+                hl.expand(A, 1, W),
+                hw.expand(A, 1, W),
+                time_left,
+            ),
+            1,
+        )
         obs: Obs = {
-            "privileged": privileged,
-            "critic": critic,
-            "proprio": torch.cat((own_vel, self.prev_action), -1),
+            "privileged": privileged.permute(2, 0, 1).contiguous(),
+            "critic": critic.permute(2, 0, 1).contiguous(),
+            "proprio": torch.cat((own_vel, prev), 1).permute(2, 0, 1).contiguous(),
         }
-        if fov:  # the same layout as a global env's privileged group
-            tail = (ego_points(landmarks).flatten(2), own_vel, self.prev_action)
-            obs["privileged_global"] = torch.cat((*true_ball, *unmasked, *tail), -1)
+        if self.cfg.observability == "fov":  # the same layout as a global env's privileged group
+            obs["privileged_global"] = torch.cat((*true, marks, own_vel, prev), 1).permute(2, 0, 1).contiguous()
         if self.cfg.cameras:
             obs.update(self._cameras())
         return obs

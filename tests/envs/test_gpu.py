@@ -52,3 +52,24 @@ def test_dagger_on_cuda_keeps_everything_on_the_device(cuda, tmp_path):
     history = d.learn(progress=False)
     assert next(d.student.parameters()).device.type == "cuda" and d.buffer.data["img"].device.type == "cuda"
     assert history[-1]["loss/mse"] < history[0]["loss/mse"]
+
+
+def test_warp_cuda_steps_through_resets_and_goals_with_no_host_sync(cuda):
+    # Resets by mask (the warp default): episodes of 10 steps end inside the window, goals kick off
+    # again, and torch is never made to wait for the device (a sync raises in "error" mode).
+    env = envs.make("soccer-2v2", num_envs=64, backend="warp", device="cuda:0", episode_seconds=0.4, on_goal="kickoff")
+    assert env.masked_resets
+    env.reset(seed=0)
+    a = torch.full((64, 4, 3), 0.5, device="cuda:0")
+    for _ in range(3):  # the first steps compile and capture the CUDA graph
+        env.step(a)
+    torch.cuda.synchronize()
+    ends = torch.zeros((), dtype=torch.long, device="cuda:0")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(25):
+            _, _, term, trunc, _ = env.step(a)
+            ends += (term | trunc).sum()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert int(ends) >= 64 * 2

@@ -29,6 +29,8 @@ def test_bench_env_measures_the_plain_mujoco_baseline_and_the_ratios(tmp_path):
     assert min(e["async_steps_per_s"], row["ceiling_steps_per_s"], row["steps_per_s"]) > 0
     assert close(row["speedup_vs_async"], row["steps_per_s"] / e["async_steps_per_s"])
     assert close(row["ratio_to_ceiling"], row["steps_per_s"] / row["ceiling_steps_per_s"])
+    # The state-only figure timed two episodes of every world (1200 steps each): their resets in the window.
+    assert row["interleaved"] and row["steps_timed"] >= 2 * 1200 and row["episode_ends_timed"] >= 2 * 4
 
 
 def test_plain_env_steps_the_mjcf_and_restates_the_goal_reward():

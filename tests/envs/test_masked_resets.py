@@ -1,0 +1,78 @@
+"""Resets by mask (no host sync per step, the ``warp`` default) give the same episodes as resets by
+index (the ``cpu`` default): the same observations, rewards, ends, final observations and states,
+step after step, through episode ends at staggered steps, a failed world, and goals in soccer."""
+
+import pytest
+import torch
+
+import envs
+
+# 25 control steps per episode (soccer 0.04 s, egopush 0.05 s a step).
+CASES = {
+    "soccer-1v1": {"episode_seconds": 1.0},
+    "soccer-2v2-kickoff": {"episode_seconds": 1.0, "on_goal": "kickoff"},
+    "egopush-line": {"episode_seconds": 1.25},
+    "egopush-line-fov": {"episode_seconds": 1.25, "observability": "fov", "memory_seconds": 0.5},
+}
+
+
+def _trace(case: str, masked: bool, steps: int = 60) -> list[tuple]:
+    name = case.removesuffix("-kickoff").removesuffix("-fov")
+    env = envs.make(name, num_envs=4, **CASES[case])
+    env.masked_resets = masked
+    env.reset(seed=3)
+    env.episode_length[:] = torch.tensor([22, 0, 15, 10])  # episodes end at staggered steps
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for t in range(1, steps + 1):
+        actions = torch.rand(4, env.num_agents, env.act_dim, generator=g) * 2 - 1
+        if t == 7:
+            env.sim.qvel[1, 0] = float("nan")  # world 1's physics fails
+        if case.startswith("soccer") and t in (12, 30):
+            b = env.ball_qadr  # the ball over the goal line of world 2 (blue scores), then world 0's (red)
+            w, x = (2, 1.0) if t == 12 else (0, -1.0)
+            env.sim.qpos[w, b : b + 2] = torch.tensor([x * float(env.half_length[w] + 0.2), 0.0], dtype=torch.float64)
+        obs, reward, term, trunc, info = env.step(actions)
+        done = term | trunc
+        final = {}
+        if done.any():  # what a consumer reads: the final observations and state of the worlds that ended
+            final = {k: v[done] for k, v in info["final_obs"].items()}
+            final.update({f"state/{k}": v[done] for k, v in info["final_state"].items()})
+            final["length"] = info["episode_length"][done]
+        extra = {k: info[k] for k in ("diverged", "teleported", "num_diverged") if k in info}
+        out.append((obs, reward, term, trunc, final, extra, env.sim.qpos.clone(), env.draw_count.clone()))
+    env.close()
+    return out
+
+
+def _equal(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _equal(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (tuple, list)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _equal(x, y, f"{where}[{i}]")
+    else:
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), where
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resets_by_mask_give_the_same_episodes_as_by_index(case):
+    by_index, by_mask = _trace(case, masked=False), _trace(case, masked=True)
+    ends = sum(int((s[2] | s[3]).sum()) for s in by_index)
+    assert ends >= 8, "the window must hold several episode ends"
+    assert any(bool(s[5]["diverged"].any()) for s in by_index)
+    if case.endswith("kickoff"):
+        assert sum(int(s[5]["teleported"].sum()) for s in by_index) == 2  # both goals kicked off again
+    for t, (a, b) in enumerate(zip(by_index, by_mask, strict=True), start=1):
+        _equal(a, b, f"step {t}")
+
+
+def test_a_start_that_moves_the_shared_generator_goes_by_index():
+    env = envs.make("egopush-line", num_envs=2, episode_seconds=0.5)
+    assert not env.masked_resets  # the cpu default
+    env.masked_resets = True
+    env.replay_failed_starts(0.5)
+    assert not env.masked_resets
+    env.close()
