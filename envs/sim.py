@@ -196,19 +196,26 @@ class Sim:
             qpos: ``[len(ids), nq]`` positions, or None for the model's ``qpos0``.
             qvel: ``[len(ids), nv]`` velocities, or None for zeros.
         """
-        idx = _ids(ids, self.num_worlds)
-        if len(idx) == 0:
-            return
-        self.version += 1
         if self.backend == "cpu":
+            idx = _ids(ids, self.num_worlds)
+            if len(idx) == 0:
+                return
             self._batch.reset(idx, stage=0)  # mjSTAGE_NONE: the next step runs forward anyway
+            t_idx = torch.as_tensor(idx, dtype=torch.long)
         else:
-            wp = self._wp
-            mask = np.zeros(self.num_worlds, dtype=bool)
-            mask[idx] = True
-            with wp.ScopedDevice(self._wp_device):
-                self._mjw.reset_data(self._m, self._d, reset=wp.array(mask, dtype=bool))
-        t_idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+            # On the device throughout (no host sync): the ids become a mask there, read by Warp in place.
+            if ids is None:
+                t_idx = torch.arange(self.num_worlds, device=self.device)
+            elif isinstance(ids, torch.Tensor) and ids.dtype == torch.bool:
+                t_idx = ids.to(self.device).nonzero().flatten()
+            else:
+                t = ids if isinstance(ids, torch.Tensor) else torch.as_tensor(np.asarray(ids, dtype=np.int64))
+                t_idx = t.to(self.device, torch.long)
+            mask = torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
+            mask[t_idx] = True
+            with self._wp.ScopedDevice(self._wp_device):
+                self._mjw.reset_data(self._m, self._d, reset=self._wp.from_torch(mask))
+        self.version += 1
         if qpos is not None:
             self.qpos[t_idx] = qpos.to(self.qpos)
         if qvel is not None:

@@ -84,6 +84,7 @@ class EgoPushEnv(BatchedEnv):
         self._memo: tuple | None = None
         self._arangeP = torch.arange(self.n_placed, device=dev)
         self.offsets = torch.tensor(target_offsets(cfg.task, self.n_placed), device=dev)
+        self.formation_reach = float(self.offsets.norm(dim=-1).max())  # the farthest target from the anchor (m)
         self.n_slots = B - 1  # obstacle slots: every box but the active one (and the anchor box)
         if not self.goal_task:
             self.n_slots = B - 2
@@ -138,6 +139,8 @@ class EgoPushEnv(BatchedEnv):
         self.robot_qadr, self.robot_vadr = jq("robot_x"), jv("robot_x")
         self.box_qadr = torch.tensor([jq(f"box{i}_x") for i in range(B)], device=self.device)
         self._box_q_idx = (self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)).flatten()  # [3B]
+        self.box_qadr_list = [jq(f"box{i}_x") for i in range(B)]  # the same as ints: no device read per start
+        self.qpos0 = torch.as_tensor(m.qpos0, device=self.device)
         self.region_geom = m.geom("goal_region").id
         act = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n)  # noqa: E731
         self._ctrl_idx = torch.tensor([act("robot_fwd"), act("robot_turn")], device=self.device)

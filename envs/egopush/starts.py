@@ -41,9 +41,9 @@ def sample_start(env: Any, draw: WorldDraws) -> tuple[torch.Tensor, torch.Tensor
     ``qpos`` ``[k, nq]`` and the anchor's centre ``[k, 2]`` (the marked region's in the goal task)."""
     cfg, B, k = env.cfg, env.cfg.n_boxes, len(draw)
     rand = draw.rand
-    qpos = torch.as_tensor(env.mj_model.qpos0, device=env.device).repeat(k, 1)
+    qpos = env.qpos0.repeat(k, 1)
     # The formation, plus room for the robot to work round its outer boxes, fits in the room.
-    reach = float(env.offsets.norm(dim=-1).max()) + scene.BOX_HALF + 0.7
+    reach = env.formation_reach + scene.BOX_HALF + 0.7
     lim_anchor = max(0.1, cfg.arena_half - reach)
     anchor = (rand(2) * 2 - 1) * lim_anchor
     ayaw = (rand() * 2 - 1) * math.pi
@@ -66,7 +66,7 @@ def sample_start(env: Any, draw: WorldDraws) -> tuple[torch.Tensor, torch.Tensor
         taken.append(box_xy[:, i])
     robot = sample_free(draw, taken, cfg.arena_half - 0.4, 0.5)
     for i in range(B):
-        adr = int(env.box_qadr[i])
+        adr = env.box_qadr_list[i]
         qpos[:, adr : adr + 2] = box_xy[:, i]
         qpos[:, adr + 2] = anchor_yaw if (i == 0 and not env.goal_task) else (rand() * 2 - 1) * math.pi
     r = env.robot_qadr

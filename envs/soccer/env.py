@@ -175,6 +175,7 @@ class SoccerEnv(BatchedEnv):
         dev = self.device
         self._geom_shift = torch.stack((sx, sy), -1).to(dev)
         self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=dev)
+        self._qpos0 = torch.as_tensor(m.qpos0, device=dev)
         # Actuators are per robot: fwd, lat, turn, in agent order.
         self._ctrl_idx = torch.tensor(
             [
@@ -254,7 +255,7 @@ class SoccerEnv(BatchedEnv):
             draw = self.draws(ids)
         hl = self.half_length[ids].unsqueeze(1)
         hw = self.half_width[ids].unsqueeze(1)
-        qpos = torch.as_tensor(self.mj_model.qpos0, device=self.device).repeat(k, 1)
+        qpos = self._qpos0.repeat(k, 1)
         for team in (0, 1):
             lane = (torch.arange(n, device=self.device) + 0.2 + 0.6 * draw.rand(n)) / n  # (0, 1)
             y = (2 * lane - 1) * (hw - 0.3)
@@ -276,8 +277,7 @@ class SoccerEnv(BatchedEnv):
         # ``fov`` memory: at kick-off every player knows where everything starts.
         A = self.num_agents
         self.ball_seen[ids] = qpos[:, b : b + 2].float().unsqueeze(1).expand(k, A, 2)
-        rq = self.robot_qadr.to(self.device).unsqueeze(1) + torch.arange(3, device=self.device)
-        self._robot_seen[ids] = qpos[:, rq].float().unsqueeze(1).expand(k, A, A, 3)
+        self._robot_seen[ids] = qpos[:, self._robot_q_idx].float().unsqueeze(1).expand(k, A, A, 3)
 
     # -- actions, rewards, observations --------------------------------------------------------
     def _apply_actions(self, actions: torch.Tensor) -> None:

@@ -76,3 +76,31 @@ def test_a_start_that_moves_the_shared_generator_goes_by_index():
     env.replay_failed_starts(0.5)
     assert not env.masked_resets
     env.close()
+
+
+@pytest.mark.slow
+def test_resets_by_mask_on_the_warp_backend_match_resets_by_index():
+    # MuJoCo Warp on Warp's CPU device: the reset of a mask of worlds in place (Sim.reset) and the
+    # merge of the warp state views; the backend's own default is by mask.
+    def trace(masked: bool) -> list:
+        env = envs.make("soccer-1v1", num_envs=3, backend="warp", device="cpu", episode_seconds=0.4, on_goal="kickoff")
+        assert env.masked_resets
+        env.masked_resets = masked
+        env.reset(seed=1)
+        env.episode_length[:] = torch.tensor([0, 3, 6])
+        g = torch.Generator().manual_seed(0)
+        out = []
+        for t in range(24):
+            if t == 4:
+                b = env.ball_qadr
+                env.sim.qpos[1, b] = float(env.half_length[1]) + 0.2  # world 1: blue scores
+            obs, reward, term, trunc, info = env.step(torch.rand(3, 2, 3, generator=g) * 2 - 1)
+            out.append((obs["privileged"].clone(), reward, term | trunc, info["teleported"], env.sim.qpos.clone()))
+        env.close()
+        return out
+
+    a, b = trace(False), trace(True)
+    assert sum(int(s[2].sum()) for s in a) >= 6 and sum(int(s[3].sum()) for s in a) == 1
+    for t, (x, y) in enumerate(zip(a, b, strict=True)):
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            assert torch.equal(u, v), f"step {t}, item {i}"
