@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import types
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -125,7 +126,7 @@ class BatchedEnv(abc.ABC):
         )
         self.device = self.sim.device
         # Resets by mask (``step``): no host sync per step. The default where a sync costs (``warp``).
-        self.masked_resets = self.sim.backend != "cpu"
+        self._masked_resets = self.sim.backend != "cpu"
         # Every start a world draws comes from a stream of its own (``draws``), so that nothing
         # one world does changes another's draws. ``generator`` is for what is drawn for every
         # world at every step (sensor noise) and for curricula the worlds share by design.
@@ -141,10 +142,31 @@ class BatchedEnv(abc.ABC):
         self._scales: dict[str, float] | None = None
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
+        self.consts = types.SimpleNamespace()  # constant tensors of a task (index tables): not per-world state
 
     @property
     def num_agents(self) -> int:
         return len(self.agents)
+
+    @property
+    def masked_resets(self) -> bool:
+        """Whether ``step`` resets finished worlds by mask (no host sync) rather than by index; see the
+        class docstring. Setting it True where a task's starts or observations draw from the shared
+        ``generator`` (``masked_resets_refused``) is a ``ValueError``: the two paths would draw apart."""
+        return self._masked_resets
+
+    @masked_resets.setter
+    def masked_resets(self, value: bool) -> None:
+        why = self.masked_resets_refused()
+        if value and why:
+            raise ValueError(f"masked_resets: {why}")
+        self._masked_resets = bool(value)
+
+    def masked_resets_refused(self) -> str | None:
+        """Why this env cannot reset by mask, or None. A task whose resets or observations draw from the
+        shared ``generator`` says so here (a masked step observes every world twice, an index step only
+        when a world finished)."""
+        return None
 
     @property
     def num_diverged(self) -> int:
@@ -278,7 +300,9 @@ class BatchedEnv(abc.ABC):
         with no host sync: ``start`` runs for every world, then every per-world tensor (the sim's state
         and fields, the task's and its parts') keeps its old value where ``mask`` is False. A world's
         draws are keyed by its own count (``draws``), so the worlds that start draw what they would
-        have drawn alone. ``start`` must leave the shared ``generator`` alone."""
+        have drawn alone. ``start`` must leave the shared ``generator`` alone. Only the integration state
+        (``Sim.state_views``) of the other worlds is kept: a backend's reset also clears what egoteach's
+        envs never set (applied forces, mocap bodies), for every world."""
         before = {k: v.clone() for k, v in self._world_state().items()}
         start(torch.arange(self.num_envs, device=self.device))
         after = self._world_state()
@@ -293,6 +317,7 @@ class BatchedEnv(abc.ABC):
             else:
                 part, _, attr = name.partition(".")
                 setattr(getattr(self, part), attr, merged)
+        self.sim.version += 1  # the state moved (a task's cache of it keys on this)
 
     def _world_state(self) -> dict[str, torch.Tensor]:
         """Every per-world tensor the env's future depends on, live (not copies), ``[W, ...]``:
@@ -332,9 +357,15 @@ class BatchedEnv(abc.ABC):
         return snap
 
     def _world_tensors(self) -> dict[str, torch.Tensor]:
-        """The task's per-world tensor attributes (``[W, ...]``) by name."""
+        """The task's per-world tensor attributes (``[W, ...]``, on the env's device) by name. A task keeps
+        the constant index tensors it adds in ``self.consts``, where a length that happens to equal W does
+        not make them per-world."""
         W = self.num_envs
-        return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == W}
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == W and v.device == self.device
+        }
 
     def _held_names(self) -> frozenset[str]:
         """Names of the per-world tensors the env holds from one step to the next: those it had

@@ -117,6 +117,7 @@ class EgoPushEnv(BatchedEnv):
         self.memory = KeypointMemory(W, B + 1 + self.n_placed, cfg.memory_seconds, self.control_dt, dev)
         self._room = self._unit_square * cfg.arena_half  # room corners (``room_keypoints``) [4, 2]
         self.start_replay: FailedStartReplay | None = None  # a training curriculum: replay_failed_starts
+        self._masked_resets = self._masked_resets and self.masked_resets_refused() is None
         p_dim = 12 * (3 + self.n_slots) + 5 + (3 * KP if cfg.room_keypoints else 0)
         box = gym.spaces.Box
         self.observation_spaces = {
@@ -138,9 +139,9 @@ class EgoPushEnv(BatchedEnv):
         jv = lambda n: int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])  # noqa: E731
         self.robot_qadr, self.robot_vadr = jq("robot_x"), jv("robot_x")
         self.box_qadr = torch.tensor([jq(f"box{i}_x") for i in range(B)], device=self.device)
-        self._box_q_idx = (self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)).flatten()  # [3B]
+        self.consts.box_q_idx = (self.box_qadr.unsqueeze(1) + torch.arange(3, device=self.device)).flatten()  # [3B]
         self.box_qadr_list = [jq(f"box{i}_x") for i in range(B)]  # the same as ints: no device read per start
-        self.qpos0 = torch.as_tensor(m.qpos0, device=self.device)
+        self.consts.qpos0 = torch.as_tensor(m.qpos0, device=self.device)
         self.region_geom = m.geom("goal_region").id
         act = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n)  # noqa: E731
         self._ctrl_idx = torch.tensor([act("robot_fwd"), act("robot_turn")], device=self.device)
@@ -222,7 +223,7 @@ class EgoPushEnv(BatchedEnv):
     def _raw_state(self) -> dict[str, torch.Tensor]:
         q, v = self.sim.qpos, self.sim.qvel
         r = self.robot_qadr
-        boxes = q.index_select(1, self._box_q_idx).float().view(self.num_envs, -1, 3)  # [W, B, 3]
+        boxes = q.index_select(1, self.consts.box_q_idx).float().view(self.num_envs, -1, 3)  # [W, B, 3]
         rv = v[:, self.robot_vadr : self.robot_vadr + 3].float()
         yaw = q[:, r + 2].float()
         c, s = torch.cos(yaw), torch.sin(yaw)
@@ -277,8 +278,15 @@ class EgoPushEnv(BatchedEnv):
         """Train with failed-start replay (``envs.egopush.start_replay``): from the next reset on,
         timed-out starts come round again with ``probability``; ``info["replayed"]`` marks them. Its
         draws come from the shared generator, so resets go by index from then on (``masked_resets``)."""
-        self.masked_resets = False
+        self._masked_resets = False
         self.start_replay = FailedStartReplay(probability, self.num_envs, self.mj_model.nq, self.device)
+
+    def masked_resets_refused(self) -> str | None:
+        if self.start_replay is not None:
+            return "failed-start replay draws its starts from the shared generator"
+        if self.cfg.wheel_noise > 0:
+            return "wheel_noise draws from the shared generator at every observation"
+        return None
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         k, draw = len(ids), self.draws(ids)

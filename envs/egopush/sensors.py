@@ -27,10 +27,10 @@ def identity_order(draw: WorldDraws, n_boxes: int, goal_task: bool) -> torch.Ten
     boxes in a random order kept through the episode; -1 for an object no layer shows (a
     formation's hidden region)."""
     k, device = len(draw), draw.device
-    others = list(range(n_boxes)) if goal_task else list(range(1, n_boxes))
-    rank = draw.rand(len(others)).argsort(1).argsort(1)
+    first = 0 if goal_task else 1  # the boxes other than the anchor: first .. n_boxes - 1
+    rank = draw.rand(n_boxes - first).argsort(1).argsort(1)
     table = torch.full((k, n_boxes + 1), -1, dtype=torch.long, device=device)
-    table[:, torch.tensor(others, device=device)] = rank + 1
+    table[:, first:n_boxes] = rank + 1
     table[:, n_boxes if goal_task else 0] = 0
     return table
 

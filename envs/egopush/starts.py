@@ -41,7 +41,7 @@ def sample_start(env: Any, draw: WorldDraws) -> tuple[torch.Tensor, torch.Tensor
     ``qpos`` ``[k, nq]`` and the anchor's centre ``[k, 2]`` (the marked region's in the goal task)."""
     cfg, B, k = env.cfg, env.cfg.n_boxes, len(draw)
     rand = draw.rand
-    qpos = env.qpos0.repeat(k, 1)
+    qpos = env.consts.qpos0.repeat(k, 1)
     # The formation, plus room for the robot to work round its outer boxes, fits in the room.
     reach = env.formation_reach + scene.BOX_HALF + 0.7
     lim_anchor = max(0.1, cfg.arena_half - reach)

@@ -79,14 +79,18 @@ class SoccerEnv(BatchedEnv):
         opps = [[j for j in range(A) if j // n != a // n] for a in range(A)]
         self._mates = torch.tensor(mates, dtype=torch.long, device=dev).view(A, n - 1)
         self._opps = torch.tensor(opps, dtype=torch.long, device=dev)
-        self._others = torch.cat((self._mates, self._opps), 1)  # [A, A - 1]: teammates, then opponents
-        self._order = torch.cat((torch.arange(A, device=dev).unsqueeze(1), self._others), 1)  # own robot first
-        self._observers = torch.arange(A, device=dev).unsqueeze(1)
+        self.consts.others = torch.cat((self._mates, self._opps), 1)  # [A, A - 1]: teammates, then opponents
+        self.consts.order = torch.cat(
+            (torch.arange(A, device=dev).unsqueeze(1), self.consts.others), 1
+        )  # own robot first
+        self.consts.observers = torch.arange(A, device=dev).unsqueeze(1)
         # Landmarks in the team frame: opponent goal, own goal, 4 corners, as multiples of (hl, hw).
-        self._landmark_sign = torch.tensor([[1, 0], [-1, 0], [1, 1], [1, -1], [-1, 1], [-1, -1]], device=dev).float()
+        self.consts.landmark_sign = torch.tensor(
+            [[1, 0], [-1, 0], [1, 1], [1, -1], [-1, 1], [-1, -1]], device=dev
+        ).float()
         # Team frame: team 1 sees the world turned by 180 degrees.
         self._flip = torch.tensor([1.0] * n + [-1.0] * n, device=dev)
-        self._turn = (self._flip < 0).float() * math.pi  # added to a yaw in team 1's frame
+        self.consts.turn = (self._flip < 0).float() * math.pi  # added to a yaw in team 1's frame
         p_dim, c_dim = 16 + 12 * n + self.appended_dims("privileged", {"observability": "global"}), 14 * n + 7
         # ``fov`` memory: per observer, each object's world pose when last seen (ball: x, y; robots:
         # x, y, yaw) and whether it is in view now.
@@ -161,8 +165,8 @@ class SoccerEnv(BatchedEnv):
         self.ball_vadr = int(m.jnt_dofadr[jid("ball")])
         self.robot_qadr = torch.tensor([int(m.jnt_qposadr[jid(f"{a}_x")]) for a in self.agents])
         self.robot_vadr = torch.tensor([int(m.jnt_dofadr[jid(f"{a}_x")]) for a in self.agents])
-        self._robot_q_idx = (self.robot_qadr.unsqueeze(1) + torch.arange(3)).to(self.device)  # [A, 3]
-        self._robot_v_idx = (self.robot_vadr.unsqueeze(1) + torch.arange(3)).to(self.device)
+        self.consts.robot_q_idx = (self.robot_qadr.unsqueeze(1) + torch.arange(3)).to(self.device)  # [A, 3]
+        self.consts.robot_v_idx = (self.robot_vadr.unsqueeze(1) + torch.arange(3)).to(self.device)
         # Wall geoms move with the pitch: x shifts by sign_x * (hl_max - hl), y likewise.
         sx = torch.zeros(m.ngeom)
         sy = torch.zeros(m.ngeom)
@@ -175,7 +179,7 @@ class SoccerEnv(BatchedEnv):
         dev = self.device
         self._geom_shift = torch.stack((sx, sy), -1).to(dev)
         self._geom_pos0 = torch.as_tensor(m.geom_pos.copy(), device=dev)
-        self._qpos0 = torch.as_tensor(m.qpos0, device=dev)
+        self.consts.qpos0 = torch.as_tensor(m.qpos0, device=dev)
         # Actuators are per robot: fwd, lat, turn, in agent order.
         self._ctrl_idx = torch.tensor(
             [
@@ -216,8 +220,8 @@ class SoccerEnv(BatchedEnv):
         """Float32 world-frame state: robots ``pos [W, A, 2]``, ``yaw``, ``vel``, ``wz``; ball."""
         q = self.sim.qpos
         v = self.sim.qvel
-        robots_q = q[:, self._robot_q_idx].float()  # [W, A, 3]: x, y, yaw
-        robots_v = v[:, self._robot_v_idx].float()  # vx, vy, wz
+        robots_q = q[:, self.consts.robot_q_idx].float()  # [W, A, 3]: x, y, yaw
+        robots_v = v[:, self.consts.robot_v_idx].float()  # vx, vy, wz
         b = self.ball_qadr
         bv = self.ball_vadr
         return {
@@ -255,7 +259,7 @@ class SoccerEnv(BatchedEnv):
             draw = self.draws(ids)
         hl = self.half_length[ids].unsqueeze(1)
         hw = self.half_width[ids].unsqueeze(1)
-        qpos = self._qpos0.repeat(k, 1)
+        qpos = self.consts.qpos0.repeat(k, 1)
         for team in (0, 1):
             lane = (torch.arange(n, device=self.device) + 0.2 + 0.6 * draw.rand(n)) / n  # (0, 1)
             y = (2 * lane - 1) * (hw - 0.3)
@@ -277,7 +281,7 @@ class SoccerEnv(BatchedEnv):
         # ``fov`` memory: at kick-off every player knows where everything starts.
         A = self.num_agents
         self.ball_seen[ids] = qpos[:, b : b + 2].float().unsqueeze(1).expand(k, A, 2)
-        self._robot_seen[ids] = qpos[:, self._robot_q_idx].float().unsqueeze(1).expand(k, A, A, 3)
+        self._robot_seen[ids] = qpos[:, self.consts.robot_q_idx].float().unsqueeze(1).expand(k, A, A, 3)
 
     # -- actions, rewards, observations --------------------------------------------------------
     def _apply_actions(self, actions: torch.Tensor) -> None:
@@ -290,8 +294,8 @@ class SoccerEnv(BatchedEnv):
         wz)`` ``[A, 3, W]``, the ball's ``(x, y)`` and ``(vx, vy)`` ``[2, W]``."""
         A, W = self.num_agents, self.num_envs
         q, v = self.sim.qpos.T, self.sim.qvel.T  # [nq, W]
-        rq = q.index_select(0, self._robot_q_idx.flatten()).float().view(A, 3, W)
-        rv = v.index_select(0, self._robot_v_idx.flatten()).float().view(A, 3, W)
+        rq = q.index_select(0, self.consts.robot_q_idx.flatten()).float().view(A, 3, W)
+        rv = v.index_select(0, self.consts.robot_v_idx.flatten()).float().view(A, 3, W)
         b, bv = self.ball_qadr, self.ball_vadr
         return rq, rv, q[b : b + 2].float(), v[bv : bv + 2].float()
 
@@ -339,11 +343,11 @@ class SoccerEnv(BatchedEnv):
         rq, rv, ball, ball_vel = self._state_t()
         x, y, yaw = rq[:, 0], rq[:, 1], rq[:, 2]  # [A, W]
         c, si = torch.cos(yaw).unsqueeze(1), torch.sin(yaw).unsqueeze(1)  # [A, 1, W]
-        oq = rq.index_select(0, self._others.flatten()).view(A, K, 3, W)  # teammates, then opponents
-        ov = rv.index_select(0, self._others.flatten()).view(A, K, 3, W)
+        oq = rq.index_select(0, self.consts.others.flatten()).view(A, K, 3, W)  # teammates, then opponents
+        ov = rv.index_select(0, self.consts.others.flatten()).view(A, K, 3, W)
         f = self._flip.view(A, 1, 1)
         hl, hw = self.half_length, self.half_width  # [W]
-        sign = self._landmark_sign
+        sign = self.consts.landmark_sign
         lx, ly = hl * sign[:, :1] * f, hw * sign[:, 1:] * f  # [A, 6, W]: team-frame landmarks in the world
         ball_x, ball_y = ball[0].expand(A, 1, W), ball[1].expand(A, 1, W)
         # Points (ball, other robots, landmarks) and vectors (ball, own, other robots' velocities).
@@ -374,9 +378,11 @@ class SoccerEnv(BatchedEnv):
             ball_vel_ego = ball_vel_ego * seen.unsqueeze(1)
             height = scene.ROBOT_HEIGHT / 2 + 0.01
             seen_r = self._in_view_xy(ex[:, 1 : 1 + K], ey[:, 1 : 1 + K], height, scene.ROBOT_RADIUS)  # [A, K, W]
-            remembered = self._robot_seen[:, self._observers, self._others].permute(1, 2, 3, 0)  # [A, K, 3, W]
+            remembered = self._robot_seen[:, self.consts.observers, self.consts.others].permute(
+                1, 2, 3, 0
+            )  # [A, K, 3, W]
             mem = torch.where(seen_r.unsqueeze(2), oq, remembered)
-            self._robot_seen[:, self._observers, self._others] = mem.permute(3, 0, 1, 2)
+            self._robot_seen[:, self.consts.observers, self.consts.others] = mem.permute(3, 0, 1, 2)
             dx, dy = mem[:, :, 0] - x.unsqueeze(1), mem[:, :, 1] - y.unsqueeze(1)
             mvx, mvy = ov[:, :, 0] * seen_r, ov[:, :, 1] * seen_r
             rel_yaw = mem[:, :, 2] - yaw.unsqueeze(1)
@@ -392,9 +398,9 @@ class SoccerEnv(BatchedEnv):
             flags = (seen.float().unsqueeze(1), seen_r.float())  # ball, teammates, opponents in view
         privileged = torch.cat((ball_ego, ball_vel_ego, robots, marks, own_vel, prev, *flags), 1)
         # Critic: global state in the team frame, own robot first.
-        oq = rq.index_select(0, self._order.flatten()).view(A, A, 3, W)
-        ov = rv.index_select(0, self._order.flatten()).view(A, A, 3, W)
-        tyaw = oq[:, :, 2] + self._turn.view(A, 1, 1)
+        oq = rq.index_select(0, self.consts.order.flatten()).view(A, A, 3, W)
+        ov = rv.index_select(0, self.consts.order.flatten()).view(A, A, 3, W)
+        tyaw = oq[:, :, 2] + self.consts.turn.view(A, 1, 1)
         team = (
             oq[:, :, 0] * f,
             oq[:, :, 1] * f,

@@ -8,16 +8,19 @@ import torch
 import envs
 
 # 25 control steps per episode (soccer 0.04 s, egopush 0.05 s a step).
+EVERY_TERM = {"reward_scales": {"goal": 1.0, "vel_to_ball": 1.0, "ball_vel_to_goal": 1.0}}  # none scaled to 0
 CASES = {
-    "soccer-1v1": {"episode_seconds": 1.0},
-    "soccer-2v2-kickoff": {"episode_seconds": 1.0, "on_goal": "kickoff"},
+    "soccer-1v1": {"episode_seconds": 1.0, **EVERY_TERM},
+    "soccer-2v2-kickoff": {"episode_seconds": 1.0, "on_goal": "kickoff", **EVERY_TERM},
+    "soccer-2v2-fov": {"episode_seconds": 1.0, "observability": "fov", **EVERY_TERM},
     "egopush-line": {"episode_seconds": 1.25},
     "egopush-line-fov": {"episode_seconds": 1.25, "observability": "fov", "memory_seconds": 0.5},
+    "egopush-line-identity": {"episode_seconds": 1.25, "depth_layers": "identity", "wheel_slip": 0.1},
 }
 
 
 def _trace(case: str, masked: bool, steps: int = 60) -> list[tuple]:
-    name = case.removesuffix("-kickoff").removesuffix("-fov")
+    name = case.removesuffix("-kickoff").removesuffix("-fov").removesuffix("-identity")
     env = envs.make(name, num_envs=4, **CASES[case])
     env.masked_resets = masked
     env.reset(seed=3)
@@ -39,8 +42,10 @@ def _trace(case: str, masked: bool, steps: int = 60) -> list[tuple]:
             final = {k: v[done] for k, v in info["final_obs"].items()}
             final.update({f"state/{k}": v[done] for k, v in info["final_state"].items()})
             final["length"] = info["episode_length"][done]
-        extra = {k: info[k] for k in ("diverged", "teleported", "num_diverged") if k in info}
-        out.append((obs, reward, term, trunc, final, extra, env.sim.qpos.clone(), env.draw_count.clone()))
+        # Every other info entry (reward terms, scores, goals, stages, ...), and every per-world tensor.
+        extra = {k: v for k, v in info.items() if k not in ("final_obs", "final_state", "episode_length")}
+        held = {k: v.clone() for k, v in env._world_state().items()}
+        out.append((obs, reward, term, trunc, final, extra, held))
     env.close()
     return out
 
@@ -69,12 +74,28 @@ def test_resets_by_mask_give_the_same_episodes_as_by_index(case):
         _equal(a, b, f"step {t}")
 
 
-def test_a_start_that_moves_the_shared_generator_goes_by_index():
+def test_what_draws_from_the_shared_generator_goes_by_index():
     env = envs.make("egopush-line", num_envs=2, episode_seconds=0.5)
     assert not env.masked_resets  # the cpu default
     env.masked_resets = True
-    env.replay_failed_starts(0.5)
+    env.replay_failed_starts(0.5)  # its starts come from the shared generator
     assert not env.masked_resets
+    with pytest.raises(ValueError, match="masked_resets: failed-start replay"):
+        env.masked_resets = True
+    env.close()
+    noisy = envs.make("egopush-line", num_envs=2, wheel_noise=0.05)  # drawn at every observation
+    with pytest.raises(ValueError, match="masked_resets: wheel_noise"):
+        noisy.masked_resets = True
+    noisy.close()
+
+
+def test_constant_tables_are_not_per_world_state_when_their_length_is_w():
+    # soccer-2v2 has 4 agents: at W = 4 its [A, ...] index tables must not be saved, restored or merged as state.
+    env = envs.make("soccer-2v2", num_envs=4)
+    env.reset(seed=0)
+    names = set(env._world_state())
+    assert not any(k.startswith("task/consts") for k in names) and "task/score" in names
+    assert env.consts.order.shape == (4, 4) and not any("order" in k or "others" in k for k in names)
     env.close()
 
 
