@@ -75,7 +75,10 @@ def make_distill_env(
     **extra: Any,
 ) -> Any:
     """The teacher's env, rendering the student's camera (and with ``segmentation`` the
-    segmentation image; ``extra`` overrides its config)."""
+    segmentation image; ``extra`` overrides its config). Distillation reads no final frames, so a
+    step renders once, after its resets (``final_cameras`` off)."""
     _, meta = load_teacher(teacher_path)
     over = {**student_env_overrides(meta, segmentation), **extra}
-    return envs.make(meta["env"], num_envs=num_envs, backend=backend, device=device, **over)
+    env = envs.make(meta["env"], num_envs=num_envs, backend=backend, device=device, **over)
+    env.final_cameras = False
+    return env

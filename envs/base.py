@@ -143,6 +143,10 @@ class BatchedEnv(abc.ABC):
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
         self.consts = types.SimpleNamespace()  # constant tensors of a task (index tables): not per-world state
+        # Whether ``info["final_obs"]`` carries the camera groups. False: a step renders once, after its
+        # resets, and the final frames are not drawn (DAgger reads none).
+        self.final_cameras = True
+        self._render = True  # read by a task's ``_observe``: False leaves its cameras out
 
     @property
     def num_agents(self) -> int:
@@ -188,7 +192,12 @@ class BatchedEnv(abc.ABC):
 
     @abc.abstractmethod
     def _observe(self) -> Obs:
-        """Every observation group, ``[W, A, ...]``."""
+        """Every observation group, ``[W, A, ...]``; the camera groups (``_observe_cameras``) only while
+        ``self._render``."""
+
+    def _observe_cameras(self) -> Obs:
+        """The camera groups of the worlds' state now (none for an env without cameras)."""
+        return {}
 
     @abc.abstractmethod
     def _evaluate(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
@@ -274,7 +283,11 @@ class BatchedEnv(abc.ABC):
         info["reward_terms"] = scaled
         info["diverged"] = diverged
         info["num_diverged"] = self.divergences.sum()
-        obs = self._observe()
+        self._render = self.final_cameras
+        try:
+            obs = self._observe()
+        finally:
+            self._render = True
         done = terminated | truncated
         info.setdefault("teleported", torch.zeros(self.num_envs, dtype=torch.bool, device=self.device))
         if self.masked_resets:
@@ -284,7 +297,10 @@ class BatchedEnv(abc.ABC):
             self.reset_where(done, self._reset_worlds)
             self.episode_length.masked_fill_(done, 0)
             fresh = self._observe()
-            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), v, obs[k]) for k, v in fresh.items()}
+            obs = {
+                k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), v, obs[k]) if k in obs else v
+                for k, v in fresh.items()
+            }
         elif done.any():
             info["final_obs"] = obs
             info["final_state"] = self.sim.get_state()
@@ -293,6 +309,8 @@ class BatchedEnv(abc.ABC):
             self._reset_worlds(ids)
             self.episode_length[ids] = 0
             obs = self._observe()
+        elif not self.final_cameras:
+            obs.update(self._observe_cameras())
         return obs, reward, terminated, truncated, info
 
     def reset_where(self, mask: torch.Tensor, start: Any) -> None:

@@ -459,9 +459,12 @@ class EgoPushEnv(BatchedEnv):
             "critic": torch.cat(crit, -1)[:, None],
             "proprio": torch.cat((wheels, self.prev_action[:, 0]), -1)[:, None],
         }
-        if self.cfg.cameras:
-            obs.update(self._cameras(active))
+        if self._render:
+            obs.update(self._observe_cameras())
         return obs
+
+    def _observe_cameras(self) -> Obs:
+        return self._cameras(self.task_state()["active"]) if self.cfg.cameras else {}
 
     def _room_keypoints(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The room's corners ``[W, 12]`` as the actor is shown them (x, y zeroed where not shown,

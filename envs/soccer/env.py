@@ -429,9 +429,12 @@ class SoccerEnv(BatchedEnv):
         }
         if self.cfg.observability == "fov":  # the same layout as a global env's privileged group
             obs["privileged_global"] = torch.cat((*true, marks, own_vel, prev), 1).permute(2, 0, 1).contiguous()
-        if self.cfg.cameras:
-            obs.update(self._cameras())
+        if self._render:
+            obs.update(self._observe_cameras())
         return obs
+
+    def _observe_cameras(self) -> Obs:
+        return self._cameras() if self.cfg.cameras else {}
 
     # -- cameras ---------------------------------------------------------------------------------
     def _cameras(self) -> Obs:

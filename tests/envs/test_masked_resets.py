@@ -125,3 +125,44 @@ def test_resets_by_mask_on_the_warp_backend_match_resets_by_index():
     for t, (x, y) in enumerate(zip(a, b, strict=True)):
         for i, (u, v) in enumerate(zip(x, y, strict=True)):
             assert torch.equal(u, v), f"step {t}, item {i}"
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(
+    ("name", "over"), [("soccer-1v1", {"cameras": ("rgb",)}), ("egopush-line", {"cameras": ("depth_layers",)})]
+)
+def test_without_final_cameras_a_step_renders_once_and_observes_the_same(name, over, masked):
+    # final_cameras False (what DAgger uses): the same observations, one render per step, and final
+    # observations without the camera groups; with them, a step where a world ended renders twice.
+    traces, renders = [], []
+    for final in (True, False):
+        env = envs.make(name, num_envs=3, episode_seconds=0.25, camera_resolution=(16, 16), **over)
+        env.masked_resets, env.final_cameras = masked, final
+        count = [0]
+        render = env.render_cameras
+
+        def counted(*args, _render=render, _count=count):
+            _count[0] += 1
+            return _render(*args)
+
+        env.render_cameras = counted
+        env.reset(seed=2)
+        env.episode_length[:] = torch.tensor([0, 1, 2])
+        count[0] = 0
+        g = torch.Generator().manual_seed(0)
+        trace = []
+        for _ in range(12):
+            obs, reward, term, trunc, info = env.step(torch.rand(3, env.num_agents, env.act_dim, generator=g) * 2 - 1)
+            final_obs = info.get("final_obs", {})
+            trace.append((obs, reward, term | trunc, {k: v for k, v in final_obs.items() if v.dtype != torch.uint8}))
+            if not final:
+                assert not any(k in final_obs for k in ("camera", "depth_layers"))
+        env.close()
+        traces.append(trace)
+        renders.append(count[0])
+    assert renders[1] == 12  # once per step
+    assert renders[0] > 12  # episodes of 5-6 steps ended inside the window: twice on those steps
+    for t, (a, b) in enumerate(zip(*traces, strict=True)):
+        _equal(a[:3], b[:3], f"step {t}")
+        shared = a[3].keys() & b[3].keys()
+        _equal({k: a[3][k] for k in shared}, {k: b[3][k] for k in shared}, f"step {t} final")
