@@ -465,13 +465,13 @@ class BatchedEnv(abc.ABC):
         self, world: int = 0, camera: str = "overview", resolution: tuple[int, int] = (320, 240)
     ) -> np.ndarray:
         """One RGB frame ``[H, W, 3]`` uint8 of ``world`` from ``camera`` (any camera of the model)."""
-        from envs.render import BatchRenderer
+        from envs.render import BatchRenderer, WorldView
 
         if not 0 <= world < self.num_envs:
             raise ValueError(f"world must be in [0, {self.num_envs}), got {world}")
         key = (camera, tuple(resolution))
         if key not in self._viewers:
-            view = _WorldView(self, world)
+            view = WorldView(self, world)
             self._viewers[key] = (
                 view,
                 BatchRenderer(view, [camera], resolution, ("rgb",), self.per_world_fields, shards=1),
@@ -489,22 +489,3 @@ class BatchedEnv(abc.ABC):
             r.close()
         self._viewers.clear()
 
-
-class _WorldView:
-    """The part of the ``Sim`` interface a renderer reads, narrowed to one world of an env."""
-
-    def __init__(self, env: BatchedEnv, world: int) -> None:
-        self.env, self.world = env, world
-        self.model = env.mj_model
-        self.num_worlds = 1
-        self.device = torch.device("cpu")
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        return self.env.sim.qpos[self.world : self.world + 1].cpu()
-
-    def field(self, name: str) -> torch.Tensor:
-        return self.env.sim.field(name)[self.world : self.world + 1].cpu()
-
-    def warp_handles(self) -> None:
-        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -174,3 +175,23 @@ class BatchRenderer:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+
+
+class WorldView:
+    """The part of the ``Sim`` interface a renderer reads, narrowed to one world of an env."""
+
+    def __init__(self, env: Any, world: int) -> None:
+        self.env, self.world = env, world
+        self.model = env.mj_model
+        self.num_worlds = 1
+        self.device = torch.device("cpu")
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        return self.env.sim.qpos[self.world : self.world + 1].cpu()
+
+    def field(self, name: str) -> torch.Tensor:
+        return self.env.sim.field(name)[self.world : self.world + 1].cpu()
+
+    def warp_handles(self) -> None:
+        return None
