@@ -488,4 +488,3 @@ class BatchedEnv(abc.ABC):
         for _, r in self._viewers.values():
             r.close()
         self._viewers.clear()
-
