@@ -21,7 +21,7 @@ import torch
 from envs.base import BatchedEnv, Obs
 from envs.egopush import scene
 from envs.egopush.config import KP, EgoPushConfig
-from envs.egopush.sensors import depth_by_role, identity_order, wheel_readings
+from envs.egopush.sensors import camera_groups, camera_modalities, identity_order, role_table, wheel_readings
 from envs.egopush.start_replay import FailedStartReplay
 from envs.egopush.starts import sample_start
 from envs.egopush.tasks import target_offsets
@@ -487,34 +487,11 @@ class EgoPushEnv(BatchedEnv):
         mine, theirs = self.cfg.room_keypoints, bool(source_config.get("room_keypoints", False))
         return 3 * KP * (int(mine) - int(theirs))
 
-    def roles(self, active: torch.Tensor) -> torch.Tensor:
-        """``[W, B + 1]`` role index (0 active, 1 anchor, 2 obstacle) of each box and the region."""
-        W, B = self.num_envs, self.cfg.n_boxes
-        role = torch.full((W, B + 1), 2, dtype=torch.long, device=self.device)
-        if self.goal_task:
-            role[:, B] = 1
-        else:
-            role[:, 0] = 1
-            role[:, B] = -1
-        role[torch.arange(W, device=self.device), active] = 0
-        return role
-
     def _cameras(self, active: torch.Tensor) -> Obs:
-        mods = tuple(
-            m
-            for m, c in (("rgb", "rgb"), ("depth", "depth_layers"), ("segmentation", "depth_layers"))
-            if c in self.cfg.cameras
-        )
-        img = self.render_cameras(["robot_cam"], self.cfg.camera_resolution, tuple(dict.fromkeys(mods)))
-        out: Obs = {}
-        if "rgb" in img:
-            out["camera"] = img["rgb"]
-        if "depth_layers" in self.cfg.cameras:
-            obj = self._geom_object[img["segmentation"][:, 0, 0].long() + 1]  # [W, H, Wd] object index or -1
-            depth = img["depth"][:, 0, 0]
-            if self.cfg.depth_layers == "identity":
-                n = self.observation_spaces["depth_layers"].shape[0]
-                out["depth_layers"] = depth_by_role(depth, obj, self.identity, n)[:, None]
-            else:
-                out["depth_layers"] = depth_by_role(depth, obj, self.roles(active))[:, None]
-        return out
+        mods = camera_modalities(self.cfg.cameras)
+        img = self.render_cameras(["robot_cam"], self.cfg.camera_resolution, mods)
+        if self.cfg.depth_layers == "identity":
+            table, n = self.identity, self.observation_spaces["depth_layers"].shape[0]
+        else:
+            table, n = role_table(active, self.cfg.n_boxes, self.goal_task), 3
+        return camera_groups(img, self.cfg.cameras, self._geom_object, table, n)

@@ -21,6 +21,41 @@ def depth_by_role(depth: torch.Tensor, obj: torch.Tensor, roles: torch.Tensor, n
     return torch.stack([torch.where(role == r, depth, 0.0) for r in range(n)], 1)
 
 
+def role_table(active: torch.Tensor, n_boxes: int, goal_task: bool) -> torch.Tensor:
+    """``[W, B + 1]`` role index (0 active, 1 anchor, 2 obstacle, -1 none) of each box and the region,
+    for the active box ``active`` ``[W]``: the anchor is box 0, or the goal task's region."""
+    W, B = active.shape[0], n_boxes
+    role = torch.full((W, B + 1), 2, dtype=torch.long, device=active.device)
+    if goal_task:
+        role[:, B] = 1
+    else:
+        role[:, 0] = 1
+        role[:, B] = -1
+    role[torch.arange(W, device=active.device), active] = 0
+    return role
+
+
+def camera_modalities(cameras: tuple[str, ...]) -> tuple[str, ...]:
+    """The renderer's modalities that the config's ``cameras`` (``rgb``, ``depth_layers``) need."""
+    need = (("rgb", "rgb"), ("depth", "depth_layers"), ("segmentation", "depth_layers"))
+    return tuple(m for m, c in need if c in cameras)
+
+
+def camera_groups(
+    img: dict[str, torch.Tensor], cameras: tuple[str, ...], geom_object: torch.Tensor, table: torch.Tensor, n: int
+) -> dict[str, torch.Tensor]:
+    """The observation groups of one render of the robot's camera ``img`` (``BatchRenderer.render``)
+    for the config's ``cameras``: ``camera`` (RGB) and ``depth_layers`` split by ``table`` (roles or
+    identities, ``n`` layers, see ``depth_by_role``); ``geom_object`` maps a geom id + 1 to its object index or -1."""
+    out: dict[str, torch.Tensor] = {}
+    if "rgb" in img:
+        out["camera"] = img["rgb"]
+    if "depth_layers" in cameras:
+        obj = geom_object[img["segmentation"][:, 0, 0].long() + 1]  # [W, H, Wd] object index or -1
+        out["depth_layers"] = depth_by_role(img["depth"][:, 0, 0], obj, table, n)[:, None]
+    return out
+
+
 def identity_order(draw: WorldDraws, n_boxes: int, goal_task: bool) -> torch.Tensor:
     """``[k, n_boxes + 1]`` depth layer of each object (box ``i``, then the region) for the ``k``
     new episodes of ``draw``: the anchor (box 0, or the goal task's region) first, then the other
