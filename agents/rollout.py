@@ -54,6 +54,29 @@ class NoisyPolicy:
         episode_done(self.policy, done)
 
 
+class FallingEpsilon:
+    """A ``NoisyPolicy`` whose random share falls linearly from 1 to ``final`` as episodes finish,
+    reaching it after ``episodes`` of them: what a learner on its way to ``final`` would have seen
+    (a stand-in for a training run's replay buffer). Counted in finished episodes, not steps, so
+    that episodes ending early (a goal) do not leave the share high."""
+
+    def __init__(self, policy: Policy, final: float, episodes: int, seed: int = 0) -> None:
+        self.noisy = NoisyPolicy(policy, 0.0, 1.0, seed)
+        self.final, self.episodes, self.finished = final, max(1, episodes), 0
+
+    @property
+    def epsilon(self) -> float:
+        return 1.0 - (1.0 - self.final) * min(1.0, self.finished / self.episodes)
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.noisy.epsilon = self.epsilon
+        return self.noisy(obs)
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        self.finished += int(done.sum())
+        self.noisy.episode_done(done)
+
+
 def _rows(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
 

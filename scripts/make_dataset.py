@@ -5,12 +5,13 @@
 - ``medium``: the same with a share ``--medium-epsilon`` of random actions per agent and step
   (tuned so that its return is about half-way between random's and expert's);
 - ``medium-replay``: what a learner on the way to ``medium`` would have seen: the random share
-  falls from 1 to the medium's over the recording (a stand-in for a training run's replay buffer);
+  falls from 1 to the medium's as the recording's episodes finish (a stand-in for a training run's
+  replay buffer);
 - ``random``: uniform actions.
 
 In competitive envs the noise is on the learning team (the first half of the agents) only; the
 other team plays ``--opponent``. Each dataset's agent-steps and mean return are printed and kept in
-``<out>/datasets.json``.
+``<out>/datasets.json`` (beside what it already holds of other envs and qualities).
 
     python scripts/make_dataset.py --env mpe-spread --policy scripted --episodes 400 --out data
     python scripts/make_dataset.py --env soccer-2v2 --policy checkpoints/soccer-2v2-teacher-vs_scripted \\
@@ -20,21 +21,22 @@ other team plays ``--opponent``. Each dataset's agent-steps and mean return are 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 import tyro
 
 import envs
-from agents.policies import episode_done, make_policy
-from agents.rollout import NoisyPolicy, TeamPolicy, record
+from agents.policies import make_policy
+from agents.rollout import FallingEpsilon, NoisyPolicy, TeamPolicy, record
 from envs.config import to_dict
 from envs.io import write_json
 from envs.recording import Recording, RecordingWriter
 
 Quality = Literal["expert", "medium", "medium-replay", "random"]
+QUALITIES: tuple[str, ...] = ("expert", "medium", "medium-replay", "random")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,23 +60,8 @@ class MakeDataset:
     num_envs: int = 32
     """Worlds recorded at once."""
     seed: int = 0
-    """Seed of the worlds and the noise (each quality adds its index)."""
-
-
-class FallingEpsilon:
-    """``NoisyPolicy`` whose random share falls linearly from 1 to ``final`` over ``steps`` calls."""
-
-    def __init__(self, policy: object, final: float, steps: int, seed: int) -> None:
-        self.noisy = NoisyPolicy(policy, 0.0, 1.0, seed)
-        self.final, self.steps, self.calls = final, max(1, steps), 0
-
-    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        self.noisy.epsilon = 1.0 - (1.0 - self.final) * min(1.0, self.calls / self.steps)
-        self.calls += 1
-        return self.noisy(obs)
-
-    def episode_done(self, done: torch.Tensor) -> None:
-        episode_done(self.noisy, done)
+    """Seed of the worlds and the noise (each quality adds 1000 times its place in expert, medium,
+    medium-replay, random)."""
 
 
 def quality_policy(cfg: MakeDataset, quality: str, env: object, seed: int) -> object:
@@ -86,8 +73,7 @@ def quality_policy(cfg: MakeDataset, quality: str, env: object, seed: int) -> ob
         return expert
     if quality == "medium":
         return NoisyPolicy(expert, 0.0, cfg.medium_epsilon, seed=seed)
-    steps = -(-cfg.episodes // env.num_envs) * env.max_episode_steps  # calls until every world is done
-    return FallingEpsilon(expert, cfg.medium_epsilon, steps, seed)
+    return FallingEpsilon(expert, cfg.medium_epsilon, cfg.episodes, seed)
 
 
 def make_one(cfg: MakeDataset, quality: str, index: int) -> dict:
@@ -128,14 +114,18 @@ def main(cfg: MakeDataset) -> dict:
     if cfg.env not in envs.registered():
         raise SystemExit(f"unknown env {cfg.env!r}; registered: {envs.registered()}")
     summary: dict = {}
-    for i, quality in enumerate(cfg.qualities):
-        summary[quality] = make_one(cfg, quality, i)
+    index = cfg.out / "datasets.json"
+    known = json.loads(index.read_text()) if index.exists() else {}
+    for quality in cfg.qualities:
+        # A quality's seed depends on the quality alone, not on which others were asked for.
+        summary[quality] = make_one(cfg, quality, QUALITIES.index(quality))
         s = summary[quality]
         print(
             f"{cfg.env}-{quality}: {s['episodes']} episodes, {s['agent_steps']:,} agent-steps, "
             f"mean return {s['mean_return']:.2f} (std {s['std_return']:.2f})"
         )
-        write_json(cfg.out / "datasets.json", {cfg.env: summary})
+        known[cfg.env] = {**known.get(cfg.env, {}), **summary}  # other envs and qualities are kept
+        write_json(index, known)
     return summary
 
 

@@ -1,7 +1,7 @@
 """The CoFlow results table (markdown) from the evaluation JSONs that ``coflow_cpu_results.sh``
 writes: one row per algorithm and dataset, the mean and standard deviation over training seeds of
-each seed's mean return (``eval.py``, 100 episodes each), each seed's figure, success, landmark
-coverage and the dataset's own mean return (``make_dataset.py``'s ``datasets.json``); then the rows
+each seed's mean return (``eval.py``, 100 episodes each), each seed's figure, success (soccer: the win
+rate), landmark coverage and the dataset's own mean return (``make_dataset.py``'s ``datasets.json``); then the rows
 of the ``k`` sweep and the ``alpha`` dose-response (``eval_coflow.py``'s JSONs), where present.
 
     python scripts/experiments/coflow_table.py --results runs/results --datasets data/datasets.json
@@ -46,7 +46,8 @@ def row(algo: str, quality: str, by_seed: dict[int, dict], data_mean: float | No
     returns = [by_seed[s]["mean_return"] for s in sorted(by_seed)]
     sd = statistics.stdev(returns) if len(returns) > 1 else float("nan")
     each = ", ".join(f"{r:.2f}" for r in returns)
-    success = statistics.mean(by_seed[s]["success_rate"] for s in by_seed)
+    key = "win_rate" if "win_rate" in by_seed[min(by_seed)] else "success_rate"  # soccer: wins
+    success = statistics.mean(by_seed[s][key] for s in by_seed)
     cover = [by_seed[s]["coverage"] for s in by_seed if "coverage" in by_seed[s]]
     cov = f"{statistics.mean(cover):.3f}" if cover else "-"
     data = f"{data_mean:.2f}" if data_mean is not None else "-"
@@ -75,7 +76,7 @@ def sweep(path: Path) -> list[str]:
 def main(cfg: Table) -> None:
     means = json.loads(cfg.datasets.read_text()).get(cfg.env, {}) if cfg.datasets.exists() else {}
     head = ("algorithm", "dataset", "dataset mean return", "seeds", "mean return ± std over seeds", "per seed")
-    print("| " + " | ".join((*head, "success", "coverage")) + " |")
+    print("| " + " | ".join((*head, "success (soccer: wins)", "coverage")) + " |")
     print("|---|---|---|---|---|---|---|---|")
     order = {"expert": 0, "medium": 1, "medium-replay": 2, "random": 3}
     for (algo, quality), by_seed in sorted(runs(cfg.results).items(), key=lambda kv: (order[kv[0][1]], kv[0][0])):
