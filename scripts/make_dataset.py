@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import tyro
@@ -36,7 +36,7 @@ from envs.io import write_json
 from envs.recording import Recording, RecordingWriter
 
 Quality = Literal["expert", "medium", "medium-replay", "random"]
-QUALITIES: tuple[str, ...] = ("expert", "medium", "medium-replay", "random")
+QUALITIES: tuple[str, ...] = get_args(Quality)  # their order sets each quality's seed
 
 
 @dataclasses.dataclass(frozen=True)
