@@ -139,7 +139,7 @@ class BatchedEnv(abc.ABC):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), dtype=np.float32)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.per_world_fields = per_world_fields
-        self._scales: dict[str, float] | None = None
+        self._scales: tuple[tuple[str, ...], torch.Tensor] | None = None  # term names, their scales
         self._renderer = None
         self._viewers: dict[Any, Any] = {}
         self.consts = types.SimpleNamespace()  # constant tensors of a task (index tables): not per-world state
@@ -270,11 +270,14 @@ class BatchedEnv(abc.ABC):
         diverged = self.sim.step().to(self.device)
         self.episode_length += 1
         terms, terminated, info = self._evaluate()
-        if self._scales is None:
-            self._scales = self.reward_scales()
-        scales = self._scales
-        scaled = {k: v * scales[k] for k, v in terms.items()}
-        reward = torch.stack(list(scaled.values())).sum(0)
+        if self._scales is None or self._scales[0] != tuple(terms):
+            scales = self.reward_scales()
+            self._scales = (tuple(terms), torch.tensor([scales[k] for k in terms], device=self.device))
+        # Every term times its scale in one op (the same floats as term by term), summed in term order.
+        stacked = torch.stack(list(terms.values()))  # [terms, W, A]
+        scaled_all = stacked * self._scales[1].view(-1, *[1] * (stacked.dim() - 1))
+        scaled = dict(zip(terms, scaled_all.unbind(0), strict=True))
+        reward = scaled_all.sum(0)
         # A failed world's state means nothing: no reward from it, end its episode.
         reward = reward.masked_fill(diverged[:, None], 0.0)
         terminated = terminated & ~diverged
