@@ -35,6 +35,10 @@ class CoFlowConfig:
     """GroupNorm groups (divides every level's channels)."""
     emb_dim: int = 64
     """Size of the (r, t) time embedding and of the return embedding that is added to it."""
+    residual: bool = False
+    """Plan the change from the current observation: steps 1.. of a plan are ``(o_h - o_0) /
+    delta_std`` (normalised observations; ``delta_std`` per feature from the dataset), step 0 the
+    current observation itself; False: every step is the observation (the paper's plan)."""
     cva: bool = True
     """Coordinated Velocity Attention across agents at the bottleneck and every skip connection;
     False: the agents are planned independently (the CVA-off ablation)."""

@@ -123,6 +123,23 @@ class SegmentDataset:
         self.obs_std = np.maximum(real.std(0), 1e-3).astype(np.float32)  # constant features stay finite
         self.episode_returns = np.array([ep["rewards"][:, ids].sum(0).mean() for ep in episodes])
 
+    def delta_std(self) -> np.ndarray:
+        """``[D]``: per feature, the std of ``(o_{s+h} - o_s) / obs_std`` over every real start ``s``
+        and ``h`` in ``1 .. H-1`` within its episode (the scale of a residual plan's steps)."""
+        D = self.obs_dim
+        count, total, total_sq = 0, np.zeros(D), np.zeros(D)
+        for e, T in enumerate(self.ep_len):
+            o = self.obs[e, : int(T) + 1] / self.obs_std  # [T + 1, A, D]
+            for h in range(1, min(self.horizon, int(T) + 1)):
+                d = (o[h:] - o[:-h]).reshape(-1, D).astype(np.float64)
+                count += len(d)
+                total += d.sum(0)
+                total_sq += (d**2).sum(0)
+        if count == 0:
+            return np.ones(D, dtype=np.float32)
+        var = total_sq / count - (total / count) ** 2
+        return np.maximum(np.sqrt(np.maximum(var, 0.0)), 1e-3).astype(np.float32)
+
     @property
     def n_agents(self) -> int:
         return self.obs.shape[2]

@@ -36,6 +36,8 @@ class CoFlowModel(nn.Module):
         self.cfg, self.obs_dim, self.act_dim, self.n_agents = cfg, obs_dim, act_dim, n_agents
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
+        if cfg.residual:
+            self.register_buffer("delta_std", torch.ones(obs_dim))
         if cfg.algo == "bc":
             self.bc = AgentMLP(obs_dim, cfg.id_hidden, act_dim)
         else:
@@ -49,13 +51,20 @@ class CoFlowModel(nn.Module):
     def normalise(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
 
+    def to_plan(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised trajectories ``[B, H, A, D]`` as the planner generates them (``cfg.residual``:
+        steps 1.. as scaled changes from step 0)."""
+        if not self.cfg.residual:
+            return x
+        return torch.cat((x[:, :1], (x[:, 1:] - x[:, :1]) / self.delta_std), 1)
+
     def loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss of one batch, and its parts for logging (``loss/flow``, ``loss/action``)."""
         obs = self.normalise(batch.obs)
         if self.cfg.algo == "bc":
             act = nn.functional.mse_loss(self.bc(obs[:, 0]), batch.actions[:, 0])
             return self.cfg.action_weight * act, {"loss/action": act.item()}
-        flow = flow_loss(self.unet, obs, batch.returns, self.cfg, generator)
+        flow = flow_loss(self.unet, self.to_plan(obs), batch.returns, self.cfg, generator)
         act = inverse_dynamics_loss(self.inv, obs, batch.actions, batch.valid)
         return flow + self.cfg.action_weight * act, {"loss/flow": flow.item(), "loss/action": act.item()}
 
@@ -77,12 +86,18 @@ class CoFlowModel(nn.Module):
         kw = {"steps": cfg.sample_steps, "guidance": cfg.guidance, "mean_flow": cfg.mean_flow, "generator": generator}
         if not cfg.decentralised:
             mask = torch.ones(W, A, dtype=torch.bool, device=x.device)
-            return sample_plan(self.unet, x, mask, cfg.horizon, target, **kw)[:, 1]
+            return self._next(sample_plan(self.unet, x, mask, cfg.horizon, target, **kw))
         # Plan (w, i) is agent i's in world w: given its own observation only.
         own = torch.eye(A, dtype=torch.bool, device=x.device).repeat(W, 1)  # [W*A, A]
         given = x.repeat_interleave(A, 0)
         plans = sample_plan(self.unet, given, own, cfg.horizon, target.repeat_interleave(A, 0), **kw)
-        return plans[:, 1].view(W, A, A, D).diagonal(dim1=1, dim2=2).permute(0, 2, 1)
+        return self._next(plans).view(W, A, A, D).diagonal(dim1=1, dim2=2).permute(0, 2, 1)
+
+    def _next(self, plan: torch.Tensor) -> torch.Tensor:
+        """The next observation ``[B, A, D]`` (normalised) of plans ``[B, H, A, D]`` from the sampler."""
+        if self.cfg.residual:
+            return plan[:, 0] + plan[:, 1] * self.delta_std
+        return plan[:, 1]
 
 
 class CoFlowPolicy:

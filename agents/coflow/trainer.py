@@ -103,6 +103,8 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             self.model = CoFlowModel(model_cfg, dataset.obs_dim, dataset.act_dim, dataset.n_agents)
         self.model.set_normaliser(torch.from_numpy(dataset.obs_mean), torch.from_numpy(dataset.obs_std))
+        if model_cfg.residual:
+            self.model.delta_std.copy_(torch.from_numpy(dataset.delta_std()))
         self.ema = copy.deepcopy(self.model).eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.world_size, self.rank = distributed.world_size(), distributed.rank()

@@ -123,15 +123,39 @@ def test_coflow_c_conditions_every_agent_on_every_observation():
     torch.testing.assert_close(a[1], b[1], rtol=0, atol=1e-6)  # worlds stay apart
 
 
+def test_delta_std_is_the_spread_of_changes_within_episodes_by_hand(tmp_path):
+    ds = SegmentDataset(write_recording(tmp_path / "rec"), horizon=4)
+    # Feature 0 is the step t: changes h = 1..3 from every start, within an episode of T steps.
+    changes = [h for T in (3, 5) for h in range(1, 4) for _ in range(T + 1 - h) for _a in range(2)]
+    expected = np.std(np.array(changes) / ds.obs_std[0])
+    got = ds.delta_std()
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+    assert got[1] == got[2] == np.float32(1e-3)  # constant within an episode: floored, not 0
+
+
+def test_a_residual_plan_is_the_change_from_the_current_observation():
+    model = small_model("coflow-c", residual=True)
+    model.delta_std.copy_(torch.tensor([0.5, 2.0, 4.0]))
+    x = torch.randn(5, 4, 3, 3)
+    plan = model.to_plan(x)
+    assert torch.equal(plan[:, 0], x[:, 0])  # the current observation itself (in-painted)
+    torch.testing.assert_close(plan[:, 2], (x[:, 2] - x[:, 0]) / model.delta_std)
+    torch.testing.assert_close(model._next(plan), x[:, 1])  # and back: the next observation
+    assert torch.equal(small_model("coflow-c")._next(x), x[:, 1])  # the plain plan holds it as it is
+
+
 def fake_env(name="mpe-spread", obs_dim=3, act_dim=2):
     space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
     return SimpleNamespace(name=name, observation_spaces={"privileged": space}, act_dim=act_dim, device="cpu")
 
 
-@pytest.mark.parametrize("algo", ["coflow-c", "coflow-d", "bc", "flow"])
-def test_a_checkpoint_round_trips_through_make_policy(tmp_path, algo):
-    model = small_model(algo, flow_steps=3)
+@pytest.mark.parametrize("algo,residual", [("coflow-c", False), ("coflow-d", False), ("bc", False), ("flow", False),
+                                           ("coflow-c", True)])  # fmt: skip
+def test_a_checkpoint_round_trips_through_make_policy(tmp_path, algo, residual):
+    model = small_model(algo, flow_steps=3, residual=residual)
     model.set_normaliser(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 4.0]))
+    if residual:
+        model.delta_std.copy_(torch.tensor([0.5, 2.0, 4.0]))  # saved and loaded with the rest
     save_model(tmp_path / "ck", model, "mpe-spread", {"n_agents": 3}, return_scale=7.0, dataset="x")
     policy = make_policy(tmp_path / "ck", fake_env())
     obs = torch.randn(2, 3, 3)
