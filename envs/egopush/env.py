@@ -125,8 +125,9 @@ class EgoPushEnv(BatchedEnv):
         halves = torch.tensor([scene.BOX_HALF] * B + [anchor_half, scene.BOX_HALF], device=dev)
         self.consts.square = self._unit_square * halves[:, None, None]  # [B + 2, 4, 2]
         self.consts.square_flip = self.consts.square.flip(-1) * _sign(dev)
-        self._minus_ones = -torch.ones(W, 1, device=dev)  # the time term
-        self._odd_col = torch.tensor([[False, True]], device=dev)  # approach, progress: which stage parity
+        # Constants of the step (in ``consts``: a [W, ...] attribute would count as per-world state).
+        self.consts.minus_ones = -torch.ones(W, 1, device=dev)  # the time term
+        self.consts.odd_col = torch.tensor([[False, True]], device=dev)  # approach, progress: which stage parity
         self.stage = torch.zeros(W, dtype=torch.long, device=dev)
         # Options a robot's sensors add (off by default, and then absent: nothing drawn, nothing saved):
         # each object's depth layer by identity, drawn per episode; each wheel's reading scale.
@@ -402,14 +403,14 @@ class EgoPushEnv(BatchedEnv):
         self.reached |= reached_now
         # Approach in a reach stage, progress in a place stage, none at a change: [W, 2] at once.
         odd = (self.stage % 2 == 1).unsqueeze(1)
-        shaping = torch.where((odd == self._odd_col) & ~changed.unsqueeze(1), self._prev_dist - dist, 0.0)
+        shaping = torch.where((odd == self.consts.odd_col) & ~changed.unsqueeze(1), self._prev_dist - dist, 0.0)
         self._prev_dist = dist
         terms = {
             "stage": stage_reward[:, None],
             "success": success[:, None].float(),
             "approach": shaping[:, :1],
             "progress": shaping[:, 1:],
-            "time": self._minus_ones,
+            "time": self.consts.minus_ones,
             "anchor": -(s["anchor_pos"] - self._anchor_before).norm(dim=-1, keepdim=True),
             "knock": -(self._placed_before > placed).sum(1, keepdim=True).float(),
         }

@@ -167,3 +167,27 @@ def test_restore_takes_whole_snapshots_of_every_age():
     with pytest.raises(ValueError, match="missing"):
         env.restore(_stepped("soccer-1v1").snapshot())
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "held"),
+    [
+        (
+            "egopush-line",
+            "_ones_kp _prev_dist _w best_stage divergences draw_count episode_length path_length prev_action reached "
+            "region stage stage_steps",
+        ),
+        (
+            "soccer-2v2",
+            "_robot_seen ball_seen divergences draw_count episode_length half_length half_width prev_action score",
+        ),
+    ],
+)
+def test_the_state_a_snapshot_holds_is_pinned_so_saved_runs_resume(name, held):
+    # A training run's checkpoint holds an env snapshot, and restore refuses one that misses a held tensor:
+    # a [W, ...] attribute added to a task breaks every saved run's --resume. Constants go in env.consts.
+    env = envs.make(name, num_envs=5)  # 5: no index table of these envs happens to have W rows
+    env.reset(seed=0)
+    env.step(torch.zeros(5, env.num_agents, env.act_dim))
+    assert sorted(env._held_names()) == held.split()
+    env.close()
