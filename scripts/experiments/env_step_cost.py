@@ -16,11 +16,13 @@ does not fit the observation), staggered episode ends, goals and successes:
 
     python scripts/experiments/env_step_cost.py work --env egopush-line
     python scripts/experiments/env_step_cost.py ops --env soccer-2v2
-    git worktree add /tmp/old HEAD~1 && (cd /tmp/old && python /path/to/env_step_cost.py capture /tmp/old.pt)
+    git worktree add /tmp/old HEAD~1
+    (cd /tmp/old && PYTHONPATH=. python scripts/experiments/env_step_cost.py capture /tmp/old.pt)
     python scripts/experiments/env_step_cost.py capture /tmp/new.pt
     python scripts/experiments/env_step_cost.py compare /tmp/old.pt /tmp/new.pt
 
-``capture`` imports the env from the working directory, so run it from each checkout in turn.
+``PYTHONPATH=.`` makes ``capture`` import the env of the checkout it runs in (the installed
+package may point at another).
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.getcwd())
 
 CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "checkpoints")
 
