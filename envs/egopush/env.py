@@ -21,33 +21,12 @@ import torch
 from envs.base import BatchedEnv, Obs
 from envs.egopush import scene
 from envs.egopush.config import KP, EgoPushConfig
+from envs.egopush.plane import keypoint_tables, rot, row
 from envs.egopush.sensors import camera_groups, camera_modalities, identity_order, role_table, wheel_readings
 from envs.egopush.start_replay import FailedStartReplay
 from envs.egopush.starts import sample_start
 from envs.egopush.tasks import target_offsets
 from envs.egopush.view import CameraView, KeypointMemory
-
-
-def _row(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-    """``x[w, i[w]]`` for every world ``w``: ``x`` ``[W, N, D]``, ``i`` long ``[W]`` -> ``[W, D]``."""
-    return x.gather(1, i.view(-1, 1, 1).expand(-1, 1, x.shape[2])).squeeze(1)
-
-
-_SIGNS: dict[torch.device, torch.Tensor] = {}
-
-
-def _sign(device: torch.device) -> torch.Tensor:
-    """``(-1, 1)`` on ``device``: ``flip(v) * sign`` turns ``(x, y)`` a quarter turn to ``(-y, x)``."""
-    if device not in _SIGNS:
-        _SIGNS[device] = torch.tensor([-1.0, 1.0], device=device)
-    return _SIGNS[device]
-
-
-def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Rotate ``[..., 2]`` vectors by the angle with cosine ``c`` and sine ``s`` (broadcast against
-    ``v[..., 0]``): ``(c x - s y, s x + c y)``, computed as ``v c + flip(v) (-s, s)`` (the same floats:
-    negation is exact and the sums only change order of two terms), in 5 ops instead of 11."""
-    return v * c.unsqueeze(-1) + v.flip(-1) * (s.unsqueeze(-1) * _sign(v.device))
 
 
 class EgoPushEnv(BatchedEnv):
@@ -101,30 +80,18 @@ class EgoPushEnv(BatchedEnv):
         if not self.goal_task:
             self.n_slots = B - 2
         self._init_indices()
-        self._w = torch.arange(W, device=dev)
+        self._w = torch.arange(W, device=dev)  # unused, kept: saved runs' snapshots hold it
         self._unit_square = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float32, device=dev)
         # Obstacle slots per active box: the other boxes but the anchor box, in index order.
         anchor_box = () if self.goal_task else (0,)
         order = [[b for b in range(B) if b != a and b not in anchor_box] for a in range(B)]
-        order = [(row + [0] * self.n_slots)[: self.n_slots] for row in order]  # rows never active: filler
+        order = [(others + [0] * self.n_slots)[: self.n_slots] for others in order]  # rows never active: filler
         self.obstacle_order = torch.tensor(order, dtype=torch.long, device=dev).view(B, self.n_slots)
         self._ones_kp = torch.ones(W, 3 + self.n_slots, KP, 1, device=dev)
-        # Keypoint slots (active box, anchor, obstacles, reference) per active box, as rows of the
-        # B boxes, anchor and reference whose corners are computed together: ``[B, 3 + slots]``.
-        self.consts.slot_rows = torch.cat(
-            (
-                torch.arange(B, device=dev)[:, None],
-                torch.full((B, 1), B, device=dev),
-                self.obstacle_order,
-                torch.full((B, 1), B + 1, device=dev),
-            ),
-            1,
+        # Keypoint slots per active box, and the corners' offsets of every square computed together.
+        self.consts.slot_rows, self.consts.square, self.consts.square_flip = keypoint_tables(
+            self.obstacle_order, self.goal_task, self._unit_square
         )
-        # The corners' offsets of those B + 2 squares before rotation, and flipped with (-1, 1).
-        anchor_half = scene.GOAL_HALF if self.goal_task else scene.BOX_HALF
-        halves = torch.tensor([scene.BOX_HALF] * B + [anchor_half, scene.BOX_HALF], device=dev)
-        self.consts.square = self._unit_square * halves[:, None, None]  # [B + 2, 4, 2]
-        self.consts.square_flip = self.consts.square.flip(-1) * _sign(dev)
         # Constants of the step (in ``consts``: a [W, ...] attribute would count as per-world state).
         self.consts.minus_ones = -torch.ones(W, 1, device=dev)  # the time term
         self.consts.odd_col = torch.tensor([[False, True]], device=dev)  # approach, progress: which stage parity
@@ -284,7 +251,7 @@ class EgoPushEnv(BatchedEnv):
         """World target centres of the placed boxes, ``[W, P, 2]``."""
         apos, ayaw = s["anchor_pos"], s["anchor_yaw"]
         c, si = torch.cos(ayaw)[:, None], torch.sin(ayaw)[:, None]
-        return apos[:, None] + _rot(self.offsets[None].expand(self.num_envs, -1, -1), c, si)
+        return apos[:, None] + rot(self.offsets[None].expand(self.num_envs, -1, -1), c, si)
 
     def placed_mask(self) -> torch.Tensor:
         """``[W, P]`` whether each box to place is within tolerance of its target now."""
@@ -357,8 +324,8 @@ class EgoPushEnv(BatchedEnv):
 
     def _distances(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[W, 2]``: pusher to active box, active box to its target (0 when all are placed)."""
-        box = _row(s["box_pos"], s["active"])
-        tgt = _row(s["targets"], s["kc"])
+        box = row(s["box_pos"], s["active"])
+        tgt = row(s["targets"], s["kc"])
         return torch.stack(((self.pusher(s) - box).norm(dim=-1), (box - tgt).norm(dim=-1)), -1)
 
     # -- step ----------------------------------------------------------------------------------------
@@ -430,7 +397,7 @@ class EgoPushEnv(BatchedEnv):
         """World corners ``[..., 4, 2]`` of squares of half-side ``half`` at ``pos`` ``[..., 2]``."""
         unit = self._unit_square * half
         c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
-        return pos[..., None, :] + _rot(unit, c, s)
+        return pos[..., None, :] + rot(unit, c, s)
 
     def _keypoint_groups(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """World keypoints of the active box, anchor, obstacles and reference ``[W, 3 + slots, 4, 2]``,
@@ -439,7 +406,7 @@ class EgoPushEnv(BatchedEnv):
         # The corners of every box, the anchor and the active box's target square at once (``corners``'
         # floats, each square with its own half-side), then each slot's square picked by one gather.
         ayaw = s["anchor_yaw"][:, None]
-        pos = torch.cat((s["box_pos"], s["anchor_pos"][:, None], _row(s["targets"], s["kc"])[:, None]), 1)
+        pos = torch.cat((s["box_pos"], s["anchor_pos"][:, None], row(s["targets"], s["kc"])[:, None]), 1)
         yaw = torch.cat((s["box_yaw"], ayaw, ayaw), 1)  # [W, B + 2]
         c, si = torch.cos(yaw)[..., None, None], torch.sin(yaw)[..., None, None]
         squares = pos[:, :, None] + (self.consts.square * c + self.consts.square_flip * si)  # [W, B + 2, 4, 2]
@@ -458,7 +425,7 @@ class EgoPushEnv(BatchedEnv):
         shape = [self.num_envs] + [1] * (pts.dim() - 2)
         c, si = (s["cos"], s["sin"]) if "cos" in s else (torch.cos(s["yaw"]), torch.sin(s["yaw"]))
         d = pts - s["pos"].view(*shape[:1], *shape[1:], 2)
-        return _rot(d, c.view(shape), -si.view(shape))
+        return rot(d, c.view(shape), -si.view(shape))
 
     def project(self, pts_robot: torch.Tensor, height: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Robot-frame points at ``height`` -> (image u, v in [-1, 1] at the edges, depth m) in the head camera."""

@@ -10,12 +10,8 @@ from typing import Any
 import torch
 
 from envs.egopush import scene
+from envs.egopush.plane import rot
 from envs.streams import WorldDraws
-
-
-def _rot(v: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Rotate ``[..., 2]`` vectors by the angle with cosine ``c`` and sine ``s`` (broadcast)."""
-    return torch.stack((c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]), -1)
 
 
 def sample_free(draw: WorldDraws, taken: list[torch.Tensor], lim: float, clearance: float) -> torch.Tensor:
@@ -52,7 +48,7 @@ def sample_start(env: Any, draw: WorldDraws) -> tuple[torch.Tensor, torch.Tensor
     else:
         anchor_yaw = ayaw
     c, s = torch.cos(anchor_yaw)[:, None], torch.sin(anchor_yaw)[:, None]
-    targets = anchor[:, None] + _rot(env.offsets[None].expand(k, -1, -1), c, s)
+    targets = anchor[:, None] + rot(env.offsets[None].expand(k, -1, -1), c, s)
     taken = [anchor] + [targets[:, j] for j in range(env.n_placed)]
     # Boxes start far enough from the walls for the robot to get behind them.
     lim = cfg.arena_half - 0.65

@@ -181,7 +181,7 @@ def capture(path: str) -> None:
 
 
 def compare(a_path: str, b_path: str) -> int:
-    a, b = torch.load(a_path), torch.load(b_path)
+    a, b = torch.load(a_path, weights_only=True), torch.load(b_path, weights_only=True)
     bad = 0
     for tag in sorted(set(a) | set(b)):
         if tag not in a or tag not in b:

@@ -56,6 +56,7 @@ class Teachers:
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, tok: torch.nn.Module, data: ClipDataset, pick: list[int], cfg: Teachers) -> dict:
     losses, dream_psnr, dream_ssim, copy_psnr, copy_ssim = [], [], [], [], []
+    n_frames = 0  # generated player-frames
     gen = torch.Generator().manual_seed(cfg.seed)
     for i in range(0, len(pick), cfg.batch):
         idx = pick[i : i + cfg.batch]
@@ -65,13 +66,13 @@ def evaluate(net: torch.nn.Module, tok: torch.nn.Module, data: ClipDataset, pick
         sample = net.sample(latents[:, : cfg.context], actions, cfg.steps, gen)
         dream = tok.decode(sample[:, cfg.context :])
         real = frames[:, cfg.context :]
+        n_frames += real.shape[:3].numel()
         last = held_still(frames, cfg.context)
         dream_psnr.append(psnr(dream, real).clamp(max=60).sum())  # 60 dB: a frame the copy gets exactly
         dream_ssim.append(ssim(dream, real).sum())
         copy_psnr.append(psnr(last, real).clamp(max=60).sum())
         copy_ssim.append(ssim(last, real).sum())
     n_clips = len(pick)
-    n_frames = n_clips * (cfg.clip - cfg.context) * data.batch(pick[:1])[0].shape[2]
     return {
         "clips": n_clips,
         "flow_loss": sum(losses) / n_clips,
